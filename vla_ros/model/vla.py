@@ -1,0 +1,161 @@
+"""SimpleVLA: two cameras x a history of frames + a language command -> a trajectory.
+
+Data flow (shapes for the defaults: B batch, C=2 cameras, T=5 frames, S=128 pixels)::
+
+    images (B, C, T, S, S, 3) uint8
+      -> vision.frozen  (B*C*T, 192, 4, 4)        cacheable per frame (pretrained, no LoRA)
+      -> vision.tuned   pooled (.., 1280), grid (.., 16, 1280)      (LoRA)
+      -> img_proj       frame token (.., 2048), grid tokens (.., 16, 2048)
+    command str -> text encoder (B, 384) (LoRA) -> txt_proj (B, 2048)
+    fusion: one token per (camera, frame) + a grid of tokens for each camera's newest frame
+            + one command token; each token = LayerNorm(feature + camera/frame/position
+            embedding + command)                                  -> cond (B, 43, 2048)
+    DiffusionActionHead(cond) -> trajectory (B, 16, 3) = (x, y, heading) in the robot frame
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from vla_ros.config import ModelConfig
+from vla_ros.model.backbone import build_text, build_vision
+from vla_ros.model.head import DiffusionActionHead
+
+
+class SimpleVLA(nn.Module):
+    """The user's ``SimpleVLA``; keyword arguments override fields of :class:`ModelConfig`."""
+
+    def __init__(self, config: ModelConfig | None = None, **overrides) -> None:
+        super().__init__()
+        config = dataclasses.replace(config or ModelConfig(), **overrides)
+        self.config = config
+        d = config.cond_dim
+        self.vision = build_vision(config)
+        self.text = build_text(config)
+        self.img_proj = nn.Linear(self.vision.feature_dim, d)
+        self.txt_proj = nn.Linear(self.text.feature_dim, d)
+        with torch.no_grad():  # number of grid tokens of the newest frame
+            probe = torch.zeros(1, 3, config.image_size, config.image_size)
+            self.grid_size = self.vision.tuned(self.vision.frozen(probe))[1].shape[1]
+        n_cam, n_hist = len(config.cameras), config.history_length
+        self.cam_emb = nn.Parameter(torch.randn(n_cam, d) * 0.02)
+        self.frame_emb = nn.Parameter(torch.randn(n_hist, d) * 0.02)
+        self.grid_emb = nn.Parameter(torch.randn(self.grid_size, d) * 0.02)
+        self.cmd_emb = nn.Parameter(torch.randn(d) * 0.02)
+        self.norm = nn.LayerNorm(d)
+        self.action_head = DiffusionActionHead(config)
+
+    # -- sizes --------------------------------------------------------------------------
+    @property
+    def num_tokens(self) -> int:
+        c = self.config
+        return len(c.cameras) * c.history_length + (len(c.cameras) * self.grid_size if c.spatial_tokens else 0) + 1
+
+    @property
+    def device(self) -> torch.device:
+        return self.img_proj.weight.device
+
+    # -- images -------------------------------------------------------------------------
+    def preprocess(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """(..., H, W, 3) uint8 -> (N, 3, S, S) float in [0, 1] on the model's device."""
+        x = torch.as_tensor(images)
+        if x.dtype != torch.uint8:
+            raise TypeError(f"images must be uint8 RGB, got {x.dtype}")
+        if x.dim() < 3 or x.shape[-1] != 3:
+            raise ValueError(f"images must end in (H, W, 3), got shape {tuple(x.shape)}")
+        x = x.reshape(-1, *x.shape[-3:]).to(self.device).permute(0, 3, 1, 2).float() / 255.0
+        s = self.config.image_size
+        if x.shape[-2:] != (s, s):
+            x = nn.functional.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+        return x
+
+    def frame_frozen(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """(..., H, W, 3) uint8 -> frozen features (N, ...) of each frame (cacheable)."""
+        with torch.no_grad():
+            return self.vision.frozen(self.preprocess(images))
+
+    def frame_tokens(self, frozen: torch.Tensor, grid: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """frozen (N, ...) -> frame token (N, d) and grid tokens (N, G, d) (or None), before embeddings."""
+        pooled, grid_feat = self.vision.tuned(frozen)
+        return self.img_proj(pooled), (self.img_proj(grid_feat) if grid and self.config.spatial_tokens else None)
+
+    def encode_text(self, commands: Sequence[str]) -> torch.Tensor:
+        """B strings -> (B, d)."""
+        return self.txt_proj(self.text(list(commands)))
+
+    # -- fusion -------------------------------------------------------------------------
+    def fuse(self, frame_tok: torch.Tensor, grid_tok: torch.Tensor | None, cmd: torch.Tensor) -> torch.Tensor:
+        """frame_tok (B, C, T, d), grid_tok (B, C, G, d) of the newest frames (None without
+        spatial tokens), cmd (B, d) -> (B, N, d)."""
+        b = cmd.shape[0]
+        c = cmd[:, None, None, :]
+        frames = self.norm(frame_tok + self.cam_emb[None, :, None] + self.frame_emb[None, None] + c)
+        tokens = [frames.reshape(b, -1, frames.shape[-1])]
+        if self.config.spatial_tokens:
+            grid = self.norm(grid_tok + self.cam_emb[None, :, None] + self.grid_emb[None, None] + c)
+            tokens.append(grid.reshape(b, -1, grid.shape[-1]))
+        tokens.append(self.norm(cmd + self.cmd_emb)[:, None])
+        return torch.cat(tokens, 1)
+
+    def condition_from_frozen(self, frozen: torch.Tensor, commands: Sequence[str]) -> torch.Tensor:
+        """frozen (B, C, T, ...) per-frame frozen features + B commands -> cond (B, N, d)."""
+        return self.condition_from_frozen_text(frozen, self.encode_text(commands))
+
+    def condition_from_frozen_text(self, frozen: torch.Tensor, cmd: torch.Tensor) -> torch.Tensor:
+        """frozen (B, C, T, ...) + encoded commands (B, d) -> cond (B, N, d)."""
+        b, n_cam, n_hist = frozen.shape[:3]
+        # older frames give one token each; only the newest frame of each camera gives a grid
+        old_tok, _ = self.frame_tokens(frozen[:, :, :-1].flatten(0, 2), grid=False)
+        new_tok, grid_tok = self.frame_tokens(frozen[:, :, -1].flatten(0, 1))
+        frame_tok = torch.cat([old_tok.view(b, n_cam, n_hist - 1, -1), new_tok.view(b, n_cam, 1, -1)], 2)
+        if grid_tok is not None:
+            grid_tok = grid_tok.view(b, n_cam, *grid_tok.shape[1:])
+        return self.fuse(frame_tok, grid_tok, cmd)
+
+    def condition(self, images: torch.Tensor | np.ndarray, commands: Sequence[str]) -> torch.Tensor:
+        """images (B, C, T, H, W, 3) uint8 (cameras in config order) + B commands -> (B, N, d)."""
+        x = torch.as_tensor(images)
+        c = self.config
+        if x.dim() != 6 or x.shape[1:3] != (len(c.cameras), c.history_length):
+            raise ValueError(f"images must be (B, {len(c.cameras)} cameras, {c.history_length} frames, H, W, 3),"
+                             f" got {tuple(x.shape)}")
+        frozen = self.frame_frozen(x)
+        return self.condition_from_frozen(frozen.view(*x.shape[:3], *frozen.shape[1:]), commands)
+
+    # -- training and inference ----------------------------------------------------------
+    def loss(self, frozen: torch.Tensor, commands: Sequence[str], traj: torch.Tensor,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Denoising loss of a batch: frozen (B, C, T, ...), commands B, traj (B, 16, 3)."""
+        return self.action_head.loss(self.condition_from_frozen(frozen, commands), traj, generator)
+
+    @torch.inference_mode()
+    def predict(self, images: torch.Tensor | np.ndarray, commands: Sequence[str],
+                generator: torch.Generator | None = None, **sample_kw) -> torch.Tensor:
+        """images (B, C, T, H, W, 3) uint8 + B commands -> trajectories (B, 16, 3)."""
+        return self.action_head.sample(self.condition(images, commands), generator=generator, **sample_kw)
+
+    # -- bookkeeping --------------------------------------------------------------------
+    def parameter_summary(self) -> dict[str, int]:
+        total = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return {"total": total, "trainable": trainable, "frozen": total - trainable}
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Weights a checkpoint must carry: every trainable parameter and every buffer we own.
+
+        Frozen pretrained encoder weights come from their packages when the model is rebuilt.
+        """
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        state = self.state_dict()
+        keep = {}
+        for k, v in state.items():
+            if k in names or k.startswith("action_head.") or "lora_" in k:
+                keep[k] = v
+            elif not (k.startswith("vision.") or k.startswith("text.")):
+                keep[k] = v
+        return keep
