@@ -1,0 +1,128 @@
+"""VLAInferenceAPI: the fast path equals the plain path, caches work, bad input is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vla_ros.checkpoint import save_checkpoint
+from vla_ros.inference import DDIMSampler, InputError, VLAInferenceAPI
+from vla_ros.model.vla import SimpleVLA
+
+# The fast path reorders float operations (fixed DDIM ops instead of diffusers' scheduler);
+# over 20 steps that changes trajectories by ~1e-5 m. This is the stated tolerance.
+ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    model = SimpleVLA(backbone="tiny", image_size=64, cond_dim=64, num_timesteps=100, num_inference_steps=10)
+    model.action_head.normalizer.fit(torch.randn(50, 16, 3) * 2)
+    return save_checkpoint(model, tmp_path_factory.mktemp("ck") / "tiny.pth")
+
+
+def frames(seed=0, n=5, size=64):
+    return list(np.random.default_rng(seed).integers(0, 255, (n, size, size, 3), dtype=np.uint8))
+
+
+def test_fast_path_equals_plain_path(ckpt):
+    fast = VLAInferenceAPI(ckpt, fast=True)
+    plain = VLAInferenceAPI(ckpt, fast=False, warmup=False)
+    ego, top = frames(1), frames(2)
+    for cmd in ("go to the red cone", "turn left", "go to the red cone"):
+        a = fast.predict(ego, top, cmd)
+        b = plain.predict(ego, top, cmd)
+        assert a.trajectory.shape == (16, 3) and a.trajectory.dtype == np.float32
+        np.testing.assert_allclose(a.trajectory, b.trajectory, atol=ATOL)
+        ego = ego[1:] + frames(3, 1)  # a new observation: one new frame per camera
+        top = top[1:] + frames(4, 1)
+
+
+def test_ddim_sampler_equals_diffusers_scheduler(ckpt):
+    api = VLAInferenceAPI(ckpt, warmup=False)
+    head = api.model.action_head
+    cond = torch.randn(3, 7, 64)
+    noise = head.initial_noise(3, torch.Generator().manual_seed(0))
+    for steps in (1, 2, 10, 100):
+        ref = head.sample(cond, num_inference_steps=steps, noise=noise)
+        with torch.inference_mode():
+            ours = head.normalizer.unnormalize(head.from_unet(DDIMSampler(head, steps)(head.cond_proj(cond), noise)))
+        torch.testing.assert_close(ours, ref, atol=ATOL, rtol=0)
+
+
+def test_caches_encode_only_new_frames_and_new_commands(ckpt):
+    api = VLAInferenceAPI(ckpt)
+    assert api.warmed_up and api.cache_stats["frame_misses"] == 0  # warm-up leaves no cached state
+    ego, top = frames(1), frames(2)
+    api.predict(ego, top, "turn left")
+    assert api.cache_stats["frame_misses"] == 10 and api.cache_stats["text_misses"] == 1
+    api.predict(ego[1:] + frames(5, 1), top[1:] + frames(6, 1), "turn left")
+    assert api.cache_stats["frame_misses"] == 12  # only the two new frames
+    assert api.cache_stats["frame_hits"] == 8
+    assert api.cache_stats["text_hits"] == 1
+    api.predict(ego, top, "turn right")
+    assert api.cache_stats["text_misses"] == 2
+
+
+def test_same_observation_same_trajectory(ckpt):
+    api = VLAInferenceAPI(ckpt)
+    a = api.predict(frames(1), frames(2), "stop").trajectory
+    api.reset()
+    b = api.predict(frames(1), frames(2), "stop").trajectory
+    np.testing.assert_array_equal(a, b)
+
+
+def test_single_frame_and_array_inputs(ckpt):
+    api = VLAInferenceAPI(ckpt, warmup=False)
+    one = frames(1, 1)[0]
+    a = api.predict(one, one, "forward").trajectory
+    b = api.predict(np.stack([one] * 5), [one] * 5, "forward").trajectory
+    np.testing.assert_allclose(a, b, atol=ATOL)
+    other_size = frames(1, 5, size=96)  # any resolution is resized to the model's
+    assert api.predict(other_size, other_size, "forward").trajectory.shape == (16, 3)
+
+
+@pytest.mark.parametrize("ego, cmd, message", [
+    (lambda: frames(1, 3), "go", "expected 5 frames"),
+    (lambda: [f.astype(np.float32) for f in frames(1)], "go", "expected dtype uint8"),
+    (lambda: [f[..., :1] for f in frames(1)], "go", "expected shape (H, W, 3)"),
+    (lambda: [np.zeros((0, 0, 3), np.uint8)] * 5, "go", "too small"),
+    (lambda: np.zeros((2, 2, 5, 8, 8, 3), np.uint8), "go", "expected (H, W, 3) or (5, H, W, 3)"),
+    (lambda: "image.png", "go", "expected a list"),
+    (lambda: frames(1), "   ", "the command is empty"),
+    (lambda: frames(1), "x" * 5000, "more than 2000"),
+    (lambda: frames(1), None, "expected a string"),
+])
+def test_bad_inputs_get_clear_errors(ckpt, ego, cmd, message):
+    api = VLAInferenceAPI(ckpt, warmup=False)
+    with pytest.raises(InputError) as err:
+        api.predict(ego(), frames(2), cmd)
+    assert message in str(err.value)
+
+
+def test_benchmark_reports_its_keys(ckpt):
+    api = VLAInferenceAPI(ckpt)
+    stats = api.benchmark(frames(1), frames(2), "Move forward", num_runs=4)
+    for key in ("mean_fps", "p50_ms", "p95_ms", "mean_ms"):
+        assert stats[key] > 0
+    for stage in ("image_encoding", "text_encoding", "fusion", "diffusion", "total"):
+        assert stats["stages"][stage]["p50_ms"] >= 0
+    assert stats["stages"]["diffusion"]["p50_ms"] > 0
+
+
+def test_batched_prediction_matches_single(ckpt):
+    api = VLAInferenceAPI(ckpt, warmup=False)
+    obs = np.stack([np.stack([frames(1), frames(2)]), np.stack([frames(3), frames(4)])])
+    out = api.predict_batch(obs, ["turn left", "stop"])
+    assert out.shape == (2, 16, 3)
+    single = api.predict(frames(3), frames(4), "stop").trajectory
+    np.testing.assert_allclose(out[1], single, atol=ATOL)
+
+
+def test_cuda_request_without_cuda_is_a_clear_error(ckpt):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(InputError, match="CUDA is not available"):
+        VLAInferenceAPI(ckpt, device="cuda")

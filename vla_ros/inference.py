@@ -1,0 +1,437 @@
+"""VLAInferenceAPI: load a checkpoint, predict trajectories fast, benchmark it.
+
+The fast path (on by default):
+
+* the command's text encoding is computed once per new command and cached;
+* each frame's image tokens are cached, keyed by the frame's content, so a new observation
+  (one new frame per camera) encodes only the new frames;
+* a warm-up at load time, so the first real call is as fast as the rest;
+* the DDIM loop is a fixed sequence of tensor operations (:class:`DDIMSampler`, equal to
+  diffusers' ``DDIMScheduler`` with eta 0); on CUDA the whole loop -- every UNet call and
+  update -- is captured in one CUDA graph with static buffers (captured again when the step
+  count or batch size changes); on the CPU it runs under ``inference_mode``.
+
+``fast=False`` gives the plain path: everything recomputed, diffusers' scheduler loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from vla_ros import paths
+from vla_ros.checkpoint import load_checkpoint
+from vla_ros.config import ModelConfig
+from vla_ros.model.head import DiffusionActionHead, build_scheduler
+
+MAX_COMMAND_CHARS = 2000  # longer commands are rejected (the text encoder reads 64 tokens anyway)
+MIN_IMAGE_SIDE = 8
+
+
+class InputError(ValueError):
+    """Bad input to predict(); the message says what was expected."""
+
+
+@dataclasses.dataclass
+class Prediction:
+    trajectory: np.ndarray  # (T, 3) float32: x, y, heading in the robot frame
+    timing: dict[str, float]  # milliseconds per stage
+    finite: bool = True
+
+
+class DDIMSampler(nn.Module):
+    """The DDIM (eta = 0) loop as fixed tensor operations, for graphs and compilers.
+
+    Equal to diffusers' ``DDIMScheduler`` (trailing spacing, ``set_alpha_to_one``, optional
+    ``clip_sample``) run by :meth:`DiffusionActionHead.sample`; a test checks it.
+    """
+
+    def __init__(self, head: DiffusionActionHead, steps: int) -> None:
+        super().__init__()
+        cfg = head.config
+        if not 1 <= steps <= cfg.num_timesteps:
+            raise ValueError(f"num_inference_steps={steps} must be within [1, {cfg.num_timesteps}]")
+        self.head = head
+        self.steps = steps
+        sched = build_scheduler(cfg, use_ddim=True)
+        sched.set_timesteps(steps)
+        ts = [int(t) for t in sched.timesteps]
+        # float32 and the same expressions as diffusers, so rounding matches it too
+        ac = sched.alphas_cumprod
+        stride = cfg.num_timesteps // steps
+        a_t = torch.stack([ac[t] for t in ts])
+        a_prev = torch.stack([ac[t - stride] if t - stride >= 0 else sched.final_alpha_cumprod for t in ts])
+        self.timesteps = ts
+        dev = head.cond_proj.weight.device
+        self.register_buffer("t_tensors", torch.tensor(ts, dtype=torch.long, device=dev), persistent=False)
+        self.register_buffer("sqrt_a", (a_t ** 0.5).to(dev), persistent=False)
+        self.register_buffer("sqrt_1ma", ((1 - a_t) ** 0.5).to(dev), persistent=False)
+        self.register_buffer("sqrt_a_prev", (a_prev ** 0.5).to(dev), persistent=False)
+        self.register_buffer("sqrt_1ma_prev", ((1 - a_prev) ** 0.5).to(dev), persistent=False)
+        self.clip = cfg.clip_sample
+        self.prediction_type = cfg.prediction_type
+
+    def forward(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """context (B, N, cross_dim) projected tokens, x (B, D, T, 1) noise -> x_0 (B, D, T, 1)."""
+        for i in range(self.steps):
+            out = self.head.denoise(x, self.t_tensors[i], context)
+            sa, s1a = self.sqrt_a[i], self.sqrt_1ma[i]
+            if self.prediction_type == "epsilon":
+                x0, eps = (x - s1a * out) / sa, out
+            elif self.prediction_type == "sample":
+                x0, eps = out, (x - sa * out) / s1a
+            else:  # v_prediction
+                x0, eps = sa * x - s1a * out, sa * out + s1a * x
+            if self.clip:
+                x0 = x0.clamp(-1.0, 1.0)
+            x = self.sqrt_a_prev[i] * x0 + self.sqrt_1ma_prev[i] * eps
+        return x
+
+
+class _CudaGraphSampler:
+    """One CUDA graph over the whole DDIM loop, for one (batch, tokens) shape."""
+
+    def __init__(self, sampler: DDIMSampler, context: torch.Tensor, noise: torch.Tensor) -> None:
+        self.sampler = sampler
+        self.static_context = context.clone()
+        self.static_noise = noise.clone()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):  # warm up kernels / allocator outside the graph
+            for _ in range(2):
+                sampler(self.static_context, self.static_noise)
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.static_out = sampler(self.static_context, self.static_noise)
+
+    def __call__(self, context: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        self.static_context.copy_(context)
+        self.static_noise.copy_(noise)
+        self.graph.replay()
+        return self.static_out.clone()
+
+
+def _frame_key(cam: int, frame: np.ndarray) -> tuple:
+    return (cam, frame.shape, hashlib.blake2b(frame.tobytes(), digest_size=16).digest())
+
+
+class VLAInferenceAPI:
+    """Predict 16-step trajectories from two cameras' frame histories and a command.
+
+    Args:
+        checkpoint: path of a checkpoint (``None``: the packaged default).
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        fast: the fast path (caches, DDIM as fixed ops, CUDA graph); ``False`` = plain path.
+        warmup: run a few predictions at load time so the first real call is fast.
+        num_inference_steps / use_ddim: sampling settings (default: the checkpoint's).
+        seed: the initial noise is drawn from this seed on every call, so the same
+            observation always gives the same trajectory (reproducible replay).
+        compile: ``torch.compile`` the UNet (default: off; on CUDA it is used inside the graph).
+    """
+
+    def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu", fast: bool = True,
+                 warmup: bool = True, num_inference_steps: int | None = None, use_ddim: bool | None = None,
+                 seed: int = 0, compile: bool = False, cache_size: int = 64) -> None:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise InputError(f"device={device!r} asked for, but CUDA is not available here; use device='cpu'")
+        self.checkpoint = Path(checkpoint) if checkpoint else paths.default_checkpoint()
+        self.device = torch.device(device)
+        overrides = {}
+        if num_inference_steps is not None:
+            overrides["num_inference_steps"] = int(num_inference_steps)
+        if use_ddim is not None:
+            overrides["use_ddim"] = bool(use_ddim)
+        self.model, self.payload = load_checkpoint(self.checkpoint, device=self.device, **overrides)
+        self.config: ModelConfig = self.model.config
+        self.fast = fast
+        self.seed = seed
+        self.cache_size = cache_size
+        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._frame_cache: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._samplers: dict[int, DDIMSampler] = {}
+        self._graphs: dict[tuple, _CudaGraphSampler] = {}
+        self.cache_stats = {"frame_hits": 0, "frame_misses": 0, "text_hits": 0, "text_misses": 0}
+        if compile:
+            self.model.action_head.unet = torch.compile(self.model.action_head.unet)
+        self.warmed_up = False
+        self.warmup_seconds = 0.0
+        if warmup:
+            self.warmup()
+
+    # -- sampling settings --------------------------------------------------------------
+    @property
+    def num_inference_steps(self) -> int:
+        return self.model.action_head.num_inference_steps
+
+    @num_inference_steps.setter
+    def num_inference_steps(self, steps: int) -> None:
+        if not 1 <= int(steps) <= self.config.num_timesteps:
+            raise InputError(f"num_inference_steps={steps} must be within [1, {self.config.num_timesteps}]")
+        self.model.action_head.num_inference_steps = int(steps)
+
+    @property
+    def use_ddim(self) -> bool:
+        return self.model.action_head.use_ddim
+
+    @use_ddim.setter
+    def use_ddim(self, value: bool) -> None:
+        self.model.action_head.use_ddim = bool(value)
+
+    def reset(self) -> None:
+        """Forget cached frames and commands (e.g. when a bag loops)."""
+        self._text_cache.clear()
+        self._frame_cache.clear()
+
+    def warmup(self, runs: int = 2) -> None:
+        """Exercise every stage once or twice (allocations, lazy inits, graph capture)."""
+        t0 = time.perf_counter()
+        s = self.config.image_size
+        rng = np.random.default_rng(0)
+        for i in range(runs):
+            frames = [rng.integers(0, 255, (s, s, 3), dtype=np.uint8) for _ in range(self.config.history_length)]
+            self.predict(frames, frames, f"warm up {i}")
+        self.reset()
+        self.cache_stats = dict.fromkeys(self.cache_stats, 0)
+        self.warmed_up = True
+        self.warmup_seconds = time.perf_counter() - t0
+
+    # -- input checks -------------------------------------------------------------------
+    def _check_frames(self, frames: Any, name: str) -> list[np.ndarray]:
+        """-> list of history_length contiguous uint8 (H, W, 3) arrays, oldest first."""
+        T = self.config.history_length
+        if isinstance(frames, torch.Tensor):
+            frames = frames.detach().cpu().numpy()
+        if isinstance(frames, np.ndarray):
+            if frames.ndim == 3:
+                frames = [frames] * T  # a single frame: a still history
+            elif frames.ndim == 4:
+                frames = list(frames)
+            else:
+                raise InputError(f"{name}: expected (H, W, 3) or ({T}, H, W, 3), got array of shape {frames.shape}")
+        if not isinstance(frames, (list, tuple)):
+            raise InputError(f"{name}: expected a list of {T} (H, W, 3) uint8 images or an array, "
+                             f"got {type(frames).__name__}")
+        if len(frames) == 1:
+            frames = list(frames) * T
+        if len(frames) != T:
+            raise InputError(f"{name}: expected {T} frames (the model's history) or 1, got {len(frames)}")
+        out = []
+        for i, f in enumerate(frames):
+            if isinstance(f, torch.Tensor):
+                f = f.detach().cpu().numpy()
+            if not isinstance(f, np.ndarray):
+                raise InputError(f"{name}[{i}]: expected a numpy array, got {type(f).__name__}")
+            if f.dtype != np.uint8:
+                raise InputError(f"{name}[{i}]: expected dtype uint8 (RGB 0..255), got {f.dtype}")
+            if f.ndim != 3 or f.shape[2] != 3:
+                raise InputError(f"{name}[{i}]: expected shape (H, W, 3) RGB, got {f.shape}")
+            if min(f.shape[:2]) < MIN_IMAGE_SIDE:
+                raise InputError(f"{name}[{i}]: image of {f.shape[1]}x{f.shape[0]} is too small "
+                                 f"(at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE})")
+            out.append(np.ascontiguousarray(f))
+        return out
+
+    @staticmethod
+    def _check_command(instruction: Any) -> str:
+        if not isinstance(instruction, str):
+            raise InputError(f"instruction: expected a string, got {type(instruction).__name__}")
+        text = " ".join(instruction.split())
+        if not text:
+            raise InputError("instruction: the command is empty; say what the robot should do")
+        if len(text) > MAX_COMMAND_CHARS:
+            raise InputError(f"instruction: the command has {len(text)} characters, more than "
+                             f"{MAX_COMMAND_CHARS}; send a short command")
+        return text
+
+    # -- stages -------------------------------------------------------------------------
+    def _encode_text(self, text: str) -> torch.Tensor:
+        """-> (1, d). Cached per command on the fast path."""
+        if self.fast and text in self._text_cache:
+            self.cache_stats["text_hits"] += 1
+            self._text_cache.move_to_end(text)
+            return self._text_cache[text]
+        self.cache_stats["text_misses"] += 1
+        enc = self.model.encode_text([text])
+        if self.fast:
+            self._text_cache[text] = enc
+            while len(self._text_cache) > self.cache_size:
+                self._text_cache.popitem(last=False)
+        return enc
+
+    def _encode_frames(self, cams: list[list[np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """cams: C lists of T frames -> frame tokens (1, C, T, d), newest grid tokens (1, C, G, d)."""
+        C, T = len(cams), len(cams[0])
+        keys = [[_frame_key(c, f) for f in frames] for c, frames in enumerate(cams)] if self.fast else None
+        todo = []
+        for c in range(C):
+            for t in range(T):
+                if self.fast and keys[c][t] in self._frame_cache:
+                    continue
+                todo.append((c, t))
+        fresh: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        if todo:
+            # frames of different sizes are encoded in groups of equal shape
+            by_shape: dict[tuple, list[tuple[int, int]]] = {}
+            for c, t in todo:
+                by_shape.setdefault(cams[c][t].shape, []).append((c, t))
+            for group in by_shape.values():
+                batch = np.stack([cams[c][t] for c, t in group])
+                frame_tok, grid_tok = self.model.frame_tokens(self.model.frame_frozen(batch))
+                for j, ct in enumerate(group):
+                    fresh[ct] = (frame_tok[j], None if grid_tok is None else grid_tok[j])
+        self.cache_stats["frame_misses"] += len(todo)
+        self.cache_stats["frame_hits"] += C * T - len(todo)
+        frame_rows, grid_rows = [], []
+        for c in range(C):
+            row = []
+            for t in range(T):
+                if (c, t) in fresh:
+                    tok = fresh[(c, t)]
+                    if self.fast:
+                        self._frame_cache[keys[c][t]] = tok
+                else:
+                    tok = self._frame_cache[keys[c][t]]
+                    self._frame_cache.move_to_end(keys[c][t])
+                row.append(tok)
+            frame_rows.append(torch.stack([r[0] for r in row]))
+            grid_rows.append(row[-1][1])
+        if self.fast:
+            while len(self._frame_cache) > self.cache_size * C:
+                self._frame_cache.popitem(last=False)
+        grid = torch.stack(grid_rows)[None] if grid_rows[0] is not None else None
+        return torch.stack(frame_rows)[None], grid
+
+    def _noise(self, batch: int) -> torch.Tensor:
+        """x_T (B, D, T, 1): the same seeded draw for every row, so a robot's trajectory does not
+        depend on which batch it was served in."""
+        one = self.model.action_head.initial_noise(1, torch.Generator().manual_seed(self.seed), self.device)
+        return one.expand(batch, *one.shape[1:]).contiguous()
+
+    def _diffuse(self, cond: torch.Tensor) -> torch.Tensor:
+        """cond (B, N, d) -> trajectories (B, T, D) in robot-frame units."""
+        head = self.model.action_head
+        noise = self._noise(cond.shape[0])
+        if not (self.fast and head.use_ddim):
+            return head.sample(cond, generator=torch.Generator().manual_seed(self.seed), noise=noise)
+        steps = head.num_inference_steps
+        sampler = self._samplers.get(steps)
+        if sampler is None:
+            sampler = self._samplers[steps] = DDIMSampler(head, steps)
+        context = head.cond_proj(cond)
+        if self.device.type == "cuda":
+            key = (steps, tuple(context.shape))
+            graph = self._graphs.get(key)
+            if graph is None:
+                graph = self._graphs[key] = _CudaGraphSampler(sampler, context, noise)
+            x0 = graph(context, noise)
+        else:
+            x0 = sampler(context, noise)
+        return head.normalizer.unnormalize(head.from_unet(x0))
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    # -- public API ---------------------------------------------------------------------
+    @torch.inference_mode()
+    def predict(self, ego_images: Any, top_images: Any, instruction: str) -> Prediction:
+        """One trajectory from the ego and top frame histories (oldest first) and a command.
+
+        ego_images / top_images: ``history_length`` uint8 (H, W, 3) RGB frames as a list or a
+        ``(T, H, W, 3)`` array; a single frame is taken as a still history.
+        Returns a :class:`Prediction` whose ``trajectory`` is ``(trajectory_length, 3)``
+        (x, y, heading) in the robot frame at the newest frame's time.
+        """
+        if len(self.config.cameras) != 2:
+            raise InputError(f"this checkpoint has cameras {self.config.cameras}; use predict_cameras()")
+        return self.predict_cameras([ego_images, top_images], instruction)
+
+    @torch.inference_mode()
+    def predict_cameras(self, cameras: Sequence[Any], instruction: str) -> Prediction:
+        names = self.config.cameras
+        if len(cameras) != len(names):
+            raise InputError(f"expected {len(names)} cameras {names}, got {len(cameras)}")
+        t0 = time.perf_counter()
+        cams = [self._check_frames(frames, name) for frames, name in zip(cameras, names)]
+        text = self._check_command(instruction)
+        self._sync()
+        t1 = time.perf_counter()
+        frame_tok, grid_tok = self._encode_frames(cams)
+        self._sync()
+        t2 = time.perf_counter()
+        cmd = self._encode_text(text)
+        self._sync()
+        t3 = time.perf_counter()
+        cond = self.model.fuse(frame_tok, grid_tok, cmd)  # (1, N, d)
+        self._sync()
+        t4 = time.perf_counter()
+        traj = self._diffuse(cond)[0]
+        traj_np = traj.float().cpu().numpy()
+        t5 = time.perf_counter()
+        ms = lambda a, b: (b - a) * 1e3  # noqa: E731
+        timing = {"input_checks": ms(t0, t1), "image_encoding": ms(t1, t2), "text_encoding": ms(t2, t3),
+                  "fusion": ms(t3, t4), "diffusion": ms(t4, t5), "total": ms(t0, t5)}
+        return Prediction(traj_np.astype(np.float32), timing, bool(np.isfinite(traj_np).all()))
+
+    @torch.inference_mode()
+    def predict_batch(self, images: np.ndarray, instructions: Sequence[str]) -> np.ndarray:
+        """Many robots at once: images (B, C, T, H, W, 3) uint8, B commands -> (B, 16, 3).
+
+        No frame cache (each robot's frames differ); text encodings are cached.
+        """
+        images = np.asarray(images)
+        c = self.config
+        if images.dtype != np.uint8 or images.ndim != 6 or images.shape[1:3] != (len(c.cameras), c.history_length) \
+                or images.shape[-1] != 3:
+            raise InputError(f"images: expected uint8 (B, {len(c.cameras)}, {c.history_length}, H, W, 3), "
+                             f"got {images.dtype} {images.shape}")
+        if len(instructions) != images.shape[0]:
+            raise InputError(f"got {images.shape[0]} observations but {len(instructions)} instructions")
+        frozen = self.model.frame_frozen(images)
+        frozen = frozen.view(*images.shape[:3], *frozen.shape[1:])
+        cond = self.model.condition_from_frozen_text(
+            frozen, torch.cat([self._encode_text(self._check_command(t)) for t in instructions]))
+        return self._diffuse(cond).float().cpu().numpy()
+
+    def benchmark(self, ego_images: Any, top_images: Any, instruction: str, num_runs: int = 10,
+                  new_frame_each_run: bool = True) -> dict[str, Any]:
+        """Latency of ``predict`` as a robot sees it: each run shifts in one new frame per camera.
+
+        Returns ``mean_fps``, ``p50_ms``, ``p95_ms``, ``mean_ms`` and per-stage p50/p95.
+        """
+        ego = self._check_frames(ego_images, "ego_images")
+        top = self._check_frames(top_images, "top_images")
+        totals, stages = [], {}
+        rng = np.random.default_rng(1)
+        for i in range(num_runs):
+            if new_frame_each_run:  # a new observation: one new frame per camera, the rest cached
+                noise = rng.integers(0, 3, ego[-1].shape, dtype=np.uint8)
+                ego = ego[1:] + [ego[-1] ^ noise]
+                top = top[1:] + [top[-1] ^ noise[: top[-1].shape[0], : top[-1].shape[1]]]
+            pred = self.predict(ego, top, instruction)
+            totals.append(pred.timing["total"])
+            for k, v in pred.timing.items():
+                stages.setdefault(k, []).append(v)
+        arr = np.array(totals)
+        return {
+            "num_runs": num_runs,
+            "device": str(self.device),
+            "fast": self.fast,
+            "num_inference_steps": self.num_inference_steps,
+            "scheduler": "DDIM" if self.use_ddim else "DDPM",
+            "mean_ms": float(arr.mean()),
+            "p50_ms": float(np.percentile(arr, 50)),
+            "p95_ms": float(np.percentile(arr, 95)),
+            "mean_fps": float(1000.0 / arr.mean()),
+            "stages": {k: {"p50_ms": float(np.percentile(v, 50)), "p95_ms": float(np.percentile(v, 95))}
+                       for k, v in stages.items()},
+        }
