@@ -1,0 +1,141 @@
+"""Tests of dataset generation, the on-disk format, EpisodeDataset and show_dataset."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vla_ros.data import (
+    episode_kind,
+    episode_seed,
+    generate_dataset,
+    list_episodes,
+    load_episode,
+    open_npz,
+    read_dataset_info,
+    show_dataset,
+    trajectory_to_top_pixels,
+    world_to_top_pixel,
+)
+from vla_ros.sim import KINDS, WorldConfig, phrasings, run_episode
+from vla_ros.sim.geometry import world_to_robot
+
+TINY = WorldConfig(image_size=32, episode_steps=12)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "train"
+    generate_dataset(out, episodes=2, seed=7, config=TINY, split="train", progress=False)
+    return out
+
+
+def test_generate_writes_files_and_metadata(tiny_dataset):
+    files = list_episodes(tiny_dataset)
+    assert [f.name for f in files] == ["episode_0000.npz", "episode_0001.npz"]
+    info = read_dataset_info(tiny_dataset)
+    assert info["episodes"] == 2 and info["split"] == "train" and info["seed"] == 7
+    assert WorldConfig.from_dict(info["config"]) == TINY
+    assert info["samples"] == 2 * (TINY.episode_steps - TINY.history_span)
+    for i, f in enumerate(files):
+        meta = json.loads(f.with_suffix(".json").read_text())
+        assert meta["episode"] == i and meta["seed"] == episode_seed(7, i) and meta["kind"] == episode_kind(7, i)
+        assert meta["command"] in phrasings(meta["kind"], "train")
+        assert {"lane", "cones", "obstacles"} <= set(meta["layout"])
+        assert {c["colour"] for c in meta["layout"]["cones"]} >= {"red", "green", "blue"}
+        # plain numpy can read it
+        with np.load(f) as z:
+            assert z["ego"].shape == (12, 32, 32, 3) and z["ego"].dtype == np.uint8
+            assert z["top"].shape == (12, 32, 32, 3)
+            assert z["state"].shape == (12, 5) and z["state"].dtype == np.float32
+            assert z["traj"].shape == (12, 16, 3) and z["traj"].dtype == np.float32
+            assert z["stamp"].shape == (12,) and z["stamp"].dtype == np.float64
+
+
+def test_round_trip_equals_what_the_world_produced(tiny_dataset):
+    for i, f in enumerate(list_episodes(tiny_dataset)):
+        arrays, meta = load_episode(f)
+        ep = run_episode(seed=episode_seed(7, i), kind=episode_kind(7, i), split="train", config=TINY)
+        for key, value in ep.arrays.items():
+            assert np.array_equal(arrays[key], value), key
+        assert meta["command"] == ep.meta["command"]
+        mm = open_npz(f)
+        assert not mm["ego"].flags.owndata and not mm["ego"].flags.writeable  # a view into the mapped file
+        assert np.array_equal(mm["ego"], ep.arrays["ego"])
+
+
+def test_episode_dataset_samples(tiny_dataset):
+    from vla_ros.data import EpisodeDataset
+    import torch
+
+    ds = EpisodeDataset(tiny_dataset)
+    span = TINY.history_span
+    assert len(ds) == 2 * (TINY.episode_steps - span)
+    s = ds[0]
+    assert s["t"] == span and s["episode"] == 0
+    assert s["ego"].shape == (5, 32, 32, 3) and s["ego"].dtype == torch.uint8
+    assert s["top"].shape == (5, 32, 32, 3)
+    assert s["traj"].shape == (16, 3) and s["traj"].dtype == torch.float32
+    assert s["past_poses"].shape == (5, 3)
+    assert isinstance(s["command"], str) and s["kind"] in KINDS and KINDS[s["kind_id"]] == s["kind"]
+    for i in (0, 5, len(ds) - 1):
+        s = ds[i]
+        arrays, meta = load_episode(list_episodes(tiny_dataset)[s["episode"]])
+        t = s["t"]
+        ts = [t - 8, t - 6, t - 4, t - 2, t]
+        assert np.array_equal(s["ego"].numpy(), arrays["ego"][ts])
+        assert np.array_equal(s["top"].numpy(), arrays["top"][ts])
+        assert np.array_equal(s["traj"].numpy(), arrays["traj"][t])
+        assert s["command"] == meta["command"] and s["kind"] == meta["kind"]
+        expect = world_to_robot(arrays["state"][ts, :3].astype(np.float64), arrays["state"][t].astype(np.float64))
+        assert np.allclose(s["past_poses"].numpy(), expect, atol=1e-5)
+        assert np.allclose(s["past_poses"][-1].numpy(), 0.0)
+    # batching with the default collate, and a subset by episode
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, shuffle=False)
+    batch = next(iter(loader))
+    assert batch["ego"].shape == (4, 5, 32, 32, 3) and len(batch["command"]) == 4
+    sub = EpisodeDataset(tiny_dataset, episodes=[1])
+    assert len(sub) == TINY.episode_steps - span and sub[0]["episode"] == 1
+    vary = EpisodeDataset(tiny_dataset, phrasing="vary", as_numpy=True)
+    texts = {vary[i]["command"] for i in range(len(vary))}
+    assert all(vary[i]["command"] in phrasings(vary[i]["kind"], "train") for i in range(len(vary)))
+    assert len(texts) > 2
+    assert isinstance(vary[0]["ego"], np.ndarray)
+    # at most one episode open at a time still reads every sample correctly
+    lru = EpisodeDataset(tiny_dataset, max_open=1, as_numpy=True)
+    for i in (0, len(lru) - 1, 1, len(lru) - 2):
+        assert np.array_equal(lru[i]["ego"], ds[i]["ego"].numpy())
+    assert len(lru._arrays) == 1
+
+
+def test_generate_refuses_to_overwrite_and_eval_split(tmp_path, tiny_dataset):
+    with pytest.raises(FileExistsError, match="overwrite"):
+        generate_dataset(tiny_dataset, episodes=1, seed=1, config=TINY, progress=False)
+    out = generate_dataset(tmp_path / "eval", episodes=1, seed=3, config=TINY, split="eval", progress=False)
+    _, meta = load_episode(list_episodes(out)[0])
+    assert meta["split"] == "eval" and meta["command"] in phrasings(meta["kind"], "eval")
+    with pytest.raises(ValueError, match="split"):
+        generate_dataset(tmp_path / "x", episodes=1, seed=3, config=TINY, split="test", progress=False)
+
+
+def test_top_pixel_transform(tiny_dataset):
+    cfg = TINY
+    half = cfg.arena_size / 2
+    corners = world_to_top_pixel(np.array([[-half, half], [half, -half]]), cfg)
+    assert np.allclose(corners, [[-0.5, -0.5], [cfg.image_size - 0.5, cfg.image_size - 0.5]])
+    state = np.array([1.0, 2.0, np.pi / 2])
+    uv = trajectory_to_top_pixels(np.array([[1.0, 0.0, 0.0]]), state, cfg)  # 1 m ahead = north
+    assert np.allclose(uv, world_to_top_pixel(np.array([[1.0, 3.0]]), cfg))
+
+
+def test_show_dataset_writes_png(tiny_dataset, tmp_path):
+    out = show_dataset(tiny_dataset, tmp_path / "show.png", n=2)
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_missing_dataset_message(tmp_path):
+    with pytest.raises(FileNotFoundError, match="vla data generate"):
+        list_episodes(tmp_path / "nope")

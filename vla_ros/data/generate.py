@@ -1,0 +1,115 @@
+"""``generate_dataset``: render episodes of the simulated world to a directory (see FORMAT.md)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from ..sim.commands import KINDS, SPLITS
+from ..sim.config import WorldConfig
+from ..sim.episode import FORMAT_VERSION, run_episode
+from ..sim.world import World
+from .io import DATASET_FILE, episode_stem, save_episode
+
+__all__ = ["generate_dataset", "episode_seed", "episode_kind"]
+
+
+def episode_seed(seed: int, index: int) -> int:
+    """The world seed of episode ``index`` of a dataset generated with ``seed``."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
+
+
+def episode_kind(seed: int, index: int) -> str:
+    """Command kinds cycle through ``KINDS`` (balanced), starting at a seed-dependent offset."""
+    return KINDS[(index + int(seed)) % len(KINDS)]
+
+
+_WORLD: World | None = None
+
+
+def _make_one(args) -> dict:
+    out_dir, index, seed, split, config_dict, compress = args
+    global _WORLD
+    config = WorldConfig.from_dict(config_dict)
+    if _WORLD is None or _WORLD.config != config:
+        _WORLD = World(config)
+    ep = run_episode(seed=episode_seed(seed, index), kind=episode_kind(seed, index), split=split,
+                     config=config, world=_WORLD, episode_index=index)
+    ep.meta["dataset_seed"] = int(seed)
+    save_episode(out_dir, index, ep.arrays, ep.meta, compress=compress)
+    return {"index": index, "kind": ep.meta["kind"], "command": ep.meta["command"],
+            "seed": ep.meta["seed"], "collisions": ep.meta["collisions"]}
+
+
+def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | None = None, split: str = "train",
+                     progress: bool = True, workers: int = 1, compress: bool = False,
+                     overwrite: bool = False) -> Path:
+    """Generate ``episodes`` episodes into ``out_dir`` and return its path.
+
+    Writes ``episode_XXXX.npz`` + ``episode_XXXX.json`` per episode and ``dataset.json``.
+    Episode ``i`` uses world seed ``episode_seed(seed, i)`` and command kind
+    ``episode_kind(seed, i)`` (kinds are balanced); ``split`` picks the phrasing set
+    ("train" phrasings or the held-out "eval" phrasings). ``workers > 1`` uses processes
+    (same output). ``compress=True`` writes smaller files that cannot be memory-mapped.
+    """
+    config = config or WorldConfig()
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}: choose 'train' or 'eval'")
+    if int(episodes) < 1:
+        raise ValueError(f"episodes={episodes}: must be >= 1")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    existing = sorted(out.glob("episode_*.npz")) + ([out / DATASET_FILE] if (out / DATASET_FILE).exists() else [])
+    if existing and not overwrite:
+        raise FileExistsError(f"{out} already holds a dataset ({len(existing)} files); choose an empty "
+                              "directory or pass overwrite=True")
+    for p in existing:
+        p.unlink()
+        p.with_suffix(".json").unlink(missing_ok=True)
+    jobs = [(str(out), i, int(seed), split, config.to_dict(), compress) for i in range(int(episodes))]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), desc=f"generating {split} episodes", unit="ep")
+    t0 = time.perf_counter()
+    results = []
+    try:
+        if workers and workers > 1:
+            import multiprocessing as mp
+
+            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+                for r in pool.map(_make_one, jobs, chunksize=1):
+                    results.append(r)
+                    if bar is not None:
+                        bar.update(1)
+        else:
+            for job in jobs:
+                results.append(_make_one(job))
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    info = {
+        "format_version": FORMAT_VERSION,
+        "generator": "vla_ros.data.generate_dataset",
+        "split": split,
+        "seed": int(seed),
+        "episodes": len(results),
+        "steps_per_episode": config.episode_steps,
+        "samples": len(results) * (config.episode_steps - config.history_span),
+        "compressed": bool(compress),
+        "kinds": dict(sorted(Counter(r["kind"] for r in results).items())),
+        "files": [episode_stem(r["index"]) for r in results],
+        "collisions": int(sum(r["collisions"] for r in results)),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "config": config.to_dict(),
+    }
+    (out / DATASET_FILE).write_text(json.dumps(info, indent=1))
+    return out

@@ -1,0 +1,111 @@
+"""Language commands: kinds, training phrasings and held-out (evaluation-only) phrasings."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+__all__ = ["KINDS", "SPLITS", "PHRASINGS", "phrasings", "sample_command", "kind_from_text", "normalize_text"]
+
+#: Every command kind, in a fixed order (index = class id).
+KINDS: tuple[str, ...] = (
+    "forward", "turn_left", "turn_right", "stop", "follow_lane", "goto_red", "goto_green", "goto_blue",
+)
+SPLITS = ("train", "eval")
+
+#: kind -> {"train": [...], "eval": [...]}. Eval phrasings never occur in training data.
+PHRASINGS: dict[str, dict[str, tuple[str, ...]]] = {
+    "forward": {
+        "train": ("move forward", "go straight", "drive forward", "go straight ahead", "keep going straight"),
+        "eval": ("drive ahead", "proceed straight on"),
+    },
+    "turn_left": {
+        "train": ("turn left", "take a left", "steer left", "go left", "make a left turn"),
+        "eval": ("veer to the left", "bear left"),
+    },
+    "turn_right": {
+        "train": ("turn right", "take a right", "steer right", "go right", "make a right turn"),
+        "eval": ("veer to the right", "bear right"),
+    },
+    "stop": {
+        "train": ("stop", "halt", "stop the robot", "come to a stop", "stop moving"),
+        "eval": ("hold still", "freeze right there"),
+    },
+    "follow_lane": {
+        "train": ("follow the lane", "follow the road", "stay in your lane", "drive along the lane",
+                  "keep to the road"),
+        "eval": ("track the lane markings", "stick to the road"),
+    },
+    "goto_red": {
+        "train": ("go to the red cone", "drive to the red cone", "move to the red cone", "approach the red cone",
+                  "head for the red one"),
+        "eval": ("head to the crimson cone", "navigate toward the red marker"),
+    },
+    "goto_green": {
+        "train": ("go to the green cone", "drive to the green cone", "move to the green cone",
+                  "approach the green cone", "head for the green one"),
+        "eval": ("head to the emerald cone", "navigate toward the green marker"),
+    },
+    "goto_blue": {
+        "train": ("go to the blue cone", "drive to the blue cone", "move to the blue cone", "approach the blue cone",
+                  "head for the blue one"),
+        "eval": ("head to the sapphire cone", "navigate toward the blue marker"),
+    },
+}
+
+
+def normalize_text(text: str) -> str:
+    """Lower case, punctuation dropped, single spaces."""
+    return " ".join(re.sub(r"[^a-z0-9 ]+", " ", str(text).lower()).split())
+
+
+def _check(kind: str, split: str) -> None:
+    if kind not in PHRASINGS:
+        raise ValueError(f"unknown command kind {kind!r}; choose one of {list(KINDS)}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose 'train' or 'eval'")
+
+
+def phrasings(kind: str, split: str = "train") -> tuple[str, ...]:
+    """The phrasings of ``kind`` for ``split`` ("train" or "eval", disjoint)."""
+    _check(kind, split)
+    return PHRASINGS[kind][split]
+
+
+def sample_command(rng: np.random.Generator, kind: str | None = None, split: str = "train") -> tuple[str, str]:
+    """``(kind, text)``: a random kind (unless given) and one of its ``split`` phrasings."""
+    if kind is None:
+        kind = KINDS[int(rng.integers(len(KINDS)))]
+    options = phrasings(kind, split)
+    return kind, options[int(rng.integers(len(options)))]
+
+
+_LOOKUP = {normalize_text(t): k for k, d in PHRASINGS.items() for sp in SPLITS for t in d[sp]}
+_COLOUR_WORDS = {
+    "goto_red": ("red", "crimson", "scarlet"),
+    "goto_green": ("green", "emerald"),
+    "goto_blue": ("blue", "sapphire", "navy", "azure"),
+}
+
+
+def kind_from_text(text: str) -> str | None:
+    """The kind of a known phrasing (train or eval); for other text a keyword guess; None if unsure."""
+    norm = normalize_text(text)
+    if norm in _LOOKUP:
+        return _LOOKUP[norm]
+    words = set(norm.split())
+    for kind, colours in _COLOUR_WORDS.items():
+        if words & set(colours):
+            return kind
+    if words & {"lane", "road", "markings"}:
+        return "follow_lane"
+    if "left" in words:
+        return "turn_left"
+    if "right" in words:
+        return "turn_right"
+    if words & {"stop", "halt", "freeze", "still", "wait"}:
+        return "stop"
+    if words & {"forward", "straight", "ahead"}:
+        return "forward"
+    return None
