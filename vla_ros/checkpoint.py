@@ -41,7 +41,7 @@ def _needs_full_weights(cfg: ModelConfig) -> bool:
 
 
 def save_checkpoint(model, path: str | Path, meta: dict[str, Any] | None = None,
-                    half: bool = False) -> Path:
+                    half: bool = False, extra: dict[str, Any] | None = None) -> Path:
     """Write ``model`` (a SimpleVLA) to ``path`` atomically (a crash never leaves half a file).
 
     ``half=True`` stores floating weights as float16 (half the size; for the shipped default).
@@ -59,6 +59,7 @@ def save_checkpoint(model, path: str | Path, meta: dict[str, Any] | None = None,
         "state_dict": state,
         "full": full,
         "meta": dict(meta or {}),
+        **(extra or {}),  # e.g. last.pth's "train_state" (optimizer, EMA, step) for resuming
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)

@@ -85,8 +85,13 @@ class SimpleVLA(nn.Module):
         return self.img_proj(pooled), (self.img_proj(grid_feat) if grid and self.config.spatial_tokens else None)
 
     def encode_text(self, commands: Sequence[str]) -> torch.Tensor:
-        """B strings -> (B, d)."""
-        return self.txt_proj(self.text(list(commands)))
+        """B strings -> (B, d). Each distinct string is encoded once (batches repeat commands)."""
+        unique = list(dict.fromkeys(commands))
+        enc = self.txt_proj(self.text(unique))
+        if len(unique) == len(commands):
+            return enc
+        index = {c: i for i, c in enumerate(unique)}
+        return enc[torch.tensor([index[c] for c in commands], device=enc.device)]
 
     # -- fusion -------------------------------------------------------------------------
     def fuse(self, frame_tok: torch.Tensor, grid_tok: torch.Tensor | None, cmd: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,46 @@
+"""``vla train``."""
+
+from __future__ import annotations
+
+import json
+
+
+def cmd_train(args) -> int:
+    import dataclasses
+
+    from vla_ros.config import ModelConfig, TrainConfig, load_yaml
+    from vla_ros.train import train
+
+    model_cfg = load_yaml(args.config, ModelConfig, section="model")
+    train_cfg = load_yaml(args.config, TrainConfig, section="train")
+    overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("seed", args.seed),
+                                   ("val_every", args.val_every), ("lr", args.lr)) if v is not None}
+    train_cfg = dataclasses.replace(train_cfg, **overrides)
+    resume = args.resume
+    if resume == "auto":
+        from pathlib import Path
+
+        resume = Path(args.out) / "last.pth"
+    summary = train(model_cfg, train_cfg, args.data, args.out, device=args.device, resume=resume,
+                    max_minutes=args.max_minutes)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def register(sub) -> None:
+    from vla_ros import paths
+
+    p = sub.add_parser("train", help="train SimpleVLA on a generated dataset")
+    p.add_argument("--config", default=str(paths.config_dir() / "model.yaml"), help="YAML with model: and train:")
+    p.add_argument("--data", required=True, help="dataset directory (vla data generate)")
+    p.add_argument("--out", required=True, help="run directory: best.pth, last.pth, loss_curve.png, train_log.json")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--resume", nargs="?", const="auto", default=None,
+                   help="resume from last.pth (of --out, or the path given); the stored config is used")
+    p.add_argument("--steps", type=int, help="override train.steps")
+    p.add_argument("--batch-size", type=int, help="override train.batch_size")
+    p.add_argument("--lr", type=float, help="override train.lr")
+    p.add_argument("--val-every", type=int, help="override train.val_every")
+    p.add_argument("--seed", type=int, help="override train.seed")
+    p.add_argument("--max-minutes", type=float, help="stop (and save last.pth) after this many minutes")
+    p.set_defaults(func=cmd_train)

@@ -1,0 +1,340 @@
+"""``vla train``: fit SimpleVLA on simulated episodes.
+
+The pretrained part of the vision encoder before its LoRA blocks is a fixed function of each
+frame, so its features are computed once per dataset frame (cached next to the run) and every
+step trains only what changes: the LoRA blocks, the text LoRA, the fusion and the diffusion
+head.  AdamW, linear warm-up then cosine decay, an exponential moving average (EMA) of the
+weights (evaluated and saved), validation every ``val_every`` steps (denoising loss and the
+ADE of DDIM samples), ``best.pth`` (lowest validation ADE) and ``last.pth`` (everything needed
+to resume), a loss curve PNG and a JSON log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vla_ros.checkpoint import checkpoint_config, read_checkpoint, save_checkpoint
+from vla_ros.config import ModelConfig, TrainConfig, to_dict
+from vla_ros.data.io import list_episodes, load_episode, read_dataset_info
+from vla_ros.model.vla import SimpleVLA
+from vla_ros.sim.commands import KINDS, phrasings
+
+
+@dataclass
+class FrameBank:
+    """Frozen features of every frame and the samples over them."""
+
+    feats: torch.Tensor  # (E, C, T, ...) float16 frozen features per episode, camera, step
+    traj: torch.Tensor  # (E, T, 16, 3) expert trajectories
+    kinds: list[str]  # per episode
+    texts: list[str]  # per episode: the episode's own command
+    samples: np.ndarray  # (S, 2) int: (episode, t) with a full history
+    stride: int
+    history: int
+
+    def history_index(self, t: np.ndarray) -> np.ndarray:
+        """(S,) newest steps -> (S, L) steps oldest first."""
+        offs = np.arange(-(self.history - 1), 1) * self.stride
+        return t[:, None] + offs[None]
+
+
+def _feature_cache_key(model: SimpleVLA, files: list[Path]) -> str:
+    h = hashlib.sha1()
+    cfg = model.config
+    h.update(json.dumps([cfg.backbone, cfg.image_size, cfg.vision_lora_blocks, cfg.hf_vision_path,
+                         cfg.pretrained, list(cfg.cameras)]).encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def build_frame_bank(model: SimpleVLA, data_dir: str | Path, cache_dir: str | Path | None = None,
+                     progress: bool = True, batch: int = 128) -> FrameBank:
+    files = list_episodes(data_dir)
+    info = read_dataset_info(data_dir)
+    world = info.get("config") or {}
+    stride = int(world.get("history_stride", 2))
+    history = model.config.history_length
+    if int(world.get("horizon", model.config.trajectory_length)) != model.config.trajectory_length:
+        raise ValueError(f"{data_dir}: trajectories have {world.get('horizon')} waypoints, the model "
+                         f"predicts {model.config.trajectory_length}")
+    cache = None
+    if cache_dir is not None:
+        cache = Path(cache_dir) / f"frozen_{_feature_cache_key(model, files)}.pt"
+    feats = None
+    if cache is not None and cache.exists():
+        feats = torch.load(cache, weights_only=True)
+    kinds, texts, trajs, per_ep = [], [], [], []
+    it = tqdm(files, desc="encoding frames (frozen backbone)", unit="ep", disable=not progress or feats is not None)
+    for f in it:
+        arrays, meta = load_episode(f, mmap=True)
+        kinds.append(meta["kind"])
+        texts.append(meta["command"])
+        trajs.append(torch.from_numpy(np.array(arrays["traj"], dtype=np.float32)))
+        if feats is None:
+            cams = []
+            for cam in model.config.cameras:
+                frames = np.asarray(arrays[cam])
+                out = [model.frame_frozen(frames[i:i + batch]).half().cpu() for i in range(0, len(frames), batch)]
+                cams.append(torch.cat(out))
+            per_ep.append(torch.stack(cams))  # (C, T, ...)
+    if feats is None:
+        lengths = {p.shape[1] for p in per_ep}
+        if len(lengths) != 1:
+            raise ValueError(f"{data_dir}: episodes have different lengths {sorted(lengths)}")
+        feats = torch.stack(per_ep)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(feats, cache)
+    traj = torch.stack(trajs)
+    T = feats.shape[2]
+    first = (history - 1) * stride
+    samples = np.array([(e, t) for e in range(len(files)) for t in range(first, T)], dtype=np.int64)
+    return FrameBank(feats, traj, kinds, texts, samples, stride, history)
+
+
+def gather(bank: FrameBank, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples ``idx`` -> frozen (B, C, L, ...) float32 and trajectories (B, 16, 3)."""
+    ep, t = bank.samples[idx, 0], bank.samples[idx, 1]
+    steps = bank.history_index(t)  # (B, L)
+    e = torch.from_numpy(ep)
+    frozen = bank.feats[e[:, None], :, torch.from_numpy(steps)]  # (B, L, C, ...)
+    frozen = frozen.transpose(1, 2).float().to(device)
+    traj = bank.traj[e, torch.from_numpy(t)].to(device)
+    return frozen, traj
+
+
+def mean_trajectory_per_kind(bank: FrameBank) -> dict[str, list]:
+    """The command-only baseline: the mean expert trajectory of each command kind."""
+    out = {}
+    for kind in KINDS:
+        rows = [i for i, (e, _) in enumerate(bank.samples) if bank.kinds[e] == kind]
+        if rows:
+            e, t = bank.samples[rows, 0], bank.samples[rows, 1]
+            out[kind] = bank.traj[torch.from_numpy(e), torch.from_numpy(t)].mean(0).tolist()
+    return out
+
+
+def ade_fde(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """pred, gt (N, T, >=2) -> per-sample ADE and FDE (metres, x/y only)."""
+    d = np.linalg.norm(pred[..., :2] - gt[..., :2], axis=-1)
+    return d.mean(-1), d[:, -1]
+
+
+class EMA:
+    """Exponential moving average of the trainable parameters."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))  # warm-up: follow closely at the start
+        for n, p in model.named_parameters():
+            if n in self.shadow:
+                self.shadow[n].mul_(d).add_(p.detach(), alpha=1 - d)
+
+    @torch.no_grad()
+    def swap(self, model: torch.nn.Module) -> None:
+        """Exchange the model's weights with the EMA weights (call twice to undo)."""
+        for n, p in model.named_parameters():
+            if n in self.shadow:
+                tmp = p.detach().clone()
+                p.copy_(self.shadow[n])
+                self.shadow[n].copy_(tmp)
+
+
+def _lr_lambda(cfg: TrainConfig):
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / max(1, cfg.warmup_steps)
+        p = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
+
+    return f
+
+
+@torch.no_grad()
+def validate(model: SimpleVLA, bank: FrameBank, idx: np.ndarray, cfg: TrainConfig, device: torch.device,
+             texts: list[str]) -> dict[str, float]:
+    model.eval()
+    g = torch.Generator().manual_seed(1234)
+    losses, ades, fdes = [], [], []
+    for b in range(0, len(idx), cfg.batch_size):
+        sel = idx[b:b + cfg.batch_size]
+        frozen, traj = gather(bank, sel, device)
+        cmds = [texts[i] for i in sel]
+        losses.append(float(model.loss(frozen, cmds, traj, generator=g)))
+        pred = model.action_head.sample(model.condition_from_frozen(frozen, cmds),
+                                        generator=torch.Generator().manual_seed(0))
+        a, f = ade_fde(pred.cpu().numpy(), traj.cpu().numpy())
+        ades.append(a)
+        fdes.append(f)
+    model.train()
+    return {"val_loss": float(np.mean(losses)), "val_ade": float(np.concatenate(ades).mean()),
+            "val_fde": float(np.concatenate(fdes).mean())}
+
+
+def plot_curves(history: dict[str, list], out_png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    if history["train"]:
+        s, l = zip(*history["train"])
+        axes[0].plot(s, l, alpha=0.4, label="train loss")
+        if len(l) >= 10:
+            k = max(1, len(l) // 20)
+            smooth = np.convolve(l, np.ones(k) / k, mode="valid")
+            axes[0].plot(s[k - 1:], smooth, label=f"train loss (mean of {k})")
+    if history["val"]:
+        vs = [v["step"] for v in history["val"]]
+        axes[0].plot(vs, [v["val_loss"] for v in history["val"]], "o-", label="val loss (EMA)")
+        axes[1].plot(vs, [v["val_ade"] for v in history["val"]], "o-", label="val ADE (EMA, DDIM)")
+        axes[1].plot(vs, [v["val_fde"] for v in history["val"]], "s--", label="val FDE")
+    axes[0].set_xlabel("step")
+    axes[0].set_ylabel("denoising MSE")
+    axes[0].set_yscale("log")
+    axes[1].set_xlabel("step")
+    axes[1].set_ylabel("metres")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("vla train")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+
+
+def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path,
+          device: str = "cpu", resume: str | Path | None = None, progress: bool = True,
+          max_minutes: float | None = None) -> dict[str, Any]:
+    """Train and return a summary; writes best.pth, last.pth, curve PNG and log JSON to ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but CUDA is not available here; use --device cpu")
+    torch.manual_seed(train_cfg.seed)
+    state = None
+    if resume:
+        payload = read_checkpoint(resume)
+        state = payload.get("train_state")
+        if not state:
+            raise ValueError(f"{resume} holds no training state (only last.pth does); cannot resume from it")
+        model_cfg = checkpoint_config(payload, resume)  # the run's own config, never flags
+    model = SimpleVLA(model_cfg).to(dev)
+    bank = build_frame_bank(model, data_dir, cache_dir=out / "cache", progress=progress)
+    n_ep = bank.feats.shape[0]
+    n_val_ep = max(1, int(round(n_ep * train_cfg.val_fraction))) if n_ep > 1 else 0
+    val_eps = set(range(n_ep - n_val_ep, n_ep))
+    is_val = np.array([e in val_eps for e in bank.samples[:, 0]])
+    train_idx = np.flatnonzero(~is_val) if n_val_ep else np.arange(len(bank.samples))
+    val_idx = np.flatnonzero(is_val) if n_val_ep else train_idx
+    rng_val = np.random.default_rng(0)
+    val_idx = np.sort(rng_val.choice(val_idx, min(len(val_idx), train_cfg.val_batches * train_cfg.batch_size),
+                                     replace=False))
+    val_texts = {i: bank.texts[bank.samples[i, 0]] for i in val_idx}
+    val_text_list = [val_texts.get(i, "") for i in range(len(bank.samples))] if len(val_idx) else []
+
+    # normalise with the training trajectories (stored in the checkpoint)
+    e, t = bank.samples[train_idx, 0], bank.samples[train_idx, 1]
+    model.action_head.normalizer.fit(bank.traj[torch.from_numpy(e), torch.from_numpy(t)].to(dev))
+    baselines = {"mean_per_kind": mean_trajectory_per_kind(bank)}
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(train_cfg))
+    ema = EMA(model, train_cfg.ema_decay)
+    history: dict[str, list] = {"train": [], "val": []}
+    step, best_ade = 0, float("inf")
+    rng = np.random.default_rng(train_cfg.seed)
+    if state:
+        model.load_state_dict({k: v.to(dev) for k, v in state["raw_weights"].items()}, strict=False)
+        ema.shadow = {k: v.to(dev) for k, v in state["ema"].items()}
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step, best_ade = int(state["step"]), float(state["best_ade"])
+        history = {"train": [tuple(x) for x in state["history"]["train"]], "val": list(state["history"]["val"])}
+        rng = np.random.default_rng([train_cfg.seed, step])
+
+    meta_base = {"data": str(data_dir), "train_config": to_dict(train_cfg), "baselines": baselines,
+                 "dataset": {"episodes": n_ep, "samples": len(bank.samples), "val_episodes": n_val_ep},
+                 "world_config": read_dataset_info(data_dir).get("config")}
+
+    def save_all(metrics: dict[str, float] | None) -> None:
+        nonlocal best_ade
+        raw = {k: v.detach().cpu().clone() for k, v in model.trainable_state_dict().items()}
+        ema.swap(model)  # checkpoints hold the EMA weights
+        meta = {**meta_base, "step": step, "metrics": metrics or {}, "history_tail": history["val"][-5:]}
+        if metrics and metrics["val_ade"] < best_ade:
+            best_ade = metrics["val_ade"]
+            save_checkpoint(model, out / "best.pth", meta=meta)
+        ema.swap(model)
+        train_state = {"step": step, "best_ade": best_ade, "raw_weights": raw,
+                       "ema": {k: v.cpu() for k, v in ema.shadow.items()}, "optimizer": opt.state_dict(),
+                       "scheduler": sched.state_dict(),
+                       "history": {"train": [list(x) for x in history["train"]], "val": history["val"]}}
+        ema.swap(model)
+        save_checkpoint(model, out / "last.pth", meta=meta, extra={"train_state": train_state})
+        ema.swap(model)
+        plot_curves(history, out / "loss_curve.png")
+        (out / "train_log.json").write_text(json.dumps(
+            {"step": step, "best_val_ade": best_ade, "history": {"train": history["train"], "val": history["val"]},
+             "model_config": to_dict(model.config), "train_config": to_dict(train_cfg)}, indent=1))
+
+    model.train()
+    t_start = time.perf_counter()
+    bar = tqdm(total=train_cfg.steps, initial=step, desc="training", unit="step", disable=not progress)
+    train_kinds = [bank.kinds[e] for e in bank.samples[:, 0]]
+    metrics = None
+    while step < train_cfg.steps:
+        sel = rng.choice(train_idx, train_cfg.batch_size, replace=len(train_idx) < train_cfg.batch_size)
+        frozen, traj = gather(bank, sel, dev)
+        # language variety: a random training phrasing of the sample's command kind
+        cmds = [str(rng.choice(phrasings(train_kinds[i], "train"))) for i in sel]
+        loss = model.loss(frozen, cmds, traj)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, train_cfg.grad_clip)
+        opt.step()
+        sched.step()
+        ema.update(model, step)
+        step += 1
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"training diverged at step {step} (loss {loss.item()}); lower train.lr")
+        if step % train_cfg.log_every == 0 or step == 1:
+            history["train"].append((step, float(loss.item())))
+            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{sched.get_last_lr()[0]:.1e}",
+                            best_ade=f"{best_ade:.3f}")
+        bar.update(1)
+        out_of_time = max_minutes is not None and (time.perf_counter() - t_start) / 60 > max_minutes
+        if step % train_cfg.val_every == 0 or step == train_cfg.steps or out_of_time:
+            ema.swap(model)
+            metrics = validate(model, bank, val_idx, train_cfg, dev, val_text_list)
+            ema.swap(model)
+            history["val"].append({"step": step, **metrics})
+            bar.write(f"step {step}: val loss {metrics['val_loss']:.4f}  ADE {metrics['val_ade']:.3f} m  "
+                      f"FDE {metrics['val_fde']:.3f} m")
+            save_all(metrics)
+        if out_of_time:
+            bar.write(f"stopping after {max_minutes} minutes at step {step} (resume with --resume)")
+            break
+    bar.close()
+    return {"step": step, "best_val_ade": best_ade, "out": str(out), "minutes": (time.perf_counter() - t_start) / 60,
+            "last_metrics": metrics}
