@@ -26,13 +26,10 @@ from typing import Any
 import torch
 
 from vla_ros.config import ConfigError, ModelConfig, from_dict, to_dict
+from vla_ros.errors import CheckpointError
 
 FORMAT = "vla_ros.checkpoint"
 FORMAT_VERSION = 1
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used; the message says why and what to do."""
 
 
 def _needs_full_weights(cfg: ModelConfig) -> bool:

@@ -12,10 +12,7 @@ import sys
 from pathlib import Path
 
 from vla_ros import paths
-
-
-class UserError(Exception):
-    """An error caused by the user's input: printed as one clear line, exit code 2."""
+from vla_ros.errors import USER_ERRORS, UserError  # noqa: F401  (UserError: for subcommands)
 
 
 def _model_config(args):
@@ -74,12 +71,9 @@ def _registrars():
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from vla_ros.checkpoint import CheckpointError
-    from vla_ros.config import ConfigError
-
     try:
         return int(args.func(args) or 0)
-    except (UserError, ConfigError, CheckpointError, FileNotFoundError) as exc:
+    except USER_ERRORS as exc:
         print(f"vla {args.cmd}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

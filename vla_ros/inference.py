@@ -30,14 +30,11 @@ from torch import nn
 from vla_ros import paths
 from vla_ros.checkpoint import load_checkpoint
 from vla_ros.config import ModelConfig
+from vla_ros.errors import InputError
 from vla_ros.model.head import DiffusionActionHead, build_scheduler
 
 MAX_COMMAND_CHARS = 2000  # longer commands are rejected (the text encoder reads 64 tokens anyway)
 MIN_IMAGE_SIDE = 8
-
-
-class InputError(ValueError):
-    """Bad input to predict(); the message says what was expected."""
 
 
 @dataclasses.dataclass
