@@ -1,0 +1,606 @@
+"""The node's pure-Python core (vla_ros.runtime): no rclpy, no ROS messages, no processes."""
+
+import logging
+import math
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from vla_ros.config import ConfigError
+from vla_ros.runtime.config import (NodeConfig, node_config_from_parameters, node_key_matches, parameter_table,
+                                    read_params_file)
+from vla_ros.runtime.core import ModelSpec, NodeCore
+from vla_ros.runtime.geometry import split_stamp, waypoint_stamps_ns, yaw_to_quaternion
+from vla_ros.runtime.history import NS, CameraHistory, Frame, align
+from vla_ros.runtime.images import ImageError, decode_image
+from vla_ros.runtime.safety import Status
+from vla_ros.runtime.stats import LatencyWindow, RateMeter, Throttle
+from vla_ros.runtime.worker import TickWorker
+
+ROOT = Path(__file__).resolve().parents[1]
+MS = 1_000_000
+
+
+# ---------------------------------------------------------------------------------------------
+# The core never imports ROS
+# ---------------------------------------------------------------------------------------------
+
+
+def test_runtime_and_launch_description_import_without_ros():
+    code = (
+        "import sys\n"
+        "import vla_ros.runtime.core, vla_ros.runtime.model, vla_ros.runtime.worker, vla_ros.launch_description\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('rclpy', 'launch', 'launch_ros') "
+        "or m.split('.')[0].endswith('_msgs') or m.startswith('vla_ros.msg') or m.startswith('vla_ros.ros'))\n"
+        "assert not bad, bad\n"
+        "assert 'torch' not in sys.modules, 'runtime imports torch eagerly'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)
+
+
+# ---------------------------------------------------------------------------------------------
+# NodeConfig and params files
+# ---------------------------------------------------------------------------------------------
+
+
+def test_node_config_defaults_are_valid_and_every_field_has_help():
+    cfg = NodeConfig()
+    assert cfg.rate_hz == 3.0 and cfg.history_spacing == 0.2 and cfg.frame_id == "base_link"
+    assert cfg.on_stop == "publish_stop" and cfg.num_inference_steps == 0
+    for f in fields(NodeConfig):
+        assert len(f.metadata.get("help", "")) > 10, f.name
+    table = parameter_table()
+    for f in fields(NodeConfig):
+        assert f"| `{f.name}` |" in table
+
+
+@pytest.mark.parametrize("values, words", [
+    ({"rate_hz": 0}, "rate_hz"),
+    ({"rate_hz": "fast"}, "rate_hz"),
+    ({"history_spacing": -0.2}, "history_spacing"),
+    ({"history_tolerance": 0.15}, "history_spacing/2"),
+    ({"max_age": 0.0}, "max_age"),
+    ({"max_skew": -1.0}, "max_skew"),
+    ({"on_stop": "hold"}, "publish_stop"),
+    ({"device": "gpu"}, "cuda"),
+    ({"frame_id": ""}, "frame_id"),
+    ({"num_inference_steps": -1}, "num_inference_steps"),
+    ({"max_command_bytes": 0}, "max_command_bytes"),
+    ({"fast": 1}, "true or false"),
+    ({"rate_hx": 3.0}, "unknown"),
+])
+def test_invalid_parameters_raise_config_error_naming_them(values, words):
+    with pytest.raises(ConfigError, match=words.replace("/", ".")):
+        node_config_from_parameters(values)
+
+
+def test_parameters_accept_ints_for_doubles_and_ignore_standard_ros_parameters():
+    cfg = node_config_from_parameters({"rate_hz": 5, "use_sim_time": True, "qos_overrides./x.depth": 3})
+    assert cfg.rate_hz == 5.0 and isinstance(cfg.rate_hz, float)
+
+
+def test_vla_yaml_keys_equal_node_config_fields_and_hold_the_defaults():
+    doc = yaml.safe_load((ROOT / "config" / "vla.yaml").read_text())
+    assert list(doc) == ["/**/vla_node"]
+    params = doc["/**/vla_node"]["ros__parameters"]
+    assert list(params) == [f.name for f in fields(NodeConfig)]
+    assert node_config_from_parameters(params) == NodeConfig()
+
+
+def test_docs_parameter_table_is_generated_from_the_dataclass():
+    doc = (ROOT / "docs" / "node.md").read_text()
+    table = doc.split("<!-- parameters:begin -->\n", 1)[1].split("<!-- parameters:end -->", 1)[0]
+    assert table.strip() == parameter_table(), "regenerate with: python -m vla_ros.runtime.config"
+
+
+@pytest.mark.parametrize("key, fqn, match", [
+    ("vla_node", "/vla_node", True),
+    ("/vla_node", "/vla_node", True),
+    ("vla_node", "/robot1/vla_node", False),  # rcl: a key without '/' is from the root
+    ("/**/vla_node", "/robot1/vla_node", True),
+    ("/**/vla_node", "/vla_node", True),
+    ("/**", "/a/b/vla_node", True),
+    ("robot1/vla_node", "/robot1/vla_node", True),
+    ("/*/vla_node", "/robot1/vla_node", True),
+    ("/*/vla_node", "/vla_node", False),
+    ("/**/other", "/vla_node", False),
+])
+def test_params_file_keys_match_nodes_like_rcl(key, fqn, match):
+    assert node_key_matches(key, fqn) is match
+
+
+def test_read_params_file(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("vla_node:\n  ros__parameters:\n    rate_hz: 5\n    nested:\n      x: 1\n"
+                 "other_node:\n  ros__parameters:\n    rate_hz: 1\n")
+    assert read_params_file(f, "/vla_node") == {"rate_hz": 5, "nested.x": 1}
+    with pytest.raises(ConfigError, match=r"/\*\*/vla_node"):
+        read_params_file(f, "/robot1/vla_node")
+    f.write_text("vla_node:\n  rate_hz: 5\n")
+    with pytest.raises(ConfigError, match="ros__parameters"):
+        read_params_file(f)
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_params_file(tmp_path / "missing.yaml")
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------------------------
+
+
+def _rgb(h=4, w=5):
+    return np.arange(h * w * 3, dtype=np.uint8).reshape(h, w, 3)
+
+
+def test_decode_rgb_bgr_mono_rgba_with_row_padding():
+    rgb = _rgb()
+    h, w = rgb.shape[:2]
+    out = decode_image("rgb8", h, w, w * 3, rgb.tobytes())
+    assert out.dtype == np.uint8 and out.shape == (h, w, 3) and np.array_equal(out, rgb)
+    assert np.array_equal(decode_image("bgr8", h, w, w * 3, rgb[:, :, ::-1].tobytes()), rgb)
+    # rows padded to 32 bytes: the padding is dropped
+    padded = np.zeros((h, 32), np.uint8)
+    padded[:, : w * 3] = rgb.reshape(h, -1)
+    assert np.array_equal(decode_image("rgb8", h, w, 32, padded.tobytes()), rgb)
+    mono = rgb[:, :, 0]
+    mono_padded = np.zeros((h, 8), np.uint8)
+    mono_padded[:, :w] = mono
+    assert np.array_equal(decode_image("mono8", h, w, 8, mono_padded.tobytes()), np.repeat(mono[:, :, None], 3, 2))
+    rgba = np.concatenate([rgb[:, :, ::-1], np.full((h, w, 1), 255, np.uint8)], 2)  # bgra
+    assert np.array_equal(decode_image("bgra8", h, w, w * 4, rgba.tobytes()), rgb)
+
+
+def test_decoded_image_owns_its_memory():
+    import array
+
+    data = array.array("B", _rgb().tobytes())  # what rclpy hands over
+    out = decode_image("rgb8", 4, 5, 15, data)
+    data[0] = 99
+    assert out[0, 0, 0] == 0
+
+
+@pytest.mark.parametrize("args, reason", [
+    (("rgb8", 4, 5, 15, bytes(59)), "bad_size"),  # one byte short of step * height
+    (("rgb8", 4, 5, 15, bytes(61)), "bad_size"),
+    (("yuv422", 4, 5, 10, bytes(40)), "bad_encoding"),
+    (("32FC1", 4, 5, 20, bytes(80)), "bad_encoding"),
+    (("rgb8", 0, 0, 0, b""), "empty_image"),
+    (("rgb8", 4, 5, 10, bytes(40)), "bad_step"),  # step < width * 3
+])
+def test_malformed_images_raise_with_a_reason(args, reason):
+    with pytest.raises(ImageError) as e:
+        decode_image(*args)
+    assert e.value.reason == reason and str(e.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Histories
+# ---------------------------------------------------------------------------------------------
+
+
+def _frame(t_ns, value=0, shape=(4, 5, 3)):
+    return Frame(int(t_ns), np.full(shape, value, np.uint8))
+
+
+def test_history_picks_frames_closest_to_the_spacing():
+    h = CameraHistory(keep_ns=5 * NS)
+    for i in range(60):  # 30 Hz for 2 s
+        h.add(_frame(1000 * NS + i * NS // 30, value=i))
+    newest = h.newest.stamp_ns
+    picked = h.select(newest, 5, 200 * MS, 50 * MS)
+    stamps = [f.stamp_ns for f in picked]
+    assert stamps == sorted(stamps) and stamps[-1] == newest
+    for k, s in enumerate(reversed(stamps)):
+        assert abs(s - (newest - k * 200 * MS)) <= NS // 60 + 1  # within half a frame period
+
+
+def test_history_missing_slot_and_each_frame_used_once():
+    h = CameraHistory(keep_ns=5 * NS)
+    for t in (0.0, 0.2, 0.6, 0.8):  # 0.4 missing
+        h.add(_frame(1 * NS + t * NS))
+    picked = h.select(int(1.8 * NS), 5, 200 * MS, 100 * MS)
+    assert [p is None for p in picked] == [False, False, True, False, False]
+    h2 = CameraHistory(keep_ns=5 * NS)
+    h2.add(_frame(NS))
+    # one frame halfway between two targets may be used for only one of them
+    assert sum(p is not None for p in h2.select(NS + 100 * MS, 2, 200 * MS, 100 * MS)) == 1
+
+
+def test_history_prunes_old_frames_and_rejects_older_adds():
+    h = CameraHistory(keep_ns=NS, max_frames=10)
+    for i in range(100):
+        h.add(_frame(NS + i * 50 * MS))
+    assert len(h) == 10
+    with pytest.raises(ValueError):
+        h.add(_frame(NS))
+
+
+def test_align_measures_skew_between_cameras():
+    ego, top = CameraHistory(5 * NS), CameraHistory(5 * NS)
+    for i in range(10):
+        ego.add(_frame(NS + i * 200 * MS))
+        top.add(_frame(NS + i * 200 * MS + 30 * MS))
+    al = align({"ego": ego, "top": top}, 5, 200 * MS, 100 * MS)
+    assert al.complete and al.worst_skew_ns == 30 * MS
+    assert al.stamp_ns == NS + 9 * 200 * MS + 30 * MS  # the newest frame used
+    assert al.anchor_ns == NS + 9 * 200 * MS
+
+
+def test_align_pairs_other_cameras_with_the_reference_frames_not_the_targets():
+    # Both cameras stamp identically every 50 ms, but ego lost the frames around newest - 0.4 s:
+    # ego's slot takes its frame 0.1 s off target, and top must take the same instant (skew 0).
+    ego, top = CameraHistory(5 * NS), CameraHistory(5 * NS)
+    t_end = 2 * NS
+    for i in range(40):
+        t = t_end - (39 - i) * 50 * MS
+        if not (t_end - 490 * MS <= t <= t_end - 310 * MS):
+            ego.add(_frame(t))
+        top.add(_frame(t))
+    al = align({"ego": ego, "top": top}, 5, 200 * MS, 100 * MS)
+    assert al.complete and al.worst_skew_ns == 0
+    assert [f.stamp_ns for f in al.frames["ego"]] == [f.stamp_ns for f in al.frames["top"]]
+
+
+# ---------------------------------------------------------------------------------------------
+# NodeCore (inputs -> decision -> result)
+# ---------------------------------------------------------------------------------------------
+
+
+class FakePrediction:
+    def __init__(self, traj):
+        self.trajectory = traj
+        self.timing = {"total": 1.0}
+
+
+class FakeModel:
+    """The predictor contract: (frames per camera, command) -> .trajectory (16, 3)."""
+
+    def __init__(self, traj=None, exc=None):
+        self.traj = np.tile(np.float32([0.1, 0.0, 0.0]), (16, 1)) * np.arange(1, 17, dtype=np.float32)[:, None] \
+            if traj is None else traj
+        self.exc = exc
+        self.calls = []
+
+    def __call__(self, cams, command):
+        self.calls.append((cams, command))
+        if self.exc is not None:
+            raise self.exc
+        return FakePrediction(self.traj)
+
+
+class ListLog:
+    def __init__(self):
+        self.lines = []
+
+    def info(self, m):
+        self.lines.append(("info", m))
+
+    def warning(self, m):
+        self.lines.append(("warning", m))
+
+    def error(self, m):
+        self.lines.append(("error", m))
+
+
+T0 = 1_700_000_000 * NS
+
+
+def _core(**cfg):
+    log = ListLog()
+    return NodeCore(NodeConfig(**cfg), ModelSpec(), log), log
+
+
+def _feed(core, t_end_ns, period_ns=50 * MS, duration_ns=NS, cams=("ego", "top"), shape=(6, 8), offset=None):
+    offset = offset or {}
+    t = t_end_ns - duration_ns
+    while t <= t_end_ns:
+        for cam in cams:
+            img = np.full((*shape, 3), 7, np.uint8)
+            core.on_image(cam, t + offset.get(cam, 0), "rgb8", shape[0], shape[1], shape[1] * 3, img.tobytes())
+        t += period_ns
+
+
+def test_ok_tick_runs_the_model_on_aligned_histories_and_stamps_with_the_newest_frame():
+    core, log = _core()
+    core.on_command("go to the door")
+    _feed(core, T0)
+    model = FakeModel()
+    r = core.tick(T0 + 100 * MS, model)
+    assert r.ok and r.status == Status.OK and r.reason == ""
+    assert r.stamp_ns == T0 and r.trajectory.shape == (16, 3) and r.dt == 0.2 and r.command == "go to the door"
+    cams, cmd = model.calls[0]
+    assert len(cams) == 2 and all(len(c) == 5 for c in cams) and cmd == "go to the door"
+    assert core.predictions == 1 and len(core.latency) == 1
+    assert ("info", "inputs usable: publishing model trajectories") in log.lines
+
+
+def test_stop_reasons_in_order():
+    core, _ = _core()
+    model = FakeModel()
+    r = core.tick(T0, model)
+    assert r.status == Status.STOP_STALE_CAMERA and "no ego image" in r.reason
+    assert np.array_equal(r.trajectory, np.zeros((16, 3))) and r.stamp_ns == T0
+    _feed(core, T0)
+    r = core.tick(T0 + 10 * MS, model)
+    assert r.status == Status.STOP_NO_COMMAND and "no command" in r.reason
+    core.on_command("   ")
+    assert core.tick(T0 + 10 * MS, model).status == Status.STOP_NO_COMMAND
+    core.on_command("go")
+    assert core.tick(T0 + 10 * MS, model).ok
+    r = core.tick(T0 + 600 * MS, model)  # max_age 0.5
+    assert r.status == Status.STOP_STALE_CAMERA and "ego image is 0.60 s old" in r.reason
+    r = core.tick(T0 - 2 * NS, model)  # camera ahead of the node clock
+    assert r.status == Status.STOP_STALE_CAMERA
+    assert not model.calls[1:]  # only the one OK tick ran the model
+
+
+def test_one_frozen_camera_stops_the_robot():
+    core, _ = _core()
+    core.on_command("go")
+    _feed(core, T0, cams=("ego",))
+    _feed(core, T0 - 700 * MS, cams=("top",))
+    r = core.tick(T0 + 10 * MS, FakeModel())
+    assert r.status == Status.STOP_STALE_CAMERA and r.reason.startswith("top image is")
+
+
+def test_incomplete_history_and_camera_skew():
+    core, _ = _core()
+    core.on_command("go")
+    _feed(core, T0, duration_ns=300 * MS)  # 0.3 s: history needs 0.8 s
+    r = core.tick(T0, FakeModel())
+    assert r.status == Status.STOP_INCOMPLETE_HISTORY and "of 5 history frames" in r.reason
+    core2, _ = _core(max_skew=0.05)
+    core2.on_command("go")
+    _feed(core2, T0, period_ns=200 * MS, offset={"top": 80 * MS})
+    r = core2.tick(T0 + 100 * MS, FakeModel())
+    assert r.status == Status.STOP_CAMERA_SKEW and "0.080 s apart" in r.reason
+
+
+def test_bad_image_stops_until_a_good_one_arrives():
+    core, log = _core()
+    core.on_command("go")
+    _feed(core, T0)
+    assert not core.on_image("ego", T0 + 10 * MS, "rgb8", 6, 8, 24, bytes(10))
+    r = core.tick(T0 + 20 * MS, FakeModel())
+    assert r.status == Status.STOP_BAD_INPUT and "ego image rejected" in r.reason
+    assert core.rejected["bad_size"] == 1
+    assert not core.on_image("ego", T0 + 15 * MS, "yuv422", 6, 8, 16, bytes(96))
+    assert core.rejected["bad_encoding"] == 1
+    _feed(core, T0 + 200 * MS, duration_ns=150 * MS)
+    assert core.tick(T0 + 210 * MS, FakeModel()).ok
+
+
+def test_zero_stamp_and_out_of_order_frames_are_rejected():
+    core, _ = _core()
+    img = bytes(6 * 8 * 3)
+    assert not core.on_image("ego", 0, "rgb8", 6, 8, 24, img)
+    assert core.rejected["zero_stamp"] == 1
+    assert core.on_image("ego", T0, "rgb8", 6, 8, 24, img)
+    assert not core.on_image("ego", T0, "rgb8", 6, 8, 24, img)  # repeated stamp
+    assert not core.on_image("ego", T0 - 100 * MS, "rgb8", 6, 8, 24, img)
+    assert core.rejected["out_of_order"] == 2 and len(core._histories["ego"]) == 1
+
+
+def test_long_command_is_rejected_and_the_robot_stops_until_a_valid_one():
+    core, _ = _core(max_command_bytes=100)
+    _feed(core, T0)
+    core.on_command("go")
+    assert not core.on_command("x" * 101)
+    r = core.tick(T0, FakeModel())
+    assert r.status == Status.STOP_BAD_INPUT and "max_command_bytes=100" in r.reason
+    assert not core.on_command("é" * 51)  # 102 bytes in UTF-8
+    assert core.on_command("turn left")
+    assert core.tick(T0, FakeModel()).ok
+
+
+def test_resolution_change_restarts_that_cameras_history():
+    core, log = _core()
+    core.on_command("go")
+    _feed(core, T0)
+    _feed(core, T0 + 200 * MS, duration_ns=100 * MS, cams=("ego",), shape=(12, 16))
+    assert core.events["resolution_change"] == 1 and len(core._histories["ego"]) == 3
+    assert core.tick(T0 + 200 * MS, FakeModel()).status == Status.STOP_INCOMPLETE_HISTORY
+    assert any("resolution changed from 8x6 to 16x12" in m for _, m in log.lines)
+
+
+def test_stamps_jumping_back_clear_the_history_and_restart():
+    core, log = _core()
+    core.on_command("go")
+    _feed(core, T0)
+    assert core.tick(T0, FakeModel()).ok
+    back = T0 - 30 * NS  # the bag loops
+    _feed(core, back, duration_ns=0)
+    assert core.events["time_jump"] == 1
+    assert len(core._histories["ego"]) == 1 and len(core._histories["top"]) == 1
+    assert any("jumped back by 30.00 s" in m for _, m in log.lines)
+    _feed(core, back + NS, duration_ns=NS)
+    r = core.tick(back + NS, FakeModel())  # the node clock jumped back too: cleared once more
+    assert r.status == Status.STOP_STALE_CAMERA
+    _feed(core, back + 2 * NS, duration_ns=NS)
+    r = core.tick(back + 2 * NS, FakeModel())
+    assert r.ok and r.stamp_ns == back + 2 * NS
+
+
+def test_history_cleared_while_the_model_runs_discards_its_output():
+    core, _ = _core()
+    core.on_command("go")
+    _feed(core, T0)
+
+    def predict(cams, command):
+        _feed(core, T0 - 30 * NS, duration_ns=0)  # a bag loop arrives meanwhile
+        return FakePrediction(np.zeros((16, 3), np.float32))
+
+    assert core.tick(T0, predict) is None
+
+
+@pytest.mark.parametrize("model, status", [
+    (FakeModel(traj=np.full((16, 3), np.nan, np.float32)), Status.STOP_NONFINITE_OUTPUT),
+    (FakeModel(traj=np.full((16, 3), np.inf, np.float32)), Status.STOP_NONFINITE_OUTPUT),
+    (FakeModel(traj=np.zeros((8, 3), np.float32)), Status.STOP_MODEL_ERROR),
+    (FakeModel(exc=ValueError("instruction: the command is empty")), Status.STOP_BAD_INPUT),
+    (FakeModel(exc=RuntimeError("CUDA out of memory")), Status.STOP_MODEL_ERROR),
+])
+def test_model_failures_never_publish_its_output(model, status):
+    core, _ = _core()
+    core.on_command("go")
+    _feed(core, T0)
+    r = core.tick(T0, model)
+    assert r.status == status and r.reason
+    assert np.array_equal(r.trajectory, np.zeros((16, 3))) and np.isfinite(r.trajectory).all()
+
+
+def test_silent_mode_publishes_nothing_on_stop():
+    core, _ = _core(on_stop="silent")
+    assert core.tick(T0, FakeModel()) is None
+    core.on_command("go")
+    _feed(core, T0)
+    assert core.tick(T0, FakeModel()).ok
+
+
+def test_status_logged_once_per_change_and_rejections_throttled():
+    core, log = _core()
+    for i in range(20):
+        core.tick(T0 + i * MS, FakeModel())
+    stops = [m for lvl, m in log.lines if m.startswith("stop (")]
+    assert len(stops) == 1
+    for i in range(1000):
+        core.on_image("ego", T0 + i, "rgb8", 6, 8, 24, b"")
+    assert core.rejected["bad_size"] == 1000
+    assert len([m for _, m in log.lines if m.startswith("rejected")]) == 1
+
+
+def test_diagnostics_report_latency_rate_drops_ages_and_rejections():
+    core, _ = _core()
+    core.on_command("go")
+    _feed(core, T0)
+    core.on_image("top", T0 + 1, "weird", 1, 1, 1, b"x")
+    core.tick(T0, FakeModel())
+    core.on_image("top", T0 + 2, "rgb8", 6, 8, 24, bytes(144))
+    core.tick(T0, FakeModel())
+    core.count_dropped_tick()
+    level, message, values = core.diagnostics(T0 + 250 * MS)
+    d = dict(values)
+    assert level == 0 and message == "OK"
+    for key in ("latency_p50_ms", "latency_p95_ms", "rate_hz_achieved", "rate_hz_target", "dropped_ticks",
+                "age_ego_s", "age_top_s", "status", "status_reason", "rejected_bad_encoding"):
+        assert key in d, key
+    assert d["dropped_ticks"] == "1" and d["rejected_bad_encoding"] == "1" and d["age_ego_s"] == "0.250"
+    assert float(d["latency_p50_ms"]) >= 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Stats, geometry, worker
+# ---------------------------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_latency_window_rate_meter_and_throttle():
+    lw = LatencyWindow(10)
+    assert math.isnan(lw.percentile(50))
+    for v in range(1, 21):
+        lw.add(v)
+    assert lw.percentile(50) == pytest.approx(15.5) and len(lw) == 10
+    clock = FakeClock()
+    rm = RateMeter(window=10.0, clock=clock)
+    for _ in range(11):
+        rm.mark()
+        clock.t += 0.5
+    assert rm.rate() == pytest.approx(2.0)
+    clock.t += 20
+    assert rm.rate() == 0.0
+    th = Throttle(5.0, clock=clock)
+    assert th("a") == 0 and th("a") is None and th("a") is None and th("b") == 0
+    clock.t += 5
+    assert th("a") == 2
+
+
+def test_geometry():
+    q = yaw_to_quaternion(math.pi / 2)
+    assert q == pytest.approx((0, 0, math.sqrt(0.5), math.sqrt(0.5)))
+    assert yaw_to_quaternion(0.0) == (0.0, 0.0, 0.0, 1.0)
+    stamps = waypoint_stamps_ns(5 * NS + 999_999_999, 0.2, 16)
+    assert stamps[0] == 5 * NS + 999_999_999 + 200 * MS and stamps[-1] - stamps[0] == 15 * 200 * MS
+    assert split_stamp(5 * NS + 7) == (5, 7)
+
+
+def test_worker_drops_ticks_while_busy():
+    release = threading.Event()
+    runs = []
+
+    def run():
+        runs.append(1)
+        release.wait(5)
+
+    w = TickWorker(run).start()
+    try:
+        assert w.request()
+        time.sleep(0.05)
+        assert w.busy and not w.request() and not w.request()
+        release.set()
+        for _ in range(100):
+            if not w.busy:
+                break
+            time.sleep(0.01)
+        assert w.request()
+        for _ in range(100):
+            if len(runs) == 2:
+                break
+            time.sleep(0.01)
+    finally:
+        release.set()
+        w.stop()
+    assert len(runs) == 2
+
+
+def test_worker_survives_a_failing_tick():
+    errors = []
+    w = TickWorker(lambda: 1 / 0, on_error=errors.append).start()
+    try:
+        assert w.request()
+        for _ in range(100):
+            if errors and not w.busy:
+                break
+            time.sleep(0.01)
+        assert isinstance(errors[0], ZeroDivisionError) and w.request()
+    finally:
+        w.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# The real model API behind the core (tiny checkpoint, no ROS)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_core_with_the_real_inference_api(tiny_checkpoint):
+    from vla_ros.runtime.model import load_model, make_predictor
+
+    cfg = NodeConfig(checkpoint=str(tiny_checkpoint), num_inference_steps=2, warmup=False)
+    api, spec = load_model(cfg)
+    assert spec == ModelSpec(("ego", "top"), 5, 16, 0.2) and api.num_inference_steps == 2
+    core = NodeCore(cfg, spec, logging.getLogger("test"))
+    core.on_command("go to the red door")
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        t = T0 + i * 50 * MS
+        for cam, (h, w) in (("ego", (48, 64)), ("top", (40, 40))):  # cameras may differ in size
+            core.on_image(cam, t, "bgr8", h, w, w * 3, rng.integers(0, 255, h * w * 3, dtype=np.uint8).tobytes())
+    r = core.tick(T0 + 19 * 50 * MS, make_predictor(api))
+    assert r.ok, r.reason
+    assert r.trajectory.dtype == np.float32 and r.trajectory.shape == (16, 3) and np.isfinite(r.trajectory).all()
+    assert r.latency_s > 0 and "diffusion" in r.timing
+    with pytest.raises(ConfigError, match="num_inference_steps"):
+        load_model(NodeConfig(checkpoint=str(tiny_checkpoint), num_inference_steps=501, warmup=False))

@@ -1,0 +1,105 @@
+"""``vla launch``: start the vla_ros nodes without ROS launch (same nodes as vla.launch.py).
+
+    vla launch [--params-file F] [--checkpoint C] [--device D] [--namespace NS] [--rate-hz R]
+               [--use-sim-time] [--remap from:=to ...] [--dry-run]
+
+Each node of :func:`vla_ros.launch_description.describe` runs as
+``python -m vla_ros.ros.vla_node --ros-args ...``.  SIGINT / SIGTERM are forwarded to the nodes;
+``vla launch`` exits when they have exited (when one exits, the others are asked to stop), with
+the first non-zero exit status.  The nodes die with the launcher even if it is killed (Linux).
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+from vla_ros.launch_description import LAUNCH_ARGUMENTS, describe, process_command
+
+STOP_TIMEOUT_S = 15.0  # after forwarding a signal, how long nodes get before SIGKILL (exiting a
+# process that imported torch and diffusers alone takes seconds on a busy machine)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "launch", help="start vla_node with parameters and remaps (what `ros2 launch vla_ros vla.launch.py` starts)",
+        description=__doc__.split("\n\n")[0])
+    p.add_argument("--params-file", help=LAUNCH_ARGUMENTS["params_file"][1])
+    p.add_argument("--checkpoint", help=LAUNCH_ARGUMENTS["checkpoint"][1])
+    p.add_argument("--device", help=LAUNCH_ARGUMENTS["device"][1])
+    p.add_argument("--namespace", default="", help=LAUNCH_ARGUMENTS["namespace"][1])
+    p.add_argument("--rate-hz", type=float, help=LAUNCH_ARGUMENTS["rate_hz"][1])
+    p.add_argument("--use-sim-time", action="store_true", help=LAUNCH_ARGUMENTS["use_sim_time"][1])
+    p.add_argument("--remap", action="append", default=[], metavar="FROM:=TO",
+                   help="topic remap, repeatable, e.g. --remap ego/image_raw:=/cam_front/image_raw")
+    p.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
+    p.set_defaults(func=cmd_launch)
+
+
+def cmd_launch(args) -> int:
+    descs = describe(params_file=args.params_file, checkpoint=args.checkpoint, device=args.device,
+                     namespace=args.namespace, rate_hz=args.rate_hz,
+                     use_sim_time=True if args.use_sim_time else None, remappings=args.remap)
+    commands = [process_command(d) for d in descs]
+    if args.dry_run:
+        for cmd in commands:
+            print(shlex.join(cmd))
+        return 0
+    return run_processes(commands, names=[d.name for d in descs])
+
+
+def _child_setup() -> None:  # runs in the child between fork and exec
+    # Default signal handling even if we were started with SIGINT ignored (a background job).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:  # die with the launcher
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - not Linux: the nodes may outlive a killed launcher
+        pass
+
+
+def run_processes(commands: list[list[str]], names: list[str] | None = None) -> int:
+    """Run the commands until they have all exited; forward SIGINT/SIGTERM to them."""
+    names = names or [c[0] for c in commands]
+    # Own sessions: a Ctrl-C in the terminal reaches the nodes once (forwarded by us), not twice.
+    procs = []
+    for name, cmd in zip(names, commands):
+        procs.append(subprocess.Popen(cmd, start_new_session=True, preexec_fn=_child_setup))
+        print(f"[vla launch] started {name} (pid {procs[-1].pid}): {shlex.join(cmd)}", file=sys.stderr, flush=True)
+
+    stopping = {"since": None}
+
+    def forward(signum, _frame):
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+        if stopping["since"] is None:
+            stopping["since"] = time.monotonic()
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while any(p.poll() is None for p in procs):
+            if stopping["since"] is None and any(p.poll() is not None for p in procs):
+                forward(signal.SIGINT, None)  # one node ended: stop the others
+            if stopping["since"] is not None and time.monotonic() - stopping["since"] > STOP_TIMEOUT_S:
+                for p in procs:
+                    if p.poll() is None:
+                        print(f"[vla launch] pid {p.pid} did not stop in {STOP_TIMEOUT_S:g} s: killing it",
+                              file=sys.stderr, flush=True)
+                        p.kill()
+            time.sleep(0.05)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    codes = [p.wait() for p in procs]
+    for name, p, code in zip(names, procs, codes):
+        print(f"[vla launch] {name} (pid {p.pid}) exited with {code}", file=sys.stderr, flush=True)
+    bad = [c for c in codes if c != 0]
+    if not bad:
+        return 0
+    return 128 - bad[0] if bad[0] < 0 else bad[0]  # killed by signal N -> 128 + N, like a shell

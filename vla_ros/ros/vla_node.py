@@ -1,0 +1,234 @@
+"""vla_node: camera histories + a language command in, a vla_ros/Trajectory out.
+
+    ros2 run vla_ros vla_node --ros-args --params-file config/vla.yaml
+    python -m vla_ros.ros.vla_node --ros-args -p checkpoint:=/path/model.pth -p rate_hz:=5.0
+
+Topics (relative, so namespaces and remaps work):
+  in:  <camera>/image_raw (sensor_msgs/Image, sensor-data QoS) for each model camera (ego, top);
+       command (std_msgs/String; heard from transient-local *and* volatile publishers)
+  out: trajectory (vla_ros/Trajectory), trajectory/path (nav_msgs/Path), /diagnostics (1 Hz)
+
+This module is the thin rclpy adapter: parameters, QoS, timers and message conversion.  What
+the node decides lives in :mod:`vla_ros.runtime` (NodeCore), which never imports rclpy.
+Subscription callbacks only decode and store the newest data; inference runs on its own thread
+(TickWorker), triggered by a timer in its own callback group, so subscriptions never block.
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+import time
+from dataclasses import fields
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions, install_signal_handlers
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Path
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from vla_ros.config import ConfigError
+from vla_ros.msg import Trajectory
+from vla_ros.ros.messages import diagnostics_msg, path_msg, stamp_ns, trajectory_msg
+from vla_ros.runtime.config import (NODE_NAME, ROS_STANDARD_PARAMETERS, NodeConfig, node_config_from_parameters,
+                                    parameter_type_name)
+from vla_ros.runtime.core import NodeCore
+from vla_ros.runtime.model import load_model, make_predictor
+from vla_ros.runtime.worker import TickWorker
+
+__all__ = ["VLANode", "declare_node_config", "main"]
+
+# Commands are rare and must not be lost: reliable; transient-local so that the last command
+# published before this node started (a latched publisher) is delivered on connection.
+COMMAND_LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# A transient-local subscription does not match a volatile publisher (DDS rule), so a second,
+# volatile subscription on the same topic hears those.  The newest command wins either way.
+COMMAND_VOLATILE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                                  durability=DurabilityPolicy.VOLATILE)
+DIAGNOSTICS_PERIOD_S = 1.0
+
+
+def declare_node_config(node: Node) -> NodeConfig:
+    """Declare one read-only parameter per NodeConfig field and build the validated config.
+
+    Raises ConfigError for a wrong type, an invalid value or an unknown parameter (a typo in
+    the params file would otherwise be ignored silently).
+    """
+    defaults = NodeConfig()
+    values = {}
+    for f in fields(NodeConfig):
+        desc = ParameterDescriptor(
+            description=f.metadata["help"], read_only=True,
+            additional_constraints=f"type: {parameter_type_name(f.name)}",
+            dynamic_typing=True,  # YAML writes 5 for 5.0: the type is checked by NodeConfig below
+        )
+        values[f.name] = node.declare_parameter(f.name, getattr(defaults, f.name), desc).value
+    overrides = set(getattr(node, "_parameter_overrides", {}) or {})
+    unknown = sorted(k for k in overrides - set(values) - set(ROS_STANDARD_PARAMETERS)
+                     if not k.startswith("qos_overrides."))
+    if unknown:
+        raise ConfigError(f"unknown parameter(s) {unknown} for {node.get_fully_qualified_name()}; "
+                          f"valid: {sorted(values)}")
+    return node_config_from_parameters(values, where="parameter")
+
+
+class VLANode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self.cfg = cfg = declare_node_config(self)
+        log = self.get_logger()
+        t0 = time.perf_counter()
+        log.info(f"loading model {cfg.checkpoint or '(packaged default)'} on {cfg.device} ...")
+        self.api, spec = load_model(cfg)
+        if not self.context.ok():  # Ctrl-C while the model loaded
+            raise ExternalShutdownException()
+        self._predict = make_predictor(self.api)
+        self.core = NodeCore(cfg, spec, log)
+        steps = getattr(self.api, "num_inference_steps", "?")
+        log.info(f"model ready in {time.perf_counter() - t0:.1f} s: cameras {list(spec.cameras)}, history "
+                 f"{spec.history_length} x {cfg.history_spacing:g} s, {spec.trajectory_length} waypoints x "
+                 f"{spec.traj_dt:g} s, {steps} denoising steps, {cfg.rate_hz:g} Hz")
+
+        self._traj_pub = self.create_publisher(Trajectory, "trajectory", 10)
+        self._path_pub = self.create_publisher(Path, "trajectory/path", 10)
+        # Absolute, like diagnostic_updater: the aggregator listens on /diagnostics in every namespace.
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        inputs = MutuallyExclusiveCallbackGroup()
+        for cam in spec.cameras:
+            self.create_subscription(Image, f"{cam}/image_raw", functools.partial(self._on_image, cam),
+                                     qos_profile_sensor_data, callback_group=inputs)
+        # The latched subscription cannot match volatile publishers; the volatile one hears them, so
+        # rclpy's "incompatible QoS" warning for the latched one is expected and silenced.
+        self.create_subscription(String, "command", self._on_command, COMMAND_LATCHED_QOS, callback_group=inputs,
+                                 event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda _event: None))
+        self.create_subscription(String, "command", self._on_command, COMMAND_VOLATILE_QOS, callback_group=inputs)
+
+        # Timers run on the steady clock: rate_hz is a compute budget, and the node keeps reporting
+        # (stop status, diagnostics) even while a simulator's /clock is paused or absent.
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._worker = TickWorker(self._run_tick, on_error=self._on_worker_error)
+        self._tick_timer = self.create_timer(cfg.period, self._on_tick, MutuallyExclusiveCallbackGroup(), clock=steady)
+        self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._on_diagnostics,
+                                             MutuallyExclusiveCallbackGroup(), clock=steady)
+        self._worker.start()
+
+    # -- callbacks (cheap: decode, validate, store) ---------------------------------------
+    def _on_image(self, camera: str, msg: Image) -> None:
+        try:
+            self.core.on_image(camera, stamp_ns(msg.header.stamp), msg.encoding, msg.height, msg.width,
+                               msg.step, msg.data)
+        except Exception as exc:  # noqa: BLE001 - no message may stop the node
+            self.core.reject_unexpected(f"{camera}/image_raw", exc)
+
+    def _on_command(self, msg: String) -> None:
+        try:
+            self.core.on_command(msg.data)
+        except Exception as exc:  # noqa: BLE001
+            self.core.reject_unexpected("command", exc)
+
+    def _on_tick(self) -> None:
+        if not self._worker.request():
+            self.core.count_dropped_tick()
+
+    def _on_diagnostics(self) -> None:
+        now = self.get_clock().now().nanoseconds
+        level, message, values = self.core.diagnostics(now)
+        msg = diagnostics_msg(now, f"{self.get_fully_qualified_name()}: inference", self.cfg.device, level,
+                              message, values)
+        try:
+            self._diag_pub.publish(msg)
+        except Exception:  # noqa: BLE001 - Ctrl-C may shut the context down between two lines
+            if self.context.ok():
+                raise
+
+    # -- the inference thread -------------------------------------------------------------
+    def _run_tick(self) -> None:
+        result = self.core.tick(self.get_clock().now().nanoseconds, self._predict)
+        if result is not None and self.context.ok():  # not after Ctrl-C shut the context down
+            self._traj_pub.publish(trajectory_msg(result, self.cfg.frame_id))
+            self._path_pub.publish(path_msg(result, self.cfg.frame_id))
+
+    def _on_worker_error(self, exc: BaseException) -> None:
+        if self.context.ok():  # a publish racing with shutdown is not an error worth reporting
+            self.get_logger().error(f"tick failed: {type(exc).__name__}: {exc}")
+
+    def close(self) -> None:
+        self._worker.stop()
+        self.destroy_node()
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    """Invalid parameters, an unusable checkpoint, or input the model API refuses (InputError)."""
+    ckpt = sys.modules.get("vla_ros.checkpoint")  # not imported when the parameters were invalid
+    return isinstance(exc, (ConfigError, ValueError)) or (ckpt is not None and isinstance(exc, ckpt.CheckpointError))
+
+
+def _interrupt(signum, _frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _spin(executor) -> None:
+    """Spin until shutdown. A signal can shut the context down while the executor builds its wait
+    set; rclpy then raises RCLError instead of ExternalShutdownException: that is a shutdown too."""
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:
+        if executor.context.ok():
+            raise
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point (``ros2 run vla_ros vla_node``, ``vla_node``, ``python -m vla_ros.ros.vla_node``).
+
+    Exits non-zero with one clear line on stderr for an invalid parameter or an unusable checkpoint.
+    """
+    # While the model loads (seconds), SIGINT / SIGTERM must interrupt it: plain Python handling
+    # (KeyboardInterrupt) until the node is up, rclpy's handlers (clean shutdown of spin) after.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    node = executor = None
+    code = 0
+    try:
+        try:
+            node = VLANode()
+        except ExternalShutdownException:
+            raise
+        except Exception as exc:
+            if not _is_user_error(exc):
+                raise
+            print(f"{NODE_NAME}: error: {exc}", file=sys.stderr)
+            code = 2
+        else:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            install_signal_handlers(SignalHandlerOptions.ALL)
+            executor = MultiThreadedExecutor(num_threads=3)
+            executor.add_node(node)
+            _spin(executor)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if executor is not None:
+            executor.shutdown(timeout_sec=5.0)  # let running callbacks finish before the node goes
+        if node is not None:
+            node.close()
+        rclpy.try_shutdown()
+    if code:
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""NodeConfig: every setting of ``vla_node``, the single source of truth.
+
+The ROS parameters of the node, ``config/vla.yaml`` and the table in ``docs/node.md`` are views
+of this dataclass: the node declares one parameter per field (its ``help`` text becomes the
+ParameterDescriptor description), ``read_params_file`` reads a standard ROS params file into it,
+and ``parameter_table`` renders the documentation table.  Validation lives in ``__post_init__``
+and raises :class:`~vla_ros.config.ConfigError` naming the parameter and the fix.
+
+No rclpy here (see ``vla_ros.runtime``).
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+from vla_ros.config import ConfigError, _require, from_dict, to_dict
+
+__all__ = [
+    "NODE_NAME",
+    "NodeConfig",
+    "ROS_STANDARD_PARAMETERS",
+    "node_config_from_parameters",
+    "read_params_file",
+    "node_key_matches",
+    "parameter_table",
+    "parameter_type_name",
+]
+
+NODE_NAME = "vla_node"
+
+# Parameters every ROS node may be given that are not NodeConfig fields.
+ROS_STANDARD_PARAMETERS = ("use_sim_time", "start_type_description_service")
+_ROS_STANDARD_PREFIXES = ("qos_overrides.",)
+
+
+def _opt(default: Any, help: str) -> Any:  # noqa: A002 - 'help' reads best here
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class NodeConfig:
+    """Settings of ``vla_node`` (ROS parameters; ``config/vla.yaml``)."""
+
+    # -- model --------------------------------------------------------------------------
+    checkpoint: str = _opt("", "Model checkpoint (.pth). '' = the packaged default "
+                               "(share/vla_ros/checkpoints/default.pth).")
+    device: str = _opt("cpu", "Torch device: 'cpu', 'cuda' or 'cuda:N'.")
+    fast: bool = _opt(True, "Fast inference path (cached frame/text encodings, DDIM as fixed ops, "
+                            "CUDA graph on GPU). false = plain reference path.")
+    warmup: bool = _opt(True, "Run a few predictions at start-up so the first real tick is as fast "
+                              "as the rest.")
+    num_inference_steps: int = _opt(0, "DDIM denoising steps; 0 = the checkpoint's default. Must not "
+                                       "exceed the checkpoint's training timesteps.")
+    cpu_threads: int = _opt(0, "Torch intra-op CPU threads; 0 = torch's default (one per core). Lower it "
+                               "when the node shares the CPU with other nodes.")
+    # -- timing -------------------------------------------------------------------------
+    rate_hz: float = _opt(3.0, "Inference ticks per second. A tick that finds the model still busy "
+                               "is dropped (counted in diagnostics), never queued.")
+    history_spacing: float = _opt(0.2, "Seconds between the frames of a camera's history: the frames "
+                                       "closest to newest, newest - spacing, newest - 2 spacing, ...")
+    history_tolerance: float = _opt(0.1, "How far (s) a history frame may be from its target time (strictly less); "
+                                         "at most history_spacing / 2.")
+    max_age: float = _opt(0.5, "Stop when a camera's newest frame is older than this (s, node clock; "
+                               "sim time with use_sim_time).")
+    max_skew: float = _opt(0.1, "Stop when paired ego and top frames are further apart than this (s).")
+    # -- input limits -------------------------------------------------------------------
+    max_command_bytes: int = _opt(2000, "Longer commands (UTF-8 bytes) are rejected and the robot stops.")
+    # -- output -------------------------------------------------------------------------
+    frame_id: str = _opt("base_link", "frame_id of the published trajectory and path (the robot "
+                                      "frame the model predicts in).")
+    on_stop: Literal["publish_stop", "silent"] = _opt(
+        "publish_stop", "When inputs are not usable: 'publish_stop' publishes a trajectory of identity "
+                        "poses with the reason in status; 'silent' publishes nothing.")
+
+    def __post_init__(self) -> None:
+        _require(bool(re.fullmatch(r"cpu|cuda(:\d+)?", self.device)),
+                 f"device={self.device!r}: use 'cpu', 'cuda' or 'cuda:N' (e.g. cuda:0)")
+        _require(self.num_inference_steps >= 0,
+                 f"num_inference_steps={self.num_inference_steps}: must be >= 0 (0 = checkpoint default)")
+        _require(0.0 < self.rate_hz <= 100.0,
+                 f"rate_hz={self.rate_hz}: must be in (0, 100] ticks per second (default 3)")
+        _require(self.history_spacing > 0.0,
+                 f"history_spacing={self.history_spacing}: must be > 0 seconds (default 0.2)")
+        _require(0.0 < self.history_tolerance <= self.history_spacing / 2,
+                 f"history_tolerance={self.history_tolerance}: must be > 0 and at most history_spacing/2 "
+                 f"= {self.history_spacing / 2:g} s, so that each history frame is picked once")
+        _require(self.max_age > 0.0, f"max_age={self.max_age}: must be > 0 seconds (default 0.5)")
+        _require(self.max_skew >= 0.0, f"max_skew={self.max_skew}: must be >= 0 seconds (default 0.1)")
+        _require(self.max_command_bytes >= 1,
+                 f"max_command_bytes={self.max_command_bytes}: must be >= 1 (default 2000)")
+        _require(bool(self.frame_id.strip()) and self.frame_id == self.frame_id.strip(),
+                 f"frame_id={self.frame_id!r}: must be a frame name without spaces, e.g. base_link")
+
+    @property
+    def period(self) -> float:
+        """Seconds between inference ticks."""
+        return 1.0 / self.rate_hz
+
+
+def parameter_type_name(name: str) -> str:
+    """'string' | 'bool' | 'int' | 'double' for a NodeConfig field (the ROS parameter type)."""
+    tp = typing.get_type_hints(NodeConfig)[name]
+    if typing.get_origin(tp) is Literal:
+        tp = type(typing.get_args(tp)[0])
+    return {str: "string", bool: "bool", int: "int", float: "double"}[tp]
+
+
+def node_config_from_parameters(values: Mapping[str, Any], where: str = NODE_NAME) -> NodeConfig:
+    """NodeConfig from ROS parameter values; standard ROS parameters are ignored, others rejected."""
+    values = {k: v for k, v in values.items()
+              if k not in ROS_STANDARD_PARAMETERS and not k.startswith(_ROS_STANDARD_PREFIXES)}
+    return from_dict(NodeConfig, values, where=where)
+
+
+# --------------------------------------------------------------------------------------
+# ROS params files
+# --------------------------------------------------------------------------------------
+
+
+def _match_tokens(pattern: list[str], name: list[str]) -> bool:
+    if not pattern:
+        return not name
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        return any(_match_tokens(rest, name[i:]) for i in range(len(name) + 1))
+    if not name:
+        return False
+    return (head == "*" or head == name[0]) and _match_tokens(rest, name[1:])
+
+
+def node_key_matches(key: str, node_fqn: str) -> bool:
+    """Does a params-file top-level key apply to the node ``node_fqn`` ('/ns/vla_node')?
+
+    rcl's rules: a key without a leading '/' is taken from the root ('vla_node' matches only
+    '/vla_node', not '/robot1/vla_node'); '*' matches one name token, '**' any number.
+    """
+    key = key if key.startswith("/") else "/" + key
+    return _match_tokens([t for t in key.split("/") if t], [t for t in node_fqn.split("/") if t])
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = value
+
+
+def read_params_file(path: str | Path, node_fqn: str = "/" + NODE_NAME) -> dict[str, Any]:
+    """The ``ros__parameters`` that a ROS params file gives the node ``node_fqn``, flattened.
+
+    Raises ConfigError when the file is missing or malformed, or has no section that applies
+    to the node (a frequent surprise: ``vla_node:`` does not apply once the node runs in a
+    namespace; ``/**/vla_node:`` does).
+    """
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"params file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(doc, Mapping) or not doc:
+        raise ConfigError(f"{path}: expected '{NODE_NAME}: ros__parameters: {{...}}' at the top level")
+    merged: dict[str, Any] = {}
+    matched = []
+    for key, section in doc.items():
+        if not isinstance(section, Mapping) or "ros__parameters" not in section:
+            raise ConfigError(f"{path}: section '{key}' has no 'ros__parameters:' mapping "
+                              f"(layout: {NODE_NAME}: ros__parameters: {{rate_hz: 3.0, ...}})")
+        if node_key_matches(str(key), node_fqn):
+            matched.append(str(key))
+            _flatten("", section["ros__parameters"] or {}, merged)
+    if not matched:
+        hint = (f"; a plain '{NODE_NAME}:' key applies only to a node without namespace, use "
+                f"'/**/{NODE_NAME}:' to match any namespace") if node_fqn.count("/") > 1 else ""
+        raise ConfigError(f"{path}: no section applies to node {node_fqn} (keys: {sorted(map(str, doc))}){hint}")
+    return merged
+
+
+# --------------------------------------------------------------------------------------
+# Documentation
+# --------------------------------------------------------------------------------------
+
+
+def parameter_table() -> str:
+    """Markdown table of the node's parameters (name, type, default, description).
+
+    docs/node.md holds a copy (a test keeps them equal): ``python -m vla_ros.runtime.config`` prints it.
+    """
+    defaults = to_dict(NodeConfig())
+    rows = ["| parameter | type | default | description |", "|---|---|---|---|"]
+    for f in fields(NodeConfig):
+        assert f.default is not MISSING
+        default = defaults[f.name]
+        if isinstance(default, bool):
+            shown = f"`{str(default).lower()}`"
+        else:
+            shown = f"`{default}`" if default != "" else "`''`"
+        rows.append(f"| `{f.name}` | {parameter_type_name(f.name)} | {shown} | {f.metadata['help']} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(parameter_table())

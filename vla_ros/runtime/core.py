@@ -1,0 +1,351 @@
+"""NodeCore: everything ``vla_node`` does between its subscriptions and its publishers, without ROS.
+
+Inputs (called from subscription callbacks; cheap, they only validate and store the newest data)::
+
+    on_image(camera, stamp_ns, encoding, height, width, step, data)
+    on_command(text)
+
+A tick (called from the inference worker, ``rate_hz`` times per second)::
+
+    tick(now_ns, predict) -> TickResult | None
+
+checks the inputs (:meth:`observe`), runs the model when they are usable, and returns what to
+publish: the model's trajectory stamped with the newest observation used, or a stop trajectory
+with the reason.  The model output is checked (shape, finite) before it is ever returned.
+
+Times are integer nanoseconds of the node clock (ROS time; sim time under ``use_sim_time``).
+Status changes are logged once per change; rejected messages are counted per reason and logged
+at most once per ``LOG_THROTTLE_S`` per reason.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+
+from vla_ros.runtime.config import NodeConfig
+from vla_ros.runtime.history import NS, Alignment, CameraHistory, Frame, align
+from vla_ros.runtime.images import ImageError, decode_image
+from vla_ros.runtime.safety import Decision, Status, diagnostic_level, stop_trajectory
+from vla_ros.runtime.stats import LatencyWindow, RateMeter, Throttle
+
+__all__ = ["ModelSpec", "NodeCore", "TickResult", "Logger", "Predictor"]
+
+LOG_THROTTLE_S = 5.0  # seconds between two logs of the same rejection reason
+# The node clock moving back by more than this clears the histories (a bag looping under --clock).
+CLOCK_JUMP_BACK_NS = 10_000_000
+
+
+class Logger(Protocol):  # rclpy's node logger and logging.Logger both fit
+    def info(self, msg: str) -> Any: ...
+    def warning(self, msg: str) -> Any: ...
+    def error(self, msg: str) -> Any: ...
+
+
+# (per-camera frame lists in ModelSpec.cameras order, command) -> object with .trajectory, .timing
+Predictor = Callable[[Sequence[Sequence[np.ndarray]], str], Any]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the node needs to know about the model (from ``VLAInferenceAPI.config``)."""
+
+    cameras: tuple[str, ...] = ("ego", "top")
+    history_length: int = 5
+    trajectory_length: int = 16
+    traj_dt: float = 0.2
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "ModelSpec":
+        return cls(tuple(cfg.cameras), int(cfg.history_length), int(cfg.trajectory_length), float(cfg.traj_dt))
+
+
+@dataclass
+class TickResult:
+    """What one tick publishes (``publish`` False: nothing, the ``on_stop: silent`` case)."""
+
+    status: Status
+    reason: str
+    stamp_ns: int  # newest observation used; the tick's time for a stop
+    trajectory: np.ndarray  # (trajectory_length, 3) float32 x, y, heading
+    dt: float
+    command: str
+    latency_s: float = 0.0  # wall time of the model call
+    publish: bool = True
+    timing: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == Status.OK
+
+
+class NodeCore:
+    def __init__(self, cfg: NodeConfig, model: ModelSpec, log: Logger) -> None:
+        self.cfg = cfg
+        self.model = model
+        self.log = log
+        n = model.history_length
+        self._spacing_ns = int(round(cfg.history_spacing * NS))
+        self._tolerance_ns = int(round(cfg.history_tolerance * NS))
+        self._max_age_ns = int(round(cfg.max_age * NS))
+        self._max_skew_ns = int(round(cfg.max_skew * NS))
+        # keep enough for the history behind the oldest camera's newest frame (at most max_age back)
+        keep_ns = (n - 1) * self._spacing_ns + self._tolerance_ns + self._max_age_ns + NS // 2
+        self._histories = {cam: CameraHistory(keep_ns) for cam in model.cameras}
+        self._bad_image: dict[str, str] = {}  # camera -> why its newest message was rejected
+        self._command: str | None = None  # None: none received yet
+        self._bad_command: str | None = None
+        self._lock = threading.Lock()
+        self._generation = 0  # bumped when the histories are cleared (time jumped back)
+        self._last_now_ns: int | None = None
+        self._last_key: str | None = None
+        self._throttle = Throttle(LOG_THROTTLE_S)
+        self._command_throttle = Throttle(1.0)  # the current command is always in diagnostics
+        # statistics
+        self.rejected: collections.Counter[str] = collections.Counter()
+        self.events: collections.Counter[str] = collections.Counter()
+        self.latency = LatencyWindow(100)
+        self.tick_rate = RateMeter(10.0)
+        self.prediction_rate = RateMeter(10.0)
+        self.ticks = 0
+        self.dropped_ticks = 0
+        self.predictions = 0
+        self.stops = 0
+        self.last_status = Decision(Status.STOP_STALE_CAMERA, "no tick yet", "start")
+
+    # -- inputs ----------------------------------------------------------------------------
+    def _reject(self, key: str, message: str) -> None:
+        self.rejected[key] += 1
+        self._warn_throttled("reject:" + key, f"rejected: {message}")
+
+    def reject_unexpected(self, topic: str, exc: BaseException) -> None:
+        """A message that made a callback raise (a bug, not a known bad input): count, log, go on."""
+        with self._lock:
+            self._reject("unexpected", f"{topic}: {type(exc).__name__}: {exc}")
+
+    def _warn_throttled(self, key: str, message: str) -> None:
+        skipped = self._throttle(key)
+        if skipped is not None:
+            more = f" ({skipped} more since the last report)" if skipped else ""
+            self.log.warning(message + more)
+
+    def on_image(self, camera: str, stamp_ns: int, encoding: str, height: int, width: int, step: int,
+                 data: Any) -> bool:
+        """Validate, decode and store one camera frame; False when it was rejected."""
+        try:
+            image = decode_image(encoding, height, width, step, data)
+        except ImageError as exc:
+            with self._lock:
+                self._bad_image[camera] = f"{camera} image rejected: {exc}"
+                self._reject(exc.reason, f"{camera}: {exc}")
+            return False
+        with self._lock:
+            if stamp_ns <= 0:
+                self._bad_image[camera] = f"{camera} image has no header.stamp (0): the driver must stamp frames"
+                self._reject("zero_stamp", f"{camera}: header.stamp is 0; the camera driver must stamp frames")
+                return False
+            hist = self._histories[camera]
+            newest = hist.newest
+            if newest is not None and stamp_ns <= newest.stamp_ns:
+                back = newest.stamp_ns - stamp_ns
+                if back <= self._max_age_ns:  # reordered or repeated frame: skip it quietly
+                    self._reject("out_of_order", f"{camera}: frame stamped {back / NS:.3f} s before the newest")
+                    return False
+                self._clear(f"{camera} stamps jumped back by {back / NS:.2f} s (a bag looping?)")
+            elif hist.shape is not None and hist.shape != image.shape:
+                was = hist.shape
+                hist.clear()
+                self.events["resolution_change"] += 1
+                self._warn_throttled("resolution_change", f"{camera}: resolution changed from {was[1]}x{was[0]} "
+                                                          f"to {image.shape[1]}x{image.shape[0]}; its history restarts")
+            hist.add(Frame(int(stamp_ns), image))
+            self._bad_image.pop(camera, None)
+            return True
+
+    def on_command(self, text: str) -> bool:
+        """Store the newest command; an over-long one is rejected and the robot stops."""
+        size = len(text.encode("utf-8", "surrogatepass"))
+        with self._lock:
+            if size > self.cfg.max_command_bytes:
+                self._command = None
+                self._bad_command = (f"command of {size} bytes is longer than max_command_bytes="
+                                     f"{self.cfg.max_command_bytes}")
+                self._reject("command_too_long", self._bad_command)
+                return False
+            self._bad_command = None
+            new = " ".join(text.split())
+            if new != self._command:  # throttled: a flood of changing commands must not flood the log
+                skipped = self._command_throttle("command")
+                if skipped is not None:
+                    more = f" ({skipped} more changes since the last report)" if skipped else ""
+                    self.log.info((f"command: {new[:200]!r}" if new else "command: '' (empty: the robot stops)") + more)
+            self._command = new
+            return True
+
+    def _clear(self, why: str) -> None:
+        """Forget every camera's frames (the caller holds the lock)."""
+        for h in self._histories.values():
+            h.clear()
+        self._bad_image.clear()
+        self._generation += 1
+        self.events["time_jump"] += 1
+        self.log.warning(f"{why}: history cleared, restarting")
+
+    # -- decisions -------------------------------------------------------------------------
+    def observe(self, now_ns: int) -> tuple[Decision, Alignment | None, str, int]:
+        """Check the inputs at ``now_ns`` -> (decision, aligned frames when OK, command, generation)."""
+        with self._lock:
+            if self._last_now_ns is not None and now_ns < self._last_now_ns - CLOCK_JUMP_BACK_NS:
+                self._clear(f"node clock jumped back by {(self._last_now_ns - now_ns) / NS:.2f} s")
+            self._last_now_ns = now_ns
+            command = self._command or ""
+            decision, al = self._decide(now_ns, command)
+            return decision, al, command, self._generation
+
+    def _decide(self, now_ns: int, command: str) -> tuple[Decision, Alignment | None]:
+        stop = self._stop_reason(now_ns, command)
+        if stop is not None:
+            return stop, None
+        al = align(self._histories, self.model.history_length, self._spacing_ns, self._tolerance_ns)
+        if not al.complete:
+            cam, missing = next(iter(al.missing.items()))
+            n = self.model.history_length
+            return Decision(Status.STOP_INCOMPLETE_HISTORY,
+                            f"{cam} has {n - missing} of {n} history frames {self.cfg.history_spacing:g} s apart "
+                            f"(within {self.cfg.history_tolerance:g} s)", "incomplete_history"), None
+        if al.worst_skew_ns > self._max_skew_ns:
+            return Decision(Status.STOP_CAMERA_SKEW,
+                            f"{' and '.join(self.model.cameras)} frames are {al.worst_skew_ns / NS:.3f} s apart "
+                            f"(max_skew {self.cfg.max_skew:g} s)", "camera_skew"), None
+        return Decision(Status.OK), al
+
+    def _stop_reason(self, now_ns: int, command: str) -> Decision | None:
+        """The first reason, in order of priority, why the inputs cannot be used; None if none."""
+        cams = self.model.cameras
+        for cam in cams:
+            if cam in self._bad_image:
+                return Decision(Status.STOP_BAD_INPUT, self._bad_image[cam], f"bad_input:{cam}")
+        if self._bad_command:
+            return Decision(Status.STOP_BAD_INPUT, self._bad_command, "bad_command")
+        max_age = self.cfg.max_age
+        for cam in cams:
+            newest = self._histories[cam].newest
+            if newest is None:
+                return Decision(Status.STOP_STALE_CAMERA, f"no {cam} image yet (topic {cam}/image_raw)",
+                                f"stale:{cam}:none")
+            age = (now_ns - newest.stamp_ns) / NS
+            if age > max_age:
+                return Decision(Status.STOP_STALE_CAMERA, f"{cam} image is {age:.2f} s old (max_age {max_age:g} s)",
+                                f"stale:{cam}")
+            if age < -max_age:
+                return Decision(Status.STOP_STALE_CAMERA,
+                                f"{cam} image is stamped {-age:.2f} s ahead of the node clock: camera and "
+                                "node clocks disagree (use_sim_time? clock sync?)", f"future:{cam}")
+        if self._command is None:
+            return Decision(Status.STOP_NO_COMMAND, "no command yet (topic command)", "no_command")
+        if not command:
+            return Decision(Status.STOP_NO_COMMAND, "the command is empty", "empty_command")
+        return None
+
+    # -- one tick --------------------------------------------------------------------------
+    def tick(self, now_ns: int, predict: Predictor) -> TickResult | None:
+        """Check inputs, run the model if they are usable; None when there is nothing to publish."""
+        self.ticks += 1
+        decision, al, command, generation = self.observe(now_ns)
+        spec = self.model
+        result = None
+        if decision.ok:
+            assert al is not None
+            t0 = time.perf_counter()
+            try:
+                pred = predict([al.images(cam) for cam in spec.cameras], command)
+                traj = np.asarray(pred.trajectory, dtype=np.float32)
+                timing = dict(getattr(pred, "timing", {}) or {})
+            except ValueError as exc:  # the API's InputError
+                decision = Decision(Status.STOP_BAD_INPUT, f"model input rejected: {exc}", "model_input")
+            except Exception as exc:  # noqa: BLE001 - the node must survive any model failure
+                decision = Decision(Status.STOP_MODEL_ERROR, f"inference failed: {type(exc).__name__}: {exc}",
+                                    "model_error:" + type(exc).__name__)
+                if self._throttle("traceback:" + type(exc).__name__) is not None:
+                    self.log.error(traceback.format_exc())
+            else:
+                latency = time.perf_counter() - t0
+                self.latency.add(latency)
+                if traj.shape != (spec.trajectory_length, 3):
+                    decision = Decision(Status.STOP_MODEL_ERROR,
+                                        f"model returned shape {traj.shape}, expected ({spec.trajectory_length}, 3)",
+                                        "model_shape")
+                elif not np.isfinite(traj).all():
+                    decision = Decision(Status.STOP_NONFINITE_OUTPUT,
+                                        f"model output has {int((~np.isfinite(traj)).sum())} non-finite values",
+                                        "nonfinite")
+                else:
+                    result = TickResult(Status.OK, "", al.stamp_ns, traj, spec.traj_dt, command, latency,
+                                        True, timing)
+            if generation != self._generation:  # time jumped back while the model ran
+                self.tick_rate.mark()
+                return None
+        if result is None:
+            result = TickResult(decision.status, decision.reason, now_ns, stop_trajectory(spec.trajectory_length),
+                                spec.traj_dt, command, publish=self.cfg.on_stop == "publish_stop")
+            self.stops += 1
+        else:
+            self.predictions += 1
+            self.prediction_rate.mark()
+        self.tick_rate.mark()
+        self._note_status(decision)
+        return result if result.publish else None
+
+    def count_dropped_tick(self) -> None:
+        self.dropped_ticks += 1
+
+    def _note_status(self, decision: Decision) -> None:
+        self.last_status = decision
+        if decision.key == self._last_key:
+            return
+        self._last_key = decision.key
+        if decision.ok:
+            self.log.info("inputs usable: publishing model trajectories")
+        elif diagnostic_level(decision.status) >= 2:
+            self.log.error(f"stop ({decision.status.name}): {decision.reason}")
+        else:
+            self.log.warning(f"stop ({decision.status.name}): {decision.reason}")
+
+    # -- diagnostics -----------------------------------------------------------------------
+    def diagnostics(self, now_ns: int) -> tuple[int, str, list[tuple[str, str]]]:
+        """(level, message, key/value pairs) for diagnostic_msgs/DiagnosticStatus."""
+        st = self.last_status
+        ms = lambda s: "nan" if s != s else f"{s * 1e3:.1f}"  # noqa: E731 - NaN when no sample yet
+        values = [
+            ("status", st.status.name),
+            ("status_code", str(int(st.status))),
+            ("status_reason", st.reason),
+            ("latency_p50_ms", ms(self.latency.percentile(50))),
+            ("latency_p95_ms", ms(self.latency.percentile(95))),
+            ("rate_hz_target", f"{self.cfg.rate_hz:g}"),
+            ("rate_hz_achieved", f"{self.tick_rate.rate():.2f}"),
+            ("prediction_rate_hz", f"{self.prediction_rate.rate():.2f}"),
+            ("ticks", str(self.ticks)),
+            ("dropped_ticks", str(self.dropped_ticks)),
+            ("predictions", str(self.predictions)),
+            ("stops", str(self.stops)),
+        ]
+        with self._lock:
+            for cam in self.model.cameras:
+                newest = self._histories[cam].newest
+                values.append((f"age_{cam}_s", "none" if newest is None else f"{(now_ns - newest.stamp_ns) / NS:.3f}"))
+                values.append((f"frames_{cam}", str(len(self._histories[cam]))))
+            command = self._command
+        values.append(("command", "none" if command is None else command[:80]))
+        for key in sorted(self.rejected):
+            values.append((f"rejected_{key}", str(self.rejected[key])))
+        for key in sorted(self.events):
+            values.append((f"events_{key}", str(self.events[key])))
+        message = "OK" if st.ok else f"{st.status.name}: {st.reason}"
+        return diagnostic_level(st.status), message, values

@@ -1,0 +1,30 @@
+"""Trajectory geometry for the ROS messages: (x, y, heading) -> poses, and waypoint stamps."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["yaw_to_quaternion", "waypoint_stamps_ns", "split_stamp", "join_stamp"]
+
+
+def yaw_to_quaternion(yaw: float) -> tuple[float, float, float, float]:
+    """Rotation by ``yaw`` radians about z as a unit quaternion (x, y, z, w)."""
+    half = 0.5 * float(yaw)
+    return 0.0, 0.0, math.sin(half), math.cos(half)
+
+
+def waypoint_stamps_ns(stamp_ns: int, dt: float, length: int) -> np.ndarray:
+    """Stamps of the waypoints: waypoint k (0-based) is meant for stamp + (k + 1) * dt."""
+    return stamp_ns + np.round((np.arange(length) + 1) * dt * 1e9).astype(np.int64)
+
+
+def split_stamp(ns: int) -> tuple[int, int]:
+    """Nanoseconds -> (sec, nanosec) of builtin_interfaces/Time (nanosec in [0, 1e9))."""
+    sec, nanosec = divmod(int(ns), 1_000_000_000)
+    return sec, nanosec
+
+
+def join_stamp(sec: int, nanosec: int) -> int:
+    return int(sec) * 1_000_000_000 + int(nanosec)
