@@ -1,0 +1,366 @@
+"""sim_node: the simulated world as a ROS 2 robot, for closed-loop runs of vla_node.
+
+    ros2 run vla_ros sim_node --ros-args -p episodes:=8 -p split:=eval -p output_dir:=/tmp/sim
+    python -m vla_ros.ros.sim_node --ros-args -p mode:=real_time -p kinds:=goto_red
+    vla sim --episodes 8        # starts this node and vla_node together (see docs/closed_loop.md)
+
+Topics (relative, so namespaces and remaps work):
+  out: ego/image_raw, top/image_raw (sensor_msgs/Image rgb8, sensor-data QoS, stamped in sim time),
+       /clock (rosgraph_msgs/Clock, when publish_clock), odom (nav_msgs/Odometry),
+       pose (geometry_msgs/PoseStamped), command (std_msgs/String, reliable + transient-local:
+       the episode's command, latched)
+  in:  trajectory (vla_ros/Trajectory): followed with the stamps honoured; a non-OK status stops
+       the robot, and so does no trajectory for trajectory_timeout seconds.
+
+Modes: ``lockstep`` (default) -- the simulation waits, every lockstep_period, for a trajectory
+stamped at (or after) its newest frames, so results do not depend on CPU speed; ``real_time`` --
+it runs on a wall-clock timer and the robot follows whatever arrives, late trajectories joined
+in the middle.  This module is the thin rclpy adapter; the world, the tracking controller and
+the scoring live in :mod:`vla_ros.closed_loop` (no rclpy there).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import rclpy
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from vla_ros.closed_loop import NS, ClosedLoopSim, SimNodeConfig, TrackerConfig
+from vla_ros.config import ConfigError, from_dict
+from vla_ros.msg import Trajectory
+from vla_ros.sim.config import WorldConfig
+
+__all__ = ["SimNode", "declare_sim_config", "main", "NODE_NAME"]
+
+NODE_NAME = "sim_node"
+# Like vla_node's command subscription: reliable, and transient-local so that a VLA node started
+# after this one still hears the current command.
+COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+SIM_START_NS = NS  # sim time of the first frame (a stamp of 0 means "unstamped" to vla_node)
+_STANDARD = ("use_sim_time", "start_type_description_service")
+
+
+def declare_sim_config(node: Node) -> SimNodeConfig:
+    """One read-only parameter per SimNodeConfig field (its help text as the description)."""
+    defaults = SimNodeConfig()
+    values = {}
+    for f in fields(SimNodeConfig):
+        desc = ParameterDescriptor(description=f.metadata["help"], read_only=True, dynamic_typing=True)
+        values[f.name] = node.declare_parameter(f.name, getattr(defaults, f.name), desc).value
+    overrides = set(getattr(node, "_parameter_overrides", {}) or {})
+    unknown = sorted(k for k in overrides - set(values) - set(_STANDARD) if not k.startswith("qos_overrides."))
+    if unknown:
+        raise ConfigError(f"unknown parameter(s) {unknown} for {node.get_fully_qualified_name()}; "
+                          f"valid: {sorted(values)}")
+    return from_dict(SimNodeConfig, values, where="parameter")
+
+
+def _time(ns: int) -> Time:
+    sec, nanosec = divmod(int(ns), NS)
+    return Time(sec=sec, nanosec=nanosec)
+
+
+def _yaw(q) -> float:
+    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+
+
+class SimNode(Node):
+    def __init__(self, stop_event: threading.Event | None = None, **kwargs) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._stop_event = stop_event or threading.Event()
+        self.cfg = cfg = declare_sim_config(self)
+        self.sim = ClosedLoopSim(WorldConfig(image_size=cfg.image_size), TrackerConfig(timeout=cfg.trajectory_timeout),
+                                 warmup=cfg.warmup, duration=cfg.duration)
+        self.lock = threading.Condition()
+        self._answer_ns = -1  # newest header.stamp received (any status)
+        self._waiting_enabled = True  # lockstep waits; off after lockstep_timeout until trajectories return
+        self._active = False  # an episode is running
+        self._out = Path(cfg.output_dir) if cfg.output_dir else None
+        if self._out is not None:
+            self._out.mkdir(parents=True, exist_ok=True)
+
+        self._ego_pub = self.create_publisher(Image, "ego/image_raw", qos_profile_sensor_data)
+        self._top_pub = self.create_publisher(Image, "top/image_raw", qos_profile_sensor_data)
+        self._clock_pub = self.create_publisher(Clock, "/clock", 10) if cfg.publish_clock else None
+        self._odom_pub = self.create_publisher(Odometry, "odom", 10)
+        self._pose_pub = self.create_publisher(PoseStamped, "pose", 10)
+        self._cmd_pub = self.create_publisher(String, "command", COMMAND_QOS)
+        self.create_subscription(Trajectory, "trajectory", self._on_trajectory, 10)
+        self.get_logger().info(
+            f"{cfg.mode} simulation, {cfg.image_size}px cameras, {cfg.episodes or 'endless'} episode(s) of "
+            f"{cfg.warmup:g} s warm-up + {cfg.duration:g} s, seed {cfg.seed}, split {cfg.split}")
+
+    @property
+    def running(self) -> bool:
+        return self.context.ok() and not self._stop_event.is_set()
+
+    # -- input --------------------------------------------------------------------------
+    def _on_trajectory(self, msg: Trajectory) -> None:
+        stamp = msg.header.stamp.sec * NS + msg.header.stamp.nanosec
+        poses = [(p.position.x, p.position.y, _yaw(p.orientation)) for p in msg.poses]
+        with self.lock:
+            if not self._active:  # before the first episode or between two: nothing to follow
+                return
+            try:
+                self.sim.receive(stamp, poses if poses else [[0.0, 0.0, 0.0]], float(msg.dt), int(msg.status),
+                                 msg.status_reason, float(msg.inference_latency))
+            except Exception as exc:  # noqa: BLE001 - a malformed message must not stop the simulation
+                self.get_logger().warning(f"trajectory rejected: {type(exc).__name__}: {exc}")
+            self._answer_ns = max(self._answer_ns, stamp)
+            self._waiting_enabled = True
+            self.lock.notify_all()
+
+    # -- output -------------------------------------------------------------------------
+    def _image(self, img, stamp: Time, frame_id: str) -> Image:
+        msg = Image(height=int(img.shape[0]), width=int(img.shape[1]), encoding="rgb8", is_bigendian=0,
+                    step=int(img.shape[1]) * 3)
+        msg.header.stamp = stamp
+        msg.header.frame_id = frame_id
+        msg.data = img.tobytes()
+        return msg
+
+    def publish_observation(self) -> None:
+        """/clock and both cameras at the current sim stamp."""
+        cfg = self.cfg
+        with self.lock:
+            stamp_ns = self.sim.stamp_ns
+            ego, top = self.sim.render()
+        stamp = _time(stamp_ns)
+        if self._clock_pub is not None:
+            self._clock_pub.publish(Clock(clock=stamp))
+        self._ego_pub.publish(self._image(ego, stamp, cfg.ego_frame_id))
+        self._top_pub.publish(self._image(top, stamp, cfg.top_frame_id))
+
+    def publish_state(self) -> None:
+        """odom and pose at the current sim stamp."""
+        cfg = self.cfg
+        with self.lock:
+            stamp_ns = self.sim.stamp_ns
+            x, y, yaw, v, w = (float(s) for s in self.sim.state)
+        odom = Odometry()
+        odom.header.stamp, odom.header.frame_id, odom.child_frame_id = _time(stamp_ns), cfg.odom_frame_id, \
+            cfg.base_frame_id
+        odom.pose.pose.position.x, odom.pose.pose.position.y = x, y
+        q = odom.pose.pose.orientation
+        q.z, q.w = math.sin(yaw / 2), math.cos(yaw / 2)
+        odom.twist.twist.linear.x, odom.twist.twist.angular.z = v, w
+        self._odom_pub.publish(odom)
+        pose = PoseStamped()
+        pose.header = odom.header
+        pose.pose = odom.pose.pose
+        self._pose_pub.publish(pose)
+
+    def _event(self, **event) -> None:
+        if self._out is not None:
+            with open(self._out / "progress.jsonl", "a") as f:
+                f.write(json.dumps(event) + "\n")
+
+    # -- the loop (main thread; the executor spins on another) ---------------------------
+    def wait_for_vla_node(self) -> bool:
+        timeout = self.cfg.startup_timeout
+        if timeout <= 0:
+            return True
+        t0 = time.monotonic()
+        last_log = t0
+        while self.running:
+            if self.count_subscribers("ego/image_raw") > 0 and self.count_publishers("trajectory") > 0:
+                self.get_logger().info(f"VLA node found after {time.monotonic() - t0:.1f} s")
+                self._event(event="ready", wait_s=time.monotonic() - t0)
+                return True
+            now = time.monotonic()
+            if now - t0 > timeout:
+                self.get_logger().error(f"no VLA node after {timeout:g} s (nothing subscribes to "
+                                        f"{self.resolve_topic_name('ego/image_raw')} and publishes "
+                                        f"{self.resolve_topic_name('trajectory')}); start one, e.g. `vla launch "
+                                        "--use-sim-time`, or set startup_timeout:=0")
+                return False
+            if now - last_log > 10.0:
+                self.get_logger().info("waiting for the VLA node (loading its model?) ...")
+                last_log = now
+            time.sleep(0.1)
+        return False
+
+    def run(self) -> int:
+        cfg = self.cfg
+        if not self.wait_for_vla_node():
+            return 1 if self.running else 0
+        start_ns = SIM_START_NS
+        i = 0
+        while self.running and (cfg.episodes == 0 or i < cfg.episodes):
+            seed, kind, text = cfg.episode(i)
+            if not cfg.publish_clock:  # stamps from this node's clock (real_time mode)
+                start_ns = self.get_clock().now().nanoseconds
+            with self.lock:
+                self.sim.reset(seed=seed, kind=kind, split=cfg.split, text=text, start_ns=start_ns, episode=i)
+                self._answer_ns = -1
+                self._active = True
+            self._cmd_pub.publish(String(data=self.sim.text))
+            self.get_logger().info(f"episode {i + 1}/{cfg.episodes or '-'} (seed {seed}): "
+                                   f"'{self.sim.text}' ({self.sim.kind})")
+            self._event(event="start", episode=i, seed=seed, kind=self.sim.kind, text=self.sim.text)
+            wall0 = time.perf_counter()
+            finished = self._run_episode(i)
+            if not finished:
+                break
+            with self.lock:
+                self._active = False
+                record = self.sim.finish(wall_s=time.perf_counter() - wall0,
+                                         extra={"mode": cfg.mode, "node": self.get_fully_qualified_name()})
+            res = record.result
+            path = None
+            if self._out is not None:
+                path = record.save(self._out / f"episode_{i:03d}.json")
+            self.get_logger().info(
+                f"episode {i + 1}: {'SUCCESS' if res['success'] else 'FAILED'} -- {res['reason']}; "
+                f"{res['trajectories']} trajectories ({res['trajectories_per_wall_s']:.2f}/s wall), "
+                f"{res['wall_s']:.1f} s wall")
+            self._event(event="end", episode=i, success=res["success"], reason=res["reason"],
+                        time_to_goal=res.get("time_to_goal"), trajectories=res["trajectories"],
+                        status=record.received.get("status", {}), wall_s=res["wall_s"],
+                        file=str(path) if path else None)
+            start_ns = self.sim.stamp_ns + int(round(cfg.episode_gap * NS))
+            i += 1
+        return 0
+
+    def _wait_for_answer(self, stamp_ns: int) -> None:
+        """lockstep: block until a trajectory stamped >= stamp_ns arrived (or give up)."""
+        if not self._waiting_enabled:
+            return
+        deadline = time.monotonic() + self.cfg.lockstep_timeout
+        next_graph_check = time.monotonic() + 1.0
+        with self.lock:
+            while self._answer_ns < stamp_ns and self.running:
+                now = time.monotonic()
+                if now >= next_graph_check:  # the VLA node left: do not wait for it
+                    next_graph_check = now + 1.0
+                    if self.count_publishers("trajectory") == 0:
+                        self._give_up_waiting("no publisher of trajectory any more")
+                        return
+                if now >= deadline:
+                    self._give_up_waiting(f"no answer for {self.cfg.lockstep_timeout:g} s")
+                    return
+                self.lock.wait(timeout=min(0.1, deadline - now))
+
+    def _give_up_waiting(self, why: str) -> None:
+        self._waiting_enabled = False
+        self.get_logger().warning(f"lockstep: {why}; running on in real time until trajectories arrive "
+                                  f"(the robot stops after trajectory_timeout={self.cfg.trajectory_timeout:g} s)")
+
+    def _run_episode(self, episode: int) -> bool:
+        """Run the current episode to its end; False when interrupted (shutdown)."""
+        cfg = self.cfg
+        sim = self.sim
+        dt = sim.config.sim_dt
+        every = max(1, int(round(cfg.lockstep_period / dt)))
+        period = dt / cfg.real_time_factor if cfg.mode == "real_time" else dt
+        next_wall = time.monotonic()
+        lag_warned = False
+        last_mode = None
+        while not sim.done:
+            if not self.running:
+                return False
+            # lockstep: frames only where the simulation waits for their answer, so that every
+            # prediction answers a frame the simulation waited for (deterministic); real time: every step
+            observe = cfg.mode == "real_time" or sim.k % every == 0
+            if observe:
+                self.publish_observation()
+            self.publish_state()
+            if cfg.mode == "lockstep" and observe:
+                self._wait_for_answer(sim.stamp_ns)
+            if cfg.mode == "real_time" or not self._waiting_enabled:
+                next_wall += period
+                delay = next_wall - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                elif delay < -0.2:
+                    if not lag_warned and cfg.mode == "real_time":
+                        self.get_logger().warning(f"simulation {-delay:.2f} s behind the wall clock (rendering "
+                                                  "too slow for real_time_factor); simulated time runs slower")
+                        lag_warned = True
+                    next_wall = time.monotonic()
+            else:
+                next_wall = time.monotonic()
+            with self.lock:
+                t = (sim.stamp_ns - sim.start_ns) / NS - sim.warmup_steps * dt
+                ctl = sim.step()
+            if ctl.mode != last_mode:
+                reason = f": {ctl.reason}" if ctl.reason else ""
+                if ctl.mode == "track":
+                    self.get_logger().info(f"t={t:+.1f} s: following the trajectories")
+                elif ctl.mode != "warmup":  # (rclpy wants one severity per call site)
+                    self.get_logger().warning(f"t={t:+.1f} s: {ctl.mode}{reason}")
+                self._event(event="mode", episode=episode, t=round(t, 3), mode=ctl.mode, reason=ctl.reason)
+                last_mode = ctl.mode
+        return True
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point (``ros2 run vla_ros sim_node``, ``sim_node``, ``python -m vla_ros.ros.sim_node``).
+
+    Exits 0 after the last episode (or on SIGINT / SIGTERM: the episode under way is dropped),
+    1 when no VLA node showed up, 2 for an invalid parameter.
+    """
+    # Own signal handling: a signal only asks the loop to end (checked every step and while
+    # waiting), so that shutdown never races with a KeyboardInterrupt in the middle of it.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for s in (signal.SIGINT, signal.SIGTERM):  # kept until the process exits: a late signal is harmless
+        signal.signal(s, lambda *_: stop.set())
+    node = None
+    code = 0
+    executor = None
+    spin = None
+    try:
+        try:
+            node = SimNode(stop_event=stop)
+        except (ConfigError, ValueError) as exc:
+            print(f"{NODE_NAME}: error: {exc}", file=sys.stderr)
+            code = 2
+        else:
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            spin = threading.Thread(target=_spin, args=(executor, node, stop), daemon=True)
+            spin.start()
+            code = node.run()
+    finally:
+        stop.set()
+        if spin is not None:
+            spin.join(2.0)
+        if executor is not None:
+            executor.shutdown(timeout_sec=1.0)
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    if code:
+        sys.exit(code)
+
+
+def _spin(executor, node, stop: threading.Event) -> None:
+    try:
+        while not stop.is_set() and node.context.ok():
+            executor.spin_once(timeout_sec=0.1)
+    except (ExternalShutdownException, Exception):  # noqa: BLE001 - shutting down
+        pass
+
+
+if __name__ == "__main__":
+    main()
