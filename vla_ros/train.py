@@ -34,18 +34,24 @@ from vla_ros.sim.commands import KINDS, phrasings
 class FrameBank:
     """Frozen features of every frame and the samples over them."""
 
-    feats: torch.Tensor  # (E, C, T, ...) float16 frozen features per episode, camera, step
+    feats: torch.Tensor  # (E, C, F, ...) float16 frozen features per episode, camera, encoded frame
     traj: torch.Tensor  # (E, T, 16, 3) expert trajectories
+    states: np.ndarray  # (E, T, 5) world-frame [x, y, yaw, v, omega]
     kinds: list[str]  # per episode
     texts: list[str]  # per episode: the episode's own command
     samples: np.ndarray  # (S, 2) int: (episode, t) with a full history
     stride: int
     history: int
+    frame_slot: np.ndarray | None = None  # (T,) step -> index into feats' frame axis (-1: not encoded)
 
     def history_index(self, t: np.ndarray) -> np.ndarray:
         """(S,) newest steps -> (S, L) steps oldest first."""
         offs = np.arange(-(self.history - 1), 1) * self.stride
         return t[:, None] + offs[None]
+
+    def slots(self, steps: np.ndarray) -> np.ndarray:
+        """Steps -> positions in ``feats``' frame axis."""
+        return steps if self.frame_slot is None else self.frame_slot[steps]
 
 
 def _feature_cache_key(model: SimpleVLA, files: list[Path]) -> str:
@@ -61,7 +67,13 @@ def _feature_cache_key(model: SimpleVLA, files: list[Path]) -> str:
 
 @torch.no_grad()
 def build_frame_bank(model: SimpleVLA, data_dir: str | Path, cache_dir: str | Path | None = None,
-                     progress: bool = True, batch: int = 128) -> FrameBank:
+                     progress: bool = True, batch: int = 128, every_frame: bool = True) -> FrameBank:
+    """Encode the dataset's frames once with the frozen backbone.
+
+    ``every_frame=False`` keeps only the steps that share the newest step's phase modulo the
+    history stride (a sample's history frames are ``stride`` steps apart): half the frames and
+    half the samples for stride 2, and the neighbouring samples dropped are near-duplicates.
+    """
     files = list_episodes(data_dir)
     info = read_dataset_info(data_dir)
     world = info.get("config") or {}
@@ -70,39 +82,45 @@ def build_frame_bank(model: SimpleVLA, data_dir: str | Path, cache_dir: str | Pa
     if int(world.get("horizon", model.config.trajectory_length)) != model.config.trajectory_length:
         raise ValueError(f"{data_dir}: trajectories have {world.get('horizon')} waypoints, the model "
                          f"predicts {model.config.trajectory_length}")
-    cache = None
-    if cache_dir is not None:
-        cache = Path(cache_dir) / f"frozen_{_feature_cache_key(model, files)}.pt"
-    feats = None
-    if cache is not None and cache.exists():
-        feats = torch.load(cache, weights_only=True)
-    kinds, texts, trajs, per_ep = [], [], [], []
-    it = tqdm(files, desc="encoding frames (frozen backbone)", unit="ep", disable=not progress or feats is not None)
-    for f in it:
+    # frozen features are cached per episode file, so an interrupted run keeps what it encoded
+    cache = Path(cache_dir) / f"frozen_{_feature_cache_key(model, [])}" if cache_dir is not None else None
+    kinds, texts, trajs, states, per_ep = [], [], [], [], []
+    for f in tqdm(files, desc="encoding frames (frozen backbone)", unit="ep", disable=not progress):
         arrays, meta = load_episode(f, mmap=True)
         kinds.append(meta["kind"])
         texts.append(meta["command"])
         trajs.append(torch.from_numpy(np.array(arrays["traj"], dtype=np.float32)))
-        if feats is None:
-            cams = []
-            for cam in model.config.cameras:
-                frames = np.asarray(arrays[cam])
-                out = [model.frame_frozen(frames[i:i + batch]).half().cpu() for i in range(0, len(frames), batch)]
-                cams.append(torch.cat(out))
-            per_ep.append(torch.stack(cams))  # (C, T, ...)
-    if feats is None:
-        lengths = {p.shape[1] for p in per_ep}
-        if len(lengths) != 1:
-            raise ValueError(f"{data_dir}: episodes have different lengths {sorted(lengths)}")
-        feats = torch.stack(per_ep)
-        if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(feats, cache)
+        states.append(np.array(arrays["state"], dtype=np.float64))
+        n_steps = len(arrays["traj"])
+        keep = np.arange(n_steps) if every_frame else np.arange((n_steps - 1) % stride, n_steps, stride)
+        tag = "" if every_frame else f"_s{stride}"
+        entry = cache / f"{f.stem}{tag}_{_feature_cache_key(model, [f])}.pt" if cache is not None else None
+        if entry is not None and entry.exists():
+            per_ep.append(torch.load(entry, weights_only=True))
+            continue
+        cams = []
+        for cam in model.config.cameras:
+            frames = np.asarray(arrays[cam])[keep]
+            out = [model.frame_frozen(frames[i:i + batch]).half().cpu() for i in range(0, len(frames), batch)]
+            cams.append(torch.cat(out))
+        per_ep.append(torch.stack(cams))  # (C, T, ...)
+        if entry is not None:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(per_ep[-1], entry)
+    lengths = {p.shape[1] for p in per_ep}
+    if len(lengths) != 1:
+        raise ValueError(f"{data_dir}: episodes have different lengths {sorted(lengths)}")
+    feats = torch.stack(per_ep)
     traj = torch.stack(trajs)
-    T = feats.shape[2]
+    T = traj.shape[1]
     first = (history - 1) * stride
-    samples = np.array([(e, t) for e in range(len(files)) for t in range(first, T)], dtype=np.int64)
-    return FrameBank(feats, traj, kinds, texts, samples, stride, history)
+    slot = None
+    if not every_frame:
+        slot = np.full(T, -1, dtype=np.int64)
+        slot[keep] = np.arange(len(keep))
+    steps = [t for t in range(first, T) if slot is None or slot[t] >= 0]
+    samples = np.array([(e, t) for e in range(len(files)) for t in steps], dtype=np.int64)
+    return FrameBank(feats, traj, np.stack(states), kinds, texts, samples, stride, history, slot)
 
 
 def gather(bank: FrameBank, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,7 +128,7 @@ def gather(bank: FrameBank, idx: np.ndarray, device: torch.device) -> tuple[torc
     ep, t = bank.samples[idx, 0], bank.samples[idx, 1]
     steps = bank.history_index(t)  # (B, L)
     e = torch.from_numpy(ep)
-    frozen = bank.feats[e[:, None], :, torch.from_numpy(steps)]  # (B, L, C, ...)
+    frozen = bank.feats[e[:, None], :, torch.from_numpy(bank.slots(steps))]  # (B, L, C, ...)
     frozen = frozen.transpose(1, 2).float().to(device)
     traj = bank.traj[e, torch.from_numpy(t)].to(device)
     return frozen, traj
@@ -223,7 +241,7 @@ def plot_curves(history: dict[str, list], out_png: Path) -> None:
 
 def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path,
           device: str = "cpu", resume: str | Path | None = None, progress: bool = True,
-          max_minutes: float | None = None) -> dict[str, Any]:
+          max_minutes: float | None = None, every_frame: bool = True) -> dict[str, Any]:
     """Train and return a summary; writes best.pth, last.pth, curve PNG and log JSON to ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -239,7 +257,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
             raise ValueError(f"{resume} holds no training state (only last.pth does); cannot resume from it")
         model_cfg = checkpoint_config(payload, resume)  # the run's own config, never flags
     model = SimpleVLA(model_cfg).to(dev)
-    bank = build_frame_bank(model, data_dir, cache_dir=out / "cache", progress=progress)
+    bank = build_frame_bank(model, data_dir, cache_dir=out / "cache", progress=progress, every_frame=every_frame)
     n_ep = bank.feats.shape[0]
     n_val_ep = max(1, int(round(n_ep * train_cfg.val_fraction))) if n_ep > 1 else 0
     val_eps = set(range(n_ep - n_val_ep, n_ep))
@@ -298,6 +316,10 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
             {"step": step, "best_val_ade": best_ade, "history": {"train": history["train"], "val": history["val"]},
              "model_config": to_dict(model.config), "train_config": to_dict(train_cfg)}, indent=1))
 
+    if step == 0:  # the untrained model's validation figures start the curve
+        ema.swap(model)
+        history["val"].append({"step": 0, **validate(model, bank, val_idx, train_cfg, dev, val_text_list)})
+        ema.swap(model)
     model.train()
     t_start = time.perf_counter()
     bar = tqdm(total=train_cfg.steps, initial=step, desc="training", unit="step", disable=not progress)

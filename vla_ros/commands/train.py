@@ -22,7 +22,7 @@ def cmd_train(args) -> int:
 
         resume = Path(args.out) / "last.pth"
     summary = train(model_cfg, train_cfg, args.data, args.out, device=args.device, resume=resume,
-                    max_minutes=args.max_minutes)
+                    max_minutes=args.max_minutes, every_frame=not args.half_frames)
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -43,4 +43,6 @@ def register(sub) -> None:
     p.add_argument("--val-every", type=int, help="override train.val_every")
     p.add_argument("--seed", type=int, help="override train.seed")
     p.add_argument("--max-minutes", type=float, help="stop (and save last.pth) after this many minutes")
+    p.add_argument("--half-frames", action="store_true",
+                   help="encode and train on every other step only (half the CPU time; neighbours are near-duplicates)")
     p.set_defaults(func=cmd_train)

@@ -63,6 +63,8 @@ class SimpleVLA(nn.Module):
     # -- images -------------------------------------------------------------------------
     def preprocess(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """(..., H, W, 3) uint8 -> (N, 3, S, S) float in [0, 1] on the model's device."""
+        if isinstance(images, np.ndarray) and not images.flags.writeable:
+            images = np.array(images)  # read-only memory maps: torch wants writable memory
         x = torch.as_tensor(images)
         if x.dtype != torch.uint8:
             raise TypeError(f"images must be uint8 RGB, got {x.dtype}")

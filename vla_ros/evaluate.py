@@ -1,0 +1,224 @@
+"""``vla eval``: trajectory quality against baselines, and quality against sampling steps.
+
+* ADE / FDE (metres, x-y) overall and per command kind for the model (DDIM, the checkpoint's
+  step count) and two non-learned baselines:
+  (i) ``mean_per_command``: the mean expert trajectory of the command's kind over the
+      training set (stored in the checkpoint) -- uses the command, ignores the cameras;
+  (ii) ``constant_velocity``: the robot's last motion over the history frames, continued.
+* The seed's open question: DDIM with 1, 2, 5, 10, 20 and 50 steps and DDPM with all
+  training steps -- ADE beside the latency of one sampling (batch 1) -- as a table and a plot.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vla_ros.checkpoint import load_checkpoint
+from vla_ros.train import FrameBank, ade_fde, build_frame_bank, gather
+
+SWEEP_DDIM = (1, 2, 5, 10, 20, 50)
+
+
+def constant_velocity(bank: FrameBank, idx: np.ndarray, traj_dt: float, sim_dt: float) -> np.ndarray:
+    """(S,) samples -> (S, 16, 3): the twist between the last two history frames, continued."""
+    ep, t = bank.samples[idx, 0], bank.samples[idx, 1]
+    prev = bank.states[ep, t - bank.stride]  # (S, 5) world frame
+    cur = bank.states[ep, t]
+    gap = bank.stride * sim_dt
+    dx, dy = prev[:, 0] - cur[:, 0], prev[:, 1] - cur[:, 1]
+    c, s = np.cos(cur[:, 2]), np.sin(cur[:, 2])
+    px, py = c * dx + s * dy, -s * dx + c * dy  # previous position in the current robot frame
+    dyaw = np.angle(np.exp(1j * (cur[:, 2] - prev[:, 2])))
+    v = np.hypot(px, py) / gap * np.where(px <= 0, 1.0, -1.0)  # the robot was behind: moving forward
+    w = dyaw / gap
+    horizon = bank.traj.shape[2]
+    out = np.zeros((len(idx), horizon, 3))
+    x = np.zeros(len(idx))
+    y = np.zeros(len(idx))
+    yaw = np.zeros(len(idx))
+    sub = 10  # integrate the unicycle finely between waypoints
+    for k in range(horizon):
+        for _ in range(sub):
+            h = traj_dt / sub
+            x += v * np.cos(yaw) * h
+            y += v * np.sin(yaw) * h
+            yaw += w * h
+        out[:, k] = np.stack([x, y, yaw], -1)
+    return out.astype(np.float32)
+
+
+def _table(pred: np.ndarray, gt: np.ndarray, kinds: list[str]) -> dict[str, Any]:
+    ade, fde = ade_fde(pred, gt)
+    rows = {"overall": {"ade": float(ade.mean()), "fde": float(fde.mean()), "n": len(ade)}}
+    for k in sorted(set(kinds)):
+        m = np.array([x == k for x in kinds])
+        rows[k] = {"ade": float(ade[m].mean()), "fde": float(fde[m].mean()), "n": int(m.sum())}
+    return rows
+
+
+@torch.inference_mode()
+def _sample_all(model, bank: FrameBank, idx: np.ndarray, texts: list[str], batch: int, steps: int | None,
+                use_ddim: bool, seed: int, desc: str, progress: bool) -> np.ndarray:
+    out = []
+    dev = model.device
+    for b in tqdm(range(0, len(idx), batch), desc=desc, unit="batch", disable=not progress, leave=False):
+        sel = idx[b:b + batch]
+        frozen, _ = gather(bank, sel, dev)
+        cond = model.condition_from_frozen(frozen, [texts[i] for i in sel])
+        head = model.action_head
+        noise = head.initial_noise(1, torch.Generator().manual_seed(seed), dev).expand(len(sel), -1, -1, -1)
+        out.append(head.sample(cond, num_inference_steps=steps, use_ddim=use_ddim, noise=noise.contiguous(),
+                               generator=torch.Generator().manual_seed(seed)).cpu().numpy())
+    return np.concatenate(out)
+
+
+@torch.inference_mode()
+def _latency_ms(model, bank: FrameBank, steps: int | None, use_ddim: bool, reps: int) -> float:
+    """Median time of one sampling (batch 1) with the diffusers scheduler loop."""
+    frozen, _ = gather(bank, np.array([0]), model.device)
+    cond = model.condition_from_frozen(frozen, ["go"])
+    times = []
+    for _ in range(reps + 1):
+        t0 = time.perf_counter()
+        model.action_head.sample(cond, num_inference_steps=steps, use_ddim=use_ddim,
+                                 generator=torch.Generator().manual_seed(0))
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times[1:]))
+
+
+def evaluate(checkpoint: str | Path, data_dir: str | Path, device: str = "cpu", max_samples: int | None = None,
+             sweep_samples: int = 256, sweep: bool = True, batch: int = 64, seed: int = 0,
+             cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    model, payload = load_checkpoint(checkpoint, device=device)
+    cfg = model.config
+    bank = build_frame_bank(model, data_dir, cache_dir=cache_dir, progress=progress)
+    idx = np.arange(len(bank.samples))
+    if max_samples and len(idx) > max_samples:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, max_samples, replace=False))
+    kinds = [bank.kinds[e] for e in bank.samples[idx, 0]]
+    texts = {int(i): bank.texts[bank.samples[i, 0]] for i in idx}
+    e, t = torch.from_numpy(bank.samples[idx, 0]), torch.from_numpy(bank.samples[idx, 1])
+    gt = bank.traj[e, t].numpy()
+
+    world = payload["meta"].get("world_config") or {}
+    from vla_ros.data.io import read_dataset_info
+
+    data_world = read_dataset_info(data_dir).get("config") or {}
+    sim_dt = float(data_world.get("sim_dt", world.get("sim_dt", 0.1)))
+    means = payload["meta"].get("baselines", {}).get("mean_per_kind", {})
+    if not means:
+        raise ValueError(f"{checkpoint} carries no per-command mean trajectories (train it with `vla train`)")
+    zero = np.zeros((cfg.trajectory_length, cfg.action_dim), np.float32)
+    mean_pred = np.stack([np.asarray(means.get(k, zero), np.float32) for k in kinds])
+    cv_pred = constant_velocity(bank, idx, cfg.traj_dt, sim_dt)
+    model_pred = _sample_all(model, bank, idx, texts, batch, None, True, seed,
+                             f"model DDIM-{cfg.num_inference_steps}", progress)
+    result: dict[str, Any] = {
+        "checkpoint": str(checkpoint), "data": str(data_dir), "samples": len(idx),
+        "episodes": int(len(set(bank.samples[idx, 0].tolist()))),
+        "phrasings": sorted(set(texts.values())),
+        "model": _table(model_pred, gt, kinds),
+        "baselines": {"mean_per_command": _table(mean_pred, gt, kinds),
+                      "constant_velocity": _table(cv_pred, gt, kinds)},
+        "sampler": f"DDIM-{cfg.num_inference_steps}",
+    }
+    best = min(result["baselines"].values(), key=lambda r: r["overall"]["ade"])
+    result["ade_ratio_to_best_baseline"] = result["model"]["overall"]["ade"] / best["overall"]["ade"]
+    if sweep:
+        sidx = idx if len(idx) <= sweep_samples else np.sort(
+            np.random.default_rng(seed + 1).choice(idx, sweep_samples, replace=False))
+        sgt = bank.traj[torch.from_numpy(bank.samples[sidx, 0]), torch.from_numpy(bank.samples[sidx, 1])].numpy()
+        rows = []
+        settings = [(f"DDIM-{s}", s, True) for s in SWEEP_DDIM if s <= cfg.num_timesteps]
+        settings.append((f"DDPM-{cfg.num_timesteps}", None, False))
+        for name, steps, ddim in settings:
+            pred = _sample_all(model, bank, sidx, texts, batch, steps, ddim, seed, name, progress)
+            ade, fde = ade_fde(pred, sgt)
+            lat = _latency_ms(model, bank, steps, ddim, reps=1 if not ddim else 3)
+            rows.append({"sampler": name, "steps": steps or cfg.num_timesteps, "ade": float(ade.mean()),
+                         "fde": float(fde.mean()), "latency_ms_b1": lat})
+            if progress:
+                tqdm.write(f"  {name:>9}: ADE {ade.mean():.3f} m  FDE {fde.mean():.3f} m  {lat:8.1f} ms")
+        result["steps_sweep"] = {"samples": len(sidx), "rows": rows}
+        ddpm = rows[-1]["ade"]
+        d20 = next((r["ade"] for r in rows if r["sampler"] == "DDIM-20"), None)
+        if d20 is not None:
+            result["ddim20_vs_ddpm_ade_ratio"] = d20 / ddpm
+    return result
+
+
+def format_report(r: dict[str, Any]) -> str:
+    kinds = [k for k in r["model"] if k != "overall"]
+    cols = [("model (" + r["sampler"] + ")", r["model"]), ("mean per command", r["baselines"]["mean_per_command"]),
+            ("constant velocity", r["baselines"]["constant_velocity"])]
+    lines = [f"{r['samples']} samples from {r['episodes']} episodes of {r['data']}", "",
+             f"| {'command':<12} | {'n':>5} | " + " | ".join(f"{c[0]:^21}" for c in cols) + " |",
+             f"| {'':<12} | {'':>5} | " + " | ".join(f"{'ADE':>10} {'FDE':>10}" for _ in cols) + " |",
+             "|" + "-" * 14 + "|" + "-" * 7 + "|" + "|".join("-" * 23 for _ in cols) + "|"]
+    for k in ["overall"] + kinds:
+        lines.append(f"| {k:<12} | {r['model'][k]['n']:>5} | " + " | ".join(
+            f"{c[1][k]['ade']:>10.3f} {c[1][k]['fde']:>10.3f}" for c in cols) + " |")
+    lines.append("")
+    lines.append(f"model ADE / best baseline ADE = {r['ade_ratio_to_best_baseline']:.2f} (quality bar: <= 0.6)")
+    if "steps_sweep" in r:
+        lines += ["", f"Quality against sampling steps ({r['steps_sweep']['samples']} samples; latency = one "
+                      "sampling, batch 1, diffusers loop, this machine):", "",
+                  f"| {'sampler':<10} | {'ADE (m)':>8} | {'FDE (m)':>8} | {'latency (ms)':>12} |",
+                  f"|{'-' * 12}|{'-' * 10}|{'-' * 10}|{'-' * 14}|"]
+        for row in r["steps_sweep"]["rows"]:
+            lines.append(f"| {row['sampler']:<10} | {row['ade']:>8.3f} | {row['fde']:>8.3f} | "
+                         f"{row['latency_ms_b1']:>12.1f} |")
+        if "ddim20_vs_ddpm_ade_ratio" in r:
+            lines.append("")
+            lines.append(f"DDIM-20 ADE / DDPM ADE = {r['ddim20_vs_ddpm_ade_ratio']:.3f} (quality bar: <= 1.10)")
+    return "\n".join(lines)
+
+
+def plot_report(r: dict[str, Any], out_png: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    kinds = ["overall"] + [k for k in r["model"] if k != "overall"]
+    x = np.arange(len(kinds))
+    series = [("model", r["model"]), ("mean per command", r["baselines"]["mean_per_command"]),
+              ("constant velocity", r["baselines"]["constant_velocity"])]
+    for i, (name, tab) in enumerate(series):
+        axes[0].bar(x + (i - 1) * 0.27, [tab[k]["ade"] for k in kinds], 0.27, label=name)
+    axes[0].set_xticks(x, kinds, rotation=30, ha="right")
+    axes[0].set_ylabel("ADE (m)")
+    axes[0].set_title("ADE per command (lower is better)")
+    axes[0].legend()
+    axes[0].grid(axis="y", alpha=0.3)
+    if "steps_sweep" in r:
+        rows = r["steps_sweep"]["rows"]
+        ddim = [row for row in rows if row["sampler"].startswith("DDIM")]
+        ddpm = [row for row in rows if row["sampler"].startswith("DDPM")]
+        ax = axes[1]
+        ax.plot([d["steps"] for d in ddim], [d["ade"] for d in ddim], "o-", label="DDIM ADE")
+        for d in ddpm:
+            ax.axhline(d["ade"], color="C3", ls="--", label=f"{d['sampler']} ADE")
+        ax.set_xscale("log")
+        ax.set_xlabel("inference steps")
+        ax.set_ylabel("ADE (m)")
+        ax2 = ax.twinx()
+        ax2.plot([d["steps"] for d in ddim + ddpm], [d["latency_ms_b1"] for d in ddim + ddpm], "s:", color="C2",
+                 label="latency (ms, B=1)")
+        ax2.set_yscale("log")
+        ax2.set_ylabel("latency per sampling (ms)")
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, loc="upper center")
+        ax.set_title("quality and latency against sampling steps")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
