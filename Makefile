@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= $(CURDIR)/.venv
 export VENV
 
-.PHONY: setup test pytest demo colcon
+.PHONY: setup test pytest demo colcon default-checkpoint
 
 setup:
 	bash scripts/setup.sh
@@ -22,3 +22,7 @@ demo: setup
 
 colcon: setup
 	bash scripts/colcon_check.sh
+
+# Reproduce checkpoints/default.pth (about an hour on 2 CPU cores).
+default-checkpoint: setup
+	bash scripts/train_default.sh

@@ -41,6 +41,7 @@ setup(
         ('share/' + package_name, ['package.xml']),
         *share_files('launch'),
         *share_files('config'),
+        *share_files('checkpoints'),
     ],
     zip_safe=False,
     entry_points={

@@ -47,8 +47,9 @@ def save_checkpoint(model, path: str | Path, meta: dict[str, Any] | None = None,
     path.parent.mkdir(parents=True, exist_ok=True)
     full = _needs_full_weights(model.config)
     state = model.state_dict() if full else model.trainable_state_dict()
-    state = {k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
-             for k, v in state.items()}
+    # half: weights only; the normaliser's statistics keep float32 (they scale every output)
+    state = {k: (v.detach().cpu().half() if half and v.is_floating_point() and "normalizer." not in k
+                 else v.detach().cpu()) for k, v in state.items()}
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -94,10 +94,10 @@ def _latency_ms(model, bank: FrameBank, steps: int | None, use_ddim: bool, reps:
 
 def evaluate(checkpoint: str | Path, data_dir: str | Path, device: str = "cpu", max_samples: int | None = None,
              sweep_samples: int = 256, sweep: bool = True, batch: int = 64, seed: int = 0,
-             cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+             cache_dir: str | Path | None = None, progress: bool = True, every_frame: bool = True) -> dict[str, Any]:
     model, payload = load_checkpoint(checkpoint, device=device)
     cfg = model.config
-    bank = build_frame_bank(model, data_dir, cache_dir=cache_dir, progress=progress)
+    bank = build_frame_bank(model, data_dir, cache_dir=cache_dir, progress=progress, every_frame=every_frame)
     idx = np.arange(len(bank.samples))
     if max_samples and len(idx) > max_samples:
         idx = np.sort(np.random.default_rng(seed).choice(idx, max_samples, replace=False))

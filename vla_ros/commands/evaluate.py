@@ -20,7 +20,8 @@ def cmd_eval(args) -> int:
     except OSError:
         cache = None  # read-only data: encode without caching
     r = evaluate(ckpt, args.data, device=args.device, max_samples=args.max_samples,
-                 sweep_samples=args.sweep_samples, sweep=not args.no_sweep, cache_dir=cache)
+                 sweep_samples=args.sweep_samples, sweep=not args.no_sweep, cache_dir=cache,
+                 every_frame=not args.half_frames)
     print(format_report(r))
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=1))
@@ -42,4 +43,6 @@ def register(sub) -> None:
     p.add_argument("--sweep-samples", type=int, default=256, help="samples for the steps sweep")
     p.add_argument("--no-sweep", action="store_true", help="skip the steps sweep")
     p.add_argument("--cache", type=Path, help="where to cache frozen frame features (default: DATA/.vla_cache)")
+    p.add_argument("--half-frames", action="store_true",
+                   help="score every other step only (half the encoding time; neighbours are near-duplicates)")
     p.set_defaults(func=cmd_eval)
