@@ -11,14 +11,9 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from vla_ros.config import ConfigError, from_dict as _from_dict, to_dict as _to_dict
+from vla_ros.config import ConfigError, _require, from_dict as _from_dict, to_dict as _to_dict
 
 __all__ = ["WorldConfig", "ConfigError"]
-
-
-def _require(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
 
 
 @dataclass
