@@ -216,16 +216,16 @@ def test_vla_launch_exits_with_the_node_status(tmp_path):
 
 
 CHILD = textwrap.dedent("""
-    import signal, sys, time
+    import os, signal, sys, time
     got = []
     signal.signal(signal.SIGINT, lambda s, f: got.append(s))
     signal.signal(signal.SIGTERM, lambda s, f: got.append(s))
-    print("ready", flush=True)
+    os.write(1, b"ready\\n")  # one write(2) each: the two children share the pipe
     code = int(sys.argv[1])
     deadline = time.time() + (float(sys.argv[2]) if len(sys.argv) > 2 else 60)
     while not got and time.time() < deadline:
         time.sleep(0.02)
-    print("child got", got, flush=True)
+    os.write(1, f"child got {got}\\n".encode())
     sys.exit(code)
 """)
 
