@@ -13,6 +13,7 @@ from vla_ros.model.vla import SimpleVLA
 # The fast path reorders float operations (fixed DDIM ops instead of diffusers' scheduler);
 # over 20 steps that changes trajectories by ~1e-5 m. This is the stated tolerance.
 ATOL = 1e-4
+LEAN_ATOL = 1e-3  # lean UNet vs diffusers' UNet on trajectories of magnitude ~8 (1e-4 relative)
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +48,14 @@ def test_ddim_sampler_equals_diffusers_scheduler(ckpt):
     noise = head.initial_noise(3, torch.Generator().manual_seed(0))
     for steps in (1, 2, 10, 100):
         ref = head.sample(cond, num_inference_steps=steps, noise=noise)
-        with torch.inference_mode():
-            ours = head.normalizer.unnormalize(head.from_unet(DDIMSampler(head, steps)(head.cond_proj(cond), noise)))
-        torch.testing.assert_close(ours, ref, atol=ATOL, rtol=0)
+        for lean in (False, True) if steps <= 10 else (False,):
+            with torch.inference_mode():
+                x0 = DDIMSampler(head, steps, lean=lean)(head.cond_proj(cond), noise)
+            ours = head.normalizer.unnormalize(head.from_unet(x0))
+            # the fixed-op loop with diffusers' UNet calls reproduces the scheduler's rounding;
+            # the lean UNet sums in another order (~1e-6), which the first DDIM step amplifies
+            # by 1/sqrt(alpha_bar_T) and the normaliser by its range (here ~8): LEAN_ATOL
+            torch.testing.assert_close(ours, ref, atol=LEAN_ATOL if lean else ATOL, rtol=0)
 
 
 def test_caches_encode_only_new_frames_and_new_commands(ckpt):

@@ -31,6 +31,7 @@ from vla_ros import paths
 from vla_ros.checkpoint import load_checkpoint
 from vla_ros.config import ModelConfig
 from vla_ros.errors import InputError
+from vla_ros.model.fast_unet import FastUNet, UnsupportedUNet
 from vla_ros.model.head import DiffusionActionHead, build_scheduler
 
 MAX_COMMAND_CHARS = 2000  # longer commands are rejected (the text encoder reads 64 tokens anyway)
@@ -48,10 +49,13 @@ class DDIMSampler(nn.Module):
     """The DDIM (eta = 0) loop as fixed tensor operations, for graphs and compilers.
 
     Equal to diffusers' ``DDIMScheduler`` (trailing spacing, ``set_alpha_to_one``, optional
-    ``clip_sample``) run by :meth:`DiffusionActionHead.sample`; a test checks it.
+    ``clip_sample``) run by :meth:`DiffusionActionHead.sample`; a test checks it. With
+    ``lean=True`` each UNet call runs through :class:`~vla_ros.model.fast_unet.FastUNet` (the
+    same function on ``(B, C, T)`` with the timestep and cross-attention work hoisted out of
+    the loop); UNet layouts it does not know keep diffusers.
     """
 
-    def __init__(self, head: DiffusionActionHead, steps: int) -> None:
+    def __init__(self, head: DiffusionActionHead, steps: int, lean: bool = True) -> None:
         super().__init__()
         cfg = head.config
         if not 1 <= steps <= cfg.num_timesteps:
@@ -75,11 +79,27 @@ class DDIMSampler(nn.Module):
         self.register_buffer("sqrt_1ma_prev", ((1 - a_prev) ** 0.5).to(dev), persistent=False)
         self.clip = cfg.clip_sample
         self.prediction_type = cfg.prediction_type
+        self.lean: FastUNet | None = None
+        if lean:
+            try:
+                self.lean = FastUNet(head.unet)
+            except UnsupportedUNet:
+                self.lean = None  # an unusual UNet layout: diffusers runs every call
 
     def forward(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """context (B, N, cross_dim) projected tokens, x (B, D, T, 1) noise -> x_0 (B, D, T, 1)."""
+        if self.lean is not None:
+            if self.lean.stale:  # weights were trained further since: re-read them
+                self.lean = FastUNet(self.head.unet)
+            # the same function with step-only and context-only work hoisted out of the loop
+            biases = self.lean.time_biases(self.t_tensors)  # per ResNet: (S, 1, Cout, 1)
+            kv = self.lean.cross_kv(context)  # per attention block: (B, H, N, d) twice
+            x = x.squeeze(-1)  # (B, D, T)
         for i in range(self.steps):
-            out = self.head.denoise(x, self.t_tensors[i], context)
+            if self.lean is not None:
+                out = self.lean(x, [tb[i] for tb in biases], kv)
+            else:
+                out = self.head.denoise(x, self.t_tensors[i], context)
             sa, s1a = self.sqrt_a[i], self.sqrt_1ma[i]
             if self.prediction_type == "epsilon":
                 x0, eps = (x - s1a * out) / sa, out
@@ -90,7 +110,7 @@ class DDIMSampler(nn.Module):
             if self.clip:
                 x0 = x0.clamp(-1.0, 1.0)
             x = self.sqrt_a_prev[i] * x0 + self.sqrt_1ma_prev[i] * eps
-        return x
+        return x.unsqueeze(-1) if self.lean is not None else x
 
 
 class _CudaGraphSampler:
