@@ -136,7 +136,7 @@ def test_offline_replay_matches_the_golden_outputs(tiny, offline):
     assert rep["status_counts"] == {"OK": 6, "STOP_INCOMPLETE_HISTORY": 16}
     assert rep["overall"]["scored"] == 6 and np.isfinite(rep["overall"]["ade_m"])
     assert {g["command"]: g["scored"] for g in rep["per_command"]} == {
-        "head for the red one": 3, "go to the green cone": 3}
+        "drive to the ruby one": 3, "go to the green cone": 3}
     assert rep["latency_ms"]["inference"]["n"] == 6
     with BagReader(offline.out) as r:  # the output bag holds the answers and a copy of the ground truth
         assert r.topics["/trajectory"].count == 22 and r.topics["/ground_truth/trajectory"].count == 22
@@ -169,7 +169,7 @@ def test_stepped_replay_through_the_node_answers_every_observation(tiny, offline
     for key in ("status_counts", "overall", "per_command"):
         assert scored[key] == rep[key]
     assert scored["latency_ms"] == rep["latency_ms"]
-    assert "ADE [m]" in res.out and "head for the red one" in res.out
+    assert "ADE [m]" in res.out and "drive to the ruby one" in res.out
 
 
 def _write_foreign_bag(src: Path, dst: Path) -> None:

@@ -17,39 +17,49 @@ SPLITS = ("train", "eval")
 #: kind -> {"train": [...], "eval": [...]}. Eval phrasings never occur in training data.
 PHRASINGS: dict[str, dict[str, tuple[str, ...]]] = {
     "forward": {
-        "train": ("move forward", "go straight", "drive forward", "go straight ahead", "keep going straight"),
+        "train": ("move forward", "go straight", "drive forward", "go straight ahead", "keep going straight",
+                  "move ahead", "continue straight", "drive straight", "keep moving forward", "roll forward"),
         "eval": ("drive ahead", "proceed straight on"),
     },
     "turn_left": {
-        "train": ("turn left", "take a left", "steer left", "go left", "make a left turn"),
+        "train": ("turn left", "take a left", "steer left", "go left", "make a left turn",
+                  "turn to the left", "swing left", "head left", "curve to the left", "rotate left while driving"),
         "eval": ("veer to the left", "bear left"),
     },
     "turn_right": {
-        "train": ("turn right", "take a right", "steer right", "go right", "make a right turn"),
+        "train": ("turn right", "take a right", "steer right", "go right", "make a right turn",
+                  "turn to the right", "swing right", "head right", "curve to the right",
+                  "rotate right while driving"),
         "eval": ("veer to the right", "bear right"),
     },
     "stop": {
-        "train": ("stop", "halt", "stop the robot", "come to a stop", "stop moving"),
+        "train": ("stop", "halt", "stop the robot", "come to a stop", "stop moving",
+                  "stay put", "don't move", "wait here", "stay where you are", "remain stationary",
+                  "pause", "do not drive"),
         "eval": ("hold still", "freeze right there"),
     },
     "follow_lane": {
         "train": ("follow the lane", "follow the road", "stay in your lane", "drive along the lane",
-                  "keep to the road"),
+                  "keep to the road", "keep in the lane", "drive down the road", "go along the road",
+                  "stay on the road", "follow the path"),
         "eval": ("track the lane markings", "stick to the road"),
     },
     "goto_red": {
         "train": ("go to the red cone", "drive to the red cone", "move to the red cone", "approach the red cone",
-                  "head for the red one"),
+                  "head for the red one", "find the red cone", "reach the red cone", "get to the red cone",
+                  "go to the scarlet cone", "drive to the ruby one"),
         "eval": ("head to the crimson cone", "navigate toward the red marker"),
     },
     "goto_green": {
         "train": ("go to the green cone", "drive to the green cone", "move to the green cone",
-                  "approach the green cone", "head for the green one"),
+                  "approach the green cone", "head for the green one", "find the green cone",
+                  "reach the green cone", "get to the green cone", "go to the lime cone", "drive to the jade one"),
         "eval": ("head to the emerald cone", "navigate toward the green marker"),
     },
     "goto_blue": {
         "train": ("go to the blue cone", "drive to the blue cone", "move to the blue cone", "approach the blue cone",
-                  "head for the blue one"),
+                  "head for the blue one", "find the blue cone", "reach the blue cone", "get to the blue cone",
+                  "go to the navy cone", "drive to the cobalt one"),
         "eval": ("head to the sapphire cone", "navigate toward the blue marker"),
     },
 }
@@ -83,9 +93,9 @@ def sample_command(rng: np.random.Generator, kind: str | None = None, split: str
 
 _LOOKUP = {normalize_text(t): k for k, d in PHRASINGS.items() for sp in SPLITS for t in d[sp]}
 _COLOUR_WORDS = {
-    "goto_red": ("red", "crimson", "scarlet"),
-    "goto_green": ("green", "emerald"),
-    "goto_blue": ("blue", "sapphire", "navy", "azure"),
+    "goto_red": ("red", "crimson", "scarlet", "ruby"),
+    "goto_green": ("green", "emerald", "lime", "jade"),
+    "goto_blue": ("blue", "sapphire", "navy", "azure", "cobalt"),
 }
 
 
@@ -104,7 +114,7 @@ def kind_from_text(text: str) -> str | None:
         return "turn_left"
     if "right" in words:
         return "turn_right"
-    if words & {"stop", "halt", "freeze", "still", "wait"}:
+    if words & {"stop", "halt", "freeze", "still", "wait", "stay", "pause", "stationary", "put"}:
         return "stop"
     if words & {"forward", "straight", "ahead"}:
         return "forward"
