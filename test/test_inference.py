@@ -132,3 +132,31 @@ def test_cuda_request_without_cuda_is_a_clear_error(ckpt):
         pytest.skip("CUDA present")
     with pytest.raises(InputError, match="CUDA is not available"):
         VLAInferenceAPI(ckpt, device="cuda")
+
+
+def test_num_samples_averages_seeded_samples(ckpt):
+    ego, top = frames(1), frames(2)
+    one = VLAInferenceAPI(ckpt, warmup=False)
+    avg = VLAInferenceAPI(ckpt, warmup=False, num_samples=3)
+    plain = VLAInferenceAPI(ckpt, warmup=False, num_samples=3, fast=False)
+    a = avg.predict(ego, top, "turn left").trajectory
+    assert a.shape == (16, 3)
+    np.testing.assert_allclose(a, plain.predict(ego, top, "turn left").trajectory, atol=LEAN_ATOL)
+    # by hand: the same condition under the 3 seeded noises, x/y averaged, heading circularly
+    head = one.model.action_head
+    with torch.inference_mode():
+        frame_tok, grid_tok = one._encode_frames([one._check_frames(ego, "ego"), one._check_frames(top, "top")])
+        cond = one.model.fuse(frame_tok, grid_tok, one._encode_text("turn left"))
+        noise = head.initial_noise(3, torch.Generator().manual_seed(one.seed))
+        samples = head.sample(cond.expand(3, -1, -1), noise=noise).numpy()  # (3, 16, 3)
+    want_xy = samples[..., :2].mean(0)
+    want_h = np.arctan2(np.sin(samples[..., 2]).mean(0), np.cos(samples[..., 2]).mean(0))
+    np.testing.assert_allclose(a[:, :2], want_xy, atol=LEAN_ATOL)
+    np.testing.assert_allclose(a[:, 2], want_h, atol=LEAN_ATOL)
+    # one sample is the first of those draws
+    np.testing.assert_allclose(one.predict(ego, top, "turn left").trajectory, samples[0], atol=LEAN_ATOL)
+    batch = avg.predict_batch(np.stack([np.stack([ego, top])] * 2), ["turn left", "turn left"])
+    np.testing.assert_allclose(batch[0], a, atol=LEAN_ATOL)
+    np.testing.assert_allclose(batch[1], a, atol=LEAN_ATOL)
+    with pytest.raises(InputError, match="num_samples=0"):
+        VLAInferenceAPI(ckpt, warmup=False, num_samples=0)

@@ -153,11 +153,14 @@ class VLAInferenceAPI:
         seed: the initial noise is drawn from this seed on every call, so the same
             observation always gives the same trajectory (reproducible replay).
         compile: ``torch.compile`` the UNet (default: off; on CUDA it is used inside the graph).
+        num_samples: K > 1 draws K samples (K seeded noises, one batch) and returns their mean
+            (circular mean for the heading): a steadier estimate of the expected trajectory for
+            closed-loop control, at the cost of a K times larger diffusion batch.
     """
 
     def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu", fast: bool = True,
                  warmup: bool = True, num_inference_steps: int | None = None, use_ddim: bool | None = None,
-                 seed: int = 0, compile: bool = False, cache_size: int = 64) -> None:
+                 seed: int = 0, compile: bool = False, cache_size: int = 64, num_samples: int = 1) -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise InputError(f"device={device!r} asked for, but CUDA is not available here; use device='cpu'")
         self.checkpoint = Path(checkpoint) if checkpoint else paths.default_checkpoint()
@@ -171,6 +174,9 @@ class VLAInferenceAPI:
         self.config: ModelConfig = self.model.config
         self.fast = fast
         self.seed = seed
+        if not 1 <= int(num_samples) <= 64:
+            raise InputError(f"num_samples={num_samples}: must be within [1, 64] (1 = one sample, the default)")
+        self.num_samples = int(num_samples)
         self.cache_size = cache_size
         self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._frame_cache: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
@@ -328,17 +334,33 @@ class VLAInferenceAPI:
         return torch.stack(frame_rows)[None], grid
 
     def _noise(self, batch: int) -> torch.Tensor:
-        """x_T (B, D, T, 1): the same seeded draw for every row, so a robot's trajectory does not
-        depend on which batch it was served in."""
-        one = self.model.action_head.initial_noise(1, torch.Generator().manual_seed(self.seed), self.device)
-        return one.expand(batch, *one.shape[1:]).contiguous()
+        """x_T (B*K, D, T, 1) for K = num_samples: the same K seeded draws for every row, so a
+        robot's trajectory does not depend on which batch it was served in."""
+        k = self.num_samples
+        draws = self.model.action_head.initial_noise(k, torch.Generator().manual_seed(self.seed), self.device)
+        return draws.repeat(batch, 1, 1, 1)  # row b, sample j at b*K + j
+
+    @staticmethod
+    def _average(traj: torch.Tensor, k: int) -> torch.Tensor:
+        """(B*K, T, 3) samples -> (B, T, 3): mean x, y and circular mean of the heading."""
+        if k == 1:
+            return traj
+        t = traj.view(-1, k, *traj.shape[1:])  # (B, K, T, 3)
+        xy = t[..., :2].mean(1)
+        heading = torch.atan2(torch.sin(t[..., 2]).mean(1), torch.cos(t[..., 2]).mean(1))
+        return torch.cat([xy, heading[..., None]], dim=-1)
 
     def _diffuse(self, cond: torch.Tensor) -> torch.Tensor:
-        """cond (B, N, d) -> trajectories (B, T, D) in robot-frame units."""
+        """cond (B, N, d) -> trajectories (B, T, D) in robot-frame units (the mean of
+        ``num_samples`` samples per row)."""
         head = self.model.action_head
+        k = self.num_samples
         noise = self._noise(cond.shape[0])
+        if k > 1:
+            cond = cond.repeat_interleave(k, dim=0)  # (B*K, N, d)
         if not (self.fast and head.use_ddim):
-            return head.sample(cond, generator=torch.Generator().manual_seed(self.seed), noise=noise)
+            traj = head.sample(cond, generator=torch.Generator().manual_seed(self.seed), noise=noise)
+            return self._average(traj, k)
         steps = head.num_inference_steps
         sampler = self._samplers.get(steps)
         if sampler is None:
@@ -352,7 +374,7 @@ class VLAInferenceAPI:
             x0 = graph(context, noise)
         else:
             x0 = sampler(context, noise)
-        return head.normalizer.unnormalize(head.from_unet(x0))
+        return self._average(head.normalizer.unnormalize(head.from_unet(x0)), k)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -444,6 +466,7 @@ class VLAInferenceAPI:
             "device": str(self.device),
             "fast": self.fast,
             "num_inference_steps": self.num_inference_steps,
+            "num_samples": self.num_samples,
             "scheduler": "DDIM" if self.use_ddim else "DDPM",
             "mean_ms": float(arr.mean()),
             "p50_ms": float(np.percentile(arr, 50)),

@@ -57,6 +57,9 @@ class NodeConfig:
                               "as the rest.")
     num_inference_steps: int = _opt(0, "DDIM denoising steps; 0 = the checkpoint's default. Must not "
                                        "exceed the checkpoint's training timesteps.")
+    num_samples: int = _opt(1, "Diffusion samples per tick, averaged (circular mean for the heading). "
+                               "More than 1 gives steadier trajectories for closed-loop control at "
+                               "a larger diffusion batch; 1 = one sample (fastest).")
     cpu_threads: int = _opt(0, "Torch intra-op CPU threads; 0 = torch's default (one per core). Lower it "
                                "when the node shares the CPU with other nodes.")
     # -- timing -------------------------------------------------------------------------
@@ -83,6 +86,8 @@ class NodeConfig:
                  f"device={self.device!r}: use 'cpu', 'cuda' or 'cuda:N' (e.g. cuda:0)")
         _require(self.num_inference_steps >= 0,
                  f"num_inference_steps={self.num_inference_steps}: must be >= 0 (0 = checkpoint default)")
+        _require(1 <= self.num_samples <= 64,
+                 f"num_samples={self.num_samples}: must be within [1, 64] (1 = one sample, the default)")
         _require(0.0 < self.rate_hz <= 100.0,
                  f"rate_hz={self.rate_hz}: must be in (0, 100] ticks per second (default 3)")
         _require(self.history_spacing > 0.0,

@@ -45,6 +45,7 @@ def load_model(cfg: NodeConfig) -> tuple[Any, ModelSpec]:
         fast=cfg.fast,
         warmup=cfg.warmup,
         num_inference_steps=cfg.num_inference_steps or None,
+        num_samples=cfg.num_samples,
     )
     return api, ModelSpec.from_config(api.config)
 
