@@ -3,9 +3,8 @@
 #
 #   bash scripts/train_default.sh            # or: make default-checkpoint
 #
-# Measured on the 2-core development machine (shared with other jobs): data 2 min, frame
-# encoding ~15 min, 1500 + 1500 steps ~60 min. The run was made in two stages (the second
-# resumes from last.pth with a longer cosine schedule); this script does the same.
+# Measured on the 2-core development machine: data ~3 min, frame encoding ~15 min, 3000 steps
+# ~57 min (1.0-1.2 s a step; slower while other jobs share the CPU).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VLA=${VLA:-$ROOT/.venv/bin/vla}
@@ -13,8 +12,7 @@ DATA=${DATA:-$ROOT/data}
 RUN=${RUN:-$ROOT/runs/default}
 [ -f "$DATA/train/dataset.json" ] || "$VLA" data generate --out "$DATA/train" --episodes 240 --seed 1
 [ -f "$DATA/eval/dataset.json" ] || "$VLA" data generate --out "$DATA/eval" --episodes 64 --seed 1000 --split eval
-"$VLA" train --data "$DATA/train" --out "$RUN" --steps 1500 --val-every 250 --half-frames
-"$VLA" train --data "$DATA/train" --out "$RUN" --steps 3000 --val-every 250 --half-frames --resume
+"$VLA" train --data "$DATA/train" --out "$RUN" --steps 3000 --val-every 250 --half-frames
 "$ROOT/.venv/bin/python" - "$RUN/best.pth" "$ROOT/checkpoints/default.pth" <<'PY'
 import sys
 from vla_ros.checkpoint import load_checkpoint, save_checkpoint
