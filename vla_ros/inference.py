@@ -92,7 +92,7 @@ class DDIMSampler(nn.Module):
             if self.lean.stale:  # weights were trained further since: re-read them
                 self.lean = FastUNet(self.head.unet)
             # the same function with step-only and context-only work hoisted out of the loop
-            biases = self.lean.time_biases(self.t_tensors)  # per ResNet: (S, 1, Cout, 1)
+            biases = self.lean.time_biases(self.t_tensors)  # per ResNet: (S, Cout)
             kv = self.lean.cross_kv(context)  # per attention block: (B, H, N, d) twice
             x = x.squeeze(-1)  # (B, D, T)
         for i in range(self.steps):
