@@ -21,8 +21,8 @@ import pytest
 
 from vla_ros.closed_loop import (NS, STATUS_NAMES, ClosedLoopSim, EpisodeRecord, PoseHistory, SimNodeConfig,
                                  SuccessCriteria, TrackerConfig, TrajectoryTracker, api_predictor, episode_kinds,
-                                 expert_predictor, format_summary, run_in_process, score_episode, summarize,
-                                 unblocked_seeds, write_episode_gif, write_strip)
+                                 expert_predictor, expert_reference, format_summary, run_in_process, score_episode,
+                                 summarize, unblocked_seeds, write_episode_gif, write_strip)
 from vla_ros.config import ConfigError
 from vla_ros.sim import WorldConfig
 from vla_ros.sim.geometry import unicycle_step
@@ -250,6 +250,20 @@ def test_status_names_match_the_message():
 # ---------------------------------------------------------------------------------------------
 
 
+def _blocked_seeds(kind: str, n: int = 1) -> list[int]:
+    """Seeds whose world puts an obstacle across the expert's way (it stops short)."""
+    from vla_ros.sim.world import World
+
+    world, out = World(WorldConfig(image_size=16)), []
+    for s in range(1000):
+        world.reset(seed=s, kind=kind)
+        if world.info.get("blocking_obstacle"):
+            out.append(s)
+            if len(out) == n:
+                return out
+    raise AssertionError(f"no blocked {kind} world in 1000 seeds")
+
+
 def test_expert_in_the_loop_succeeds_at_every_command(tmp_path):
     """The controller + scoring with a predictor that is right: the expert (where it is not
     blocked by an obstacle it must stop for)."""
@@ -265,6 +279,15 @@ def test_expert_in_the_loop_succeeds_at_every_command(tmp_path):
     summary = summarize(records)
     assert summary["success_rate"] == 1.0 and summary["mean_time_to_goal_goto"] > 0
     assert "goto_blue" in format_summary(summary)
+    # the expert reference replays the same episodes: here the expert's own, so the same results
+    # (including a world with an obstacle across the way, which the expert stops short of)
+    blocked = run_in_process(expert_predictor(sim), seed=_blocked_seeds("goto_red")[0], kind="goto_red", sim=sim,
+                             render=False)
+    ref = expert_reference(records[:3] + [blocked])
+    assert ref["per_kind"]["forward"]["success_rate"] == 1.0 and ref["episodes"] == 4
+    assert ref["per_kind"]["goto_red"]["successes"] == int(blocked.result["success"])
+    summary["expert"] = ref
+    assert "expert" in format_summary(summary).splitlines()[0]
     # records round-trip through JSON; the video of one and the strip of two are written
     rec = EpisodeRecord.load(records[5].save(tmp_path / "ep.json"))
     assert np.array_equal(rec.states, records[5].states) and rec.result == records[5].result

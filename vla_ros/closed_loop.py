@@ -58,6 +58,7 @@ __all__ = [
     "run_in_process",
     "api_predictor",
     "expert_predictor",
+    "expert_reference",
     "summarize",
     "format_summary",
     "render_episode_frames",
@@ -896,21 +897,59 @@ def summarize(records: Sequence[EpisodeRecord | dict]) -> dict:
     }
 
 
+def expert_reference(records: Sequence[EpisodeRecord | dict], world_config: WorldConfig | None = None) -> dict:
+    """The expert (reading the true state) driven through the same loop on the same episodes:
+    the success a perfect copy of it would reach here. Worlds with an obstacle across the way
+    make goto / lane episodes fail even for it, so this is the figure to read a model's against.
+
+    Returns ``{"episodes", "successes", "success_rate", "per_kind": {kind: {"episodes",
+    "successes", "success_rate"}}}``; cheap (no rendering, no model).
+    """
+    rows = [r.to_dict() if isinstance(r, EpisodeRecord) else r for r in records]
+    per_kind: dict[str, dict] = {}
+    sims: dict[tuple, ClosedLoopSim] = {}
+    ok_all = 0
+    for r in rows:
+        m = r["meta"]
+        cfg = WorldConfig.from_dict(m["world_config"]) if "world_config" in m else (world_config or WorldConfig())
+        key = (m.get("warmup", 0.8), m.get("duration", 8.0))
+        sim = sims.get(key)
+        if sim is None or sim.config != cfg:
+            sim = sims[key] = ClosedLoopSim(cfg, warmup=key[0], duration=key[1])
+        rec = run_in_process(expert_predictor(sim), seed=m["seed"], kind=m["kind"], split=m.get("split", "train"),
+                             text=m.get("text"), sim=sim, render=False)
+        ok = bool(rec.result["success"])
+        ok_all += ok
+        k = per_kind.setdefault(m["kind"], {"episodes": 0, "successes": 0})
+        k["episodes"] += 1
+        k["successes"] += ok
+    for k in per_kind.values():
+        k["success_rate"] = k["successes"] / k["episodes"]
+    return {"episodes": len(rows), "successes": ok_all, "success_rate": ok_all / len(rows) if rows else None,
+            "per_kind": per_kind}
+
+
 def format_summary(summary: dict) -> str:
     """The per-command table ``vla sim`` prints."""
     f = lambda v, fmt: "-" if v is None else format(v, fmt)  # noqa: E731
+    expert = summary.get("expert")
+    ex = (lambda k: "" if expert is None else f" {k['success_rate']:>7.0%}")  # noqa: E731
     lines = [f"{'command':<12} {'episodes':>8} {'success':>8} {'rate':>6} {'collisions':>10} {'blocked':>8} "
-             f"{'time to goal':>13}"]
+             f"{'time to goal':>13}" + ("" if expert is None else f" {'expert':>7}")]
     for kind, k in summary["per_kind"].items():
         ttg = "-" if k["mean_time_to_goal"] is None else f"{k['mean_time_to_goal']:.1f} s"
         lines.append(f"{kind:<12} {k['episodes']:>8} {k['successes']:>8} {k['success_rate']:>6.0%} "
-                     f"{k['collisions']:>10} {k.get('blocked', 0):>8} {ttg:>13}")
+                     f"{k['collisions']:>10} {k.get('blocked', 0):>8} {ttg:>13}"
+                     + (ex(expert["per_kind"][kind]) if expert and kind in expert["per_kind"] else ""))
     s = summary
     if s["episodes"]:
         ttg = "-" if s["mean_time_to_goal_goto"] is None else f"{s['mean_time_to_goal_goto']:.1f} s"
         blocked = sum(k.get("blocked", 0) for k in s["per_kind"].values())
         lines.append(f"{'all':<12} {s['episodes']:>8} {s['successes']:>8} {s['success_rate']:>6.0%} "
-                     f"{s['collisions']:>10} {blocked:>8} {ttg:>13}")
+                     f"{s['collisions']:>10} {blocked:>8} {ttg:>13}" + (ex(expert) if expert else ""))
+    if expert:
+        lines.append("expert: the rule-based expert (true state, no cameras) on the same episodes through the "
+                     "same loop; an obstacle across the way fails goto / lane episodes even for it")
     lat = s.get("mean_inference_latency")
     lines.append(f"trajectories: {s['trajectories']} in {s['wall_s']:.1f} s wall = "
                  f"{f(s['trajectories_per_wall_s'], '.2f')}/s (per simulated second: "

@@ -384,7 +384,7 @@ def options_from_args(args) -> SimOptions:
 
 def cmd_sim(args) -> int:
     from vla_ros.cli import UserError
-    from vla_ros.closed_loop import SimNodeConfig, format_summary, summarize
+    from vla_ros.closed_loop import SimNodeConfig, expert_reference, format_summary, summarize
     from vla_ros.config import ConfigError
 
     opts = options_from_args(args)
@@ -412,6 +412,8 @@ def cmd_sim(args) -> int:
         raise UserError("no episode finished")
     summary = summarize(records)
     summary["mode"] = "in_process" if opts.no_ros else ("real_time" if opts.real_time else "lockstep")
+    if not opts.command:  # free text has no expert
+        summary["expert"] = expert_reference(records)
     print()
     print(format_summary(summary))
     write_outputs(records, summary, opts, json_path=args.json, video_dir=args.video, video_size=args.video_size)
