@@ -72,8 +72,8 @@ def _sample_all(model, bank: FrameBank, idx: np.ndarray, texts: list[str], batch
         frozen, _ = gather(bank, sel, dev)
         cond = model.condition_from_frozen(frozen, [texts[i] for i in sel])
         head = model.action_head
-        noise = head.initial_noise(1, torch.Generator().manual_seed(seed), dev).expand(len(sel), -1, -1, -1)
-        out.append(head.sample(cond, num_inference_steps=steps, use_ddim=use_ddim, noise=noise.contiguous(),
+        noise = head.seeded_noise(len(sel), seed, device=dev)
+        out.append(head.sample(cond, num_inference_steps=steps, use_ddim=use_ddim, noise=noise,
                                generator=torch.Generator().manual_seed(seed)).cpu().numpy())
     return np.concatenate(out)
 

@@ -336,9 +336,7 @@ class VLAInferenceAPI:
     def _noise(self, batch: int) -> torch.Tensor:
         """x_T (B*K, D, T, 1) for K = num_samples: the same K seeded draws for every row, so a
         robot's trajectory does not depend on which batch it was served in."""
-        k = self.num_samples
-        draws = self.model.action_head.initial_noise(k, torch.Generator().manual_seed(self.seed), self.device)
-        return draws.repeat(batch, 1, 1, 1)  # row b, sample j at b*K + j
+        return self.model.action_head.seeded_noise(batch, self.seed, self.num_samples, self.device)
 
     @staticmethod
     def _average(traj: torch.Tensor, k: int) -> torch.Tensor:

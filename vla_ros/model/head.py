@@ -150,6 +150,13 @@ class DiffusionActionHead(nn.Module):
         noise = torch.randn(shape, generator=generator, dtype=torch.float32)
         return noise.to(device or self.cond_proj.weight.device)
 
+    def seeded_noise(self, batch: int, seed: int, samples: int = 1,
+                     device: torch.device | str | None = None) -> torch.Tensor:
+        """x_T (batch * samples, D, T, 1): the same ``samples`` draws from ``seed`` for every row
+        (row b, draw j at b * samples + j), so a row's result does not depend on its batch."""
+        draws = self.initial_noise(samples, torch.Generator().manual_seed(seed), device)
+        return draws.repeat(batch, 1, 1, 1)
+
     @torch.inference_mode()
     def sample(
         self,
