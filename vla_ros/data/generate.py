@@ -51,7 +51,7 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
                      overwrite: bool = False) -> Path:
     """Generate ``episodes`` episodes into ``out_dir`` and return its path.
 
-    Writes ``episode_XXXX.npz`` + ``episode_XXXX.json`` per episode and ``dataset.json``.
+    Writes ``episode_NNNN.npz`` + ``episode_NNNN.json`` per episode and ``dataset.json``.
     Episode ``i`` uses world seed ``episode_seed(seed, i)`` and command kind
     ``episode_kind(seed, i)`` (kinds are balanced); ``split`` picks the phrasing set
     ("train" phrasings or the held-out "eval" phrasings). ``workers > 1`` uses processes

@@ -40,8 +40,8 @@ def _atomic_write_bytes(path: Path, write) -> None:
 
 
 def save_episode(out_dir: str | Path, index: int, arrays: dict, meta: dict, compress: bool = False) -> Path:
-    """Write ``episode_XXXX.npz`` (uncompressed unless ``compress``; uncompressed files can be
-    memory-mapped) and ``episode_XXXX.json``. Returns the npz path."""
+    """Write ``episode_NNNN.npz`` (uncompressed unless ``compress``; uncompressed files can be
+    memory-mapped) and ``episode_NNNN.json``. Returns the npz path."""
     out_dir = Path(out_dir)
     stem = episode_stem(index)
     npz = out_dir / f"{stem}.npz"
