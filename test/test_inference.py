@@ -160,3 +160,65 @@ def test_num_samples_averages_seeded_samples(ckpt):
     np.testing.assert_allclose(batch[1], a, atol=LEAN_ATOL)
     with pytest.raises(InputError, match="num_samples=0"):
         VLAInferenceAPI(ckpt, warmup=False, num_samples=0)
+
+
+def test_cpu_graphs_are_built_at_warmup_and_equal_eager(ckpt):
+    graphs = VLAInferenceAPI(ckpt)  # default: frozen TorchScript graphs on the CPU fast path
+    eager = VLAInferenceAPI(ckpt, cpu_graphs=False, warmup=False)
+    assert graphs.cpu_graphs and not eager.cpu_graphs
+    assert graphs._vision_graph not in (None, False)  # built (and checked) during warm-up
+    sampler = graphs._samplers[graphs.num_inference_steps]
+    assert sampler._graphs and all(g is not None for g in sampler._graphs.values())
+    ego, top = frames(5), frames(6)
+    for _ in range(3):  # a stream: the first call encodes every frame, then one per camera
+        a = graphs.predict(ego, top, "go to the red cone")
+        b = eager.predict(ego, top, "go to the red cone")
+        np.testing.assert_allclose(a.trajectory, b.trajectory, atol=ATOL)
+        ego, top = ego[1:] + frames(7, 1), top[1:] + frames(8, 1)
+    images = np.stack([np.stack([frames(s), frames(s + 1)]) for s in (10, 20)])  # (2, C, T, H, W, 3)
+    np.testing.assert_allclose(graphs.predict_batch(images, ["turn left", "stop"]),
+                               eager.predict_batch(images, ["turn left", "stop"]), atol=ATOL)
+
+
+def test_cpu_graphs_follow_weights_changed_in_place(ckpt):
+    graphs = VLAInferenceAPI(ckpt)
+    eager = VLAInferenceAPI(ckpt, cpu_graphs=False, warmup=False)
+    old_graph = graphs._vision_graph
+    with torch.no_grad():
+        for api in (graphs, eager):  # the same edit to the image encoder and the UNet
+            next(api.model.vision.parameters()).mul_(1.5)
+            api.model.action_head.unet.conv_in.weight.mul_(0.5)
+    a = graphs.predict(frames(1), frames(2), "turn right")
+    b = eager.predict(frames(1), frames(2), "turn right")
+    assert graphs._vision_graph is not old_graph  # rebuilt from the new weights
+    np.testing.assert_allclose(a.trajectory, b.trajectory, atol=ATOL)
+
+
+def test_freeze_graph_falls_back_to_eager(caplog):
+    from vla_ros.model.cpu_graph import freeze_graph
+
+    x = torch.randn(4)
+    calls = [0]
+
+    def counting(t):  # Python state the trace would freeze: the graph differs from eager
+        calls[0] += 1
+        return t * calls[0]
+
+    with caplog.at_level("WARNING"):
+        assert freeze_graph(counting, (x,), name="counting") is None
+        assert freeze_graph(lambda t: {"not": t}, (x,), name="dict output") is None
+        graph = freeze_graph(lambda t: (t * 2, t + 1), (x,), name="fine")
+    assert "counting" in caplog.text and "differs from eager" in caplog.text
+    assert "dict output" in caplog.text and "not built" in caplog.text
+    a, b = graph(x)
+    torch.testing.assert_close(a, x * 2)
+    torch.testing.assert_close(b, x + 1)
+
+
+def test_single_thread_block_restores_the_thread_count():
+    from vla_ros.inference import _intra_op_threads
+
+    before = torch.get_num_threads()
+    with _intra_op_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before

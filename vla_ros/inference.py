@@ -9,13 +9,17 @@ The fast path (on by default):
 * the DDIM loop is a fixed sequence of tensor operations (:class:`DDIMSampler`, equal to
   diffusers' ``DDIMScheduler`` with eta 0); on CUDA the whole loop -- every UNet call and
   update -- is captured in one CUDA graph with static buffers (captured again when the step
-  count or batch size changes); on the CPU it runs under ``inference_mode``.
+  count or batch size changes); on the CPU it runs under ``inference_mode``;
+* on the CPU the image encoder and each lean UNet step run as frozen TorchScript graphs
+  (:mod:`vla_ros.model.cpu_graph`, checked against eager when built), and a small DDIM batch
+  runs on one thread (its operators are too small to share).
 
 ``fast=False`` gives the plain path: everything recomputed, diffusers' scheduler loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import time
@@ -31,11 +35,16 @@ from vla_ros import paths
 from vla_ros.checkpoint import load_checkpoint
 from vla_ros.config import ModelConfig
 from vla_ros.errors import InputError
+from vla_ros.model.cpu_graph import freeze_graph, param_versions
 from vla_ros.model.fast_unet import FastUNet, UnsupportedUNet
 from vla_ros.model.head import DiffusionActionHead, build_scheduler
 
 MAX_COMMAND_CHARS = 2000  # longer commands are rejected (the text encoder reads 64 tokens anyway)
 MIN_IMAGE_SIDE = 8
+# The CPU DDIM loop of up to this many rows runs on one thread: its operators are so small
+# that a second thread costs more in synchronisation than it saves (measured: B = 1-8 is
+# 5-25% faster on one of this project's 2 cores; B = 64 is 1.4x slower).
+SINGLE_THREAD_MAX_BATCH = 8
 
 
 @dataclasses.dataclass
@@ -52,10 +61,11 @@ class DDIMSampler(nn.Module):
     ``clip_sample``) run by :meth:`DiffusionActionHead.sample`; a test checks it. With
     ``lean=True`` each UNet call runs through :class:`~vla_ros.model.fast_unet.FastUNet` (the
     same function on ``(B, C, T)`` with the timestep and cross-attention work hoisted out of
-    the loop); UNet layouts it does not know keep diffusers.
+    the loop); UNet layouts it does not know keep diffusers. With ``cpu_graph=True`` (on the
+    CPU) each lean call runs as a frozen TorchScript graph (:mod:`vla_ros.model.cpu_graph`).
     """
 
-    def __init__(self, head: DiffusionActionHead, steps: int, lean: bool = True) -> None:
+    def __init__(self, head: DiffusionActionHead, steps: int, lean: bool = True, cpu_graph: bool = False) -> None:
         super().__init__()
         cfg = head.config
         if not 1 <= steps <= cfg.num_timesteps:
@@ -80,6 +90,9 @@ class DDIMSampler(nn.Module):
         self.clip = cfg.clip_sample
         self.prediction_type = cfg.prediction_type
         self.lean: FastUNet | None = None
+        # on the CPU: each lean UNet call through a frozen TorchScript graph, one per input shape
+        self.cpu_graph = cpu_graph and head.cond_proj.weight.device.type == "cpu"
+        self._graphs: dict[tuple, Any] = {}
         if lean:
             try:
                 self.lean = FastUNet(head.unet)
@@ -91,13 +104,17 @@ class DDIMSampler(nn.Module):
         if self.lean is not None:
             if self.lean.stale:  # weights were trained further since: re-read them
                 self.lean = FastUNet(self.head.unet)
+                self._graphs.clear()
             # the same function with step-only and context-only work hoisted out of the loop
             biases = self.lean.time_biases(self.t_tensors)  # per ResNet: (S, Cout)
-            kv = self.lean.cross_kv(context)  # per attention block: (B, H, N, d) twice
+            kv = tuple(self.lean.cross_kv(context))  # per attention block: (B, H, N, d) twice
             x = x.squeeze(-1)  # (B, D, T)
+            step = self._step_graph(x, biases, kv) if self.cpu_graph else None
+            if step is None:
+                step = self.lean
         for i in range(self.steps):
             if self.lean is not None:
-                out = self.lean(x, [tb[i] for tb in biases], kv)
+                out = step(x, tuple(tb[i] for tb in biases), kv)
             else:
                 out = self.head.denoise(x, self.t_tensors[i], context)
             sa, s1a = self.sqrt_a[i], self.sqrt_1ma[i]
@@ -111,6 +128,17 @@ class DDIMSampler(nn.Module):
                 x0 = x0.clamp(-1.0, 1.0)
             x = self.sqrt_a_prev[i] * x0 + self.sqrt_1ma_prev[i] * eps
         return x.unsqueeze(-1) if self.lean is not None else x
+
+    def _step_graph(self, x: torch.Tensor, biases: list[torch.Tensor], kv: tuple):
+        """The lean UNet call as a frozen TorchScript graph for these shapes (built on first use,
+        ~0.2 s), or None when it cannot be built (eager then)."""
+        key = (tuple(x.shape), tuple(t.shape for pair in kv for t in pair))
+        if key not in self._graphs:
+            lean = self.lean
+            self._graphs[key] = freeze_graph(
+                lambda xx, tb, kvs: lean(xx, list(tb), list(kvs)),
+                (x, tuple(tb[0] for tb in biases), kv), owner=self.head.unet, name="lean UNet step")
+        return self._graphs[key]
 
 
 class _CudaGraphSampler:
@@ -137,6 +165,20 @@ class _CudaGraphSampler:
         return self.static_out.clone()
 
 
+@contextlib.contextmanager
+def _intra_op_threads(n: int):
+    """Run a block with ``n`` intra-op threads, then restore the caller's setting."""
+    before = torch.get_num_threads()
+    if before == n:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _frame_key(cam: int, frame: np.ndarray) -> tuple:
     return (cam, frame.shape, hashlib.blake2b(frame.tobytes(), digest_size=16).digest())
 
@@ -153,6 +195,8 @@ class VLAInferenceAPI:
         seed: the initial noise is drawn from this seed on every call, so the same
             observation always gives the same trajectory (reproducible replay).
         compile: ``torch.compile`` the UNet (default: off; on CUDA it is used inside the graph).
+        cpu_graphs: on the CPU fast path, run the image encoder and each lean UNet step as
+            frozen TorchScript graphs (built at warm-up, checked against eager; default on).
         num_samples: K > 1 draws K samples (K seeded noises, one batch) and returns their mean
             (circular mean for the heading): a steadier estimate of the expected trajectory for
             closed-loop control, at the cost of a K times larger diffusion batch.
@@ -160,7 +204,8 @@ class VLAInferenceAPI:
 
     def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu", fast: bool = True,
                  warmup: bool = True, num_inference_steps: int | None = None, use_ddim: bool | None = None,
-                 seed: int = 0, compile: bool = False, cache_size: int = 64, num_samples: int = 1) -> None:
+                 seed: int = 0, compile: bool = False, cache_size: int = 64, num_samples: int = 1,
+                 cpu_graphs: bool = True) -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise InputError(f"device={device!r} asked for, but CUDA is not available here; use device='cpu'")
         self.checkpoint = Path(checkpoint) if checkpoint else paths.default_checkpoint()
@@ -171,8 +216,12 @@ class VLAInferenceAPI:
         if use_ddim is not None:
             overrides["use_ddim"] = bool(use_ddim)
         self.model, self.payload = load_checkpoint(self.checkpoint, device=self.device, **overrides)
+        self.model.requires_grad_(False)  # inference only (and frozen graphs take no grad tensors)
         self.config: ModelConfig = self.model.config
         self.fast = fast
+        self.cpu_graphs = bool(cpu_graphs and fast and self.device.type == "cpu")
+        self._vision_graph: Any = None  # frozen graph of the image encoder (None: eager)
+        self._vision_versions: tuple[int, ...] = ()
         self.seed = seed
         if not 1 <= int(num_samples) <= 64:
             raise InputError(f"num_samples={num_samples}: must be within [1, 64] (1 = one sample, the default)")
@@ -214,14 +263,20 @@ class VLAInferenceAPI:
         self._text_cache.clear()
         self._frame_cache.clear()
 
-    def warmup(self, runs: int = 2) -> None:
-        """Exercise every stage once or twice (allocations, lazy inits, graph capture)."""
+    def warmup(self, runs: int = 3) -> None:
+        """Exercise every stage as a stream does (allocations, lazy inits, graph building and
+        capture): a fresh history (every frame encoded), then ``runs - 1`` observations with one
+        new frame per camera (the steady state, which frozen graphs specialise for on their
+        first two calls)."""
         t0 = time.perf_counter()
         s = self.config.image_size
         rng = np.random.default_rng(0)
-        for i in range(runs):
-            frames = [rng.integers(0, 255, (s, s, 3), dtype=np.uint8) for _ in range(self.config.history_length)]
-            self.predict(frames, frames, f"warm up {i}")
+        new = lambda: rng.integers(0, 255, (s, s, 3), dtype=np.uint8)  # noqa: E731
+        cams = [[new() for _ in range(self.config.history_length)] for _ in self.config.cameras]
+        for i in range(max(1, runs)):
+            if i:
+                cams = [frames[1:] + [new()] for frames in cams]
+            self.predict_cameras(cams, f"warm up {i}")
         self.reset()
         self.cache_stats = dict.fromkeys(self.cache_stats, 0)
         self.warmed_up = True
@@ -307,8 +362,7 @@ class VLAInferenceAPI:
             for c, t in todo:
                 by_shape.setdefault(cams[c][t].shape, []).append((c, t))
             for group in by_shape.values():
-                batch = np.stack([cams[c][t] for c, t in group])
-                frame_tok, grid_tok = self.model.frame_tokens(self.model.frame_frozen(batch))
+                frame_tok, grid_tok = self._frame_tokens(np.stack([cams[c][t] for c, t in group]))
                 for j, ct in enumerate(group):
                     fresh[ct] = (frame_tok[j], None if grid_tok is None else grid_tok[j])
         self.cache_stats["frame_misses"] += len(todo)
@@ -332,6 +386,23 @@ class VLAInferenceAPI:
                 self._frame_cache.popitem(last=False)
         grid = torch.stack(grid_rows)[None] if grid_rows[0] is not None else None
         return torch.stack(frame_rows)[None], grid
+
+    def _frame_tokens(self, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """images (N, H, W, 3) uint8 -> frame tokens (N, d), grid tokens (N, G, d) or None."""
+        model = self.model
+        if not self.cpu_graphs:
+            return model.frame_tokens(model.frame_frozen(images))
+        x = model.preprocess(images)  # (N, 3, S, S)
+        if self._vision_graph is None or self._vision_versions != param_versions(model.vision, model.img_proj):
+            grid = bool(model.config.spatial_tokens)
+            self._vision_graph = freeze_graph(
+                lambda im: model.frame_tokens(model.vision.frozen(im), grid=grid)[: 1 + grid], (x,),
+                owner=model, name="image encoder") or False  # False: built and refused, keep eager
+            self._vision_versions = param_versions(model.vision, model.img_proj)
+        if self._vision_graph is False:
+            return model.frame_tokens(model.vision.frozen(x))
+        out = self._vision_graph(x)
+        return out[0], (out[1] if len(out) > 1 else None)
 
     def _noise(self, batch: int) -> torch.Tensor:
         """x_T (B*K, D, T, 1) for K = num_samples: the same K seeded draws for every row, so a
@@ -362,7 +433,7 @@ class VLAInferenceAPI:
         steps = head.num_inference_steps
         sampler = self._samplers.get(steps)
         if sampler is None:
-            sampler = self._samplers[steps] = DDIMSampler(head, steps)
+            sampler = self._samplers[steps] = DDIMSampler(head, steps, cpu_graph=self.cpu_graphs)
         context = head.cond_proj(cond)
         if self.device.type == "cuda":
             key = (steps, tuple(context.shape))
@@ -370,6 +441,9 @@ class VLAInferenceAPI:
             if graph is None:
                 graph = self._graphs[key] = _CudaGraphSampler(sampler, context, noise)
             x0 = graph(context, noise)
+        elif self.cpu_graphs and noise.shape[0] <= SINGLE_THREAD_MAX_BATCH:
+            with _intra_op_threads(1):
+                x0 = sampler(context, noise)
         else:
             x0 = sampler(context, noise)
         return self._average(head.normalizer.unnormalize(head.from_unet(x0)), k)
@@ -433,10 +507,17 @@ class VLAInferenceAPI:
                              f"got {images.dtype} {images.shape}")
         if len(instructions) != images.shape[0]:
             raise InputError(f"got {images.shape[0]} observations but {len(instructions)} instructions")
-        frozen = self.model.frame_frozen(images)
-        frozen = frozen.view(*images.shape[:3], *frozen.shape[1:])
-        cond = self.model.condition_from_frozen_text(
-            frozen, torch.cat([self._encode_text(self._check_command(t)) for t in instructions]))
+        cmd = torch.cat([self._encode_text(self._check_command(t)) for t in instructions])
+        B, C, T = images.shape[:3]
+        if self.cpu_graphs:  # every frame through the frozen encoder graph, all with grid tokens
+            frame_tok, grid_tok = self._frame_tokens(images.reshape(-1, *images.shape[3:]))
+            frame_tok = frame_tok.view(B, C, T, -1)
+            if grid_tok is not None:
+                grid_tok = grid_tok.view(B, C, T, *grid_tok.shape[1:])[:, :, -1]
+            cond = self.model.fuse(frame_tok, grid_tok, cmd)
+        else:
+            frozen = self.model.frame_frozen(images)
+            cond = self.model.condition_from_frozen_text(frozen.view(B, C, T, *frozen.shape[1:]), cmd)
         return self._diffuse(cond).float().cpu().numpy()
 
     def benchmark(self, ego_images: Any, top_images: Any, instruction: str, num_runs: int = 10,

@@ -86,6 +86,13 @@ def _yaw(q) -> float:
 class SimNode(Node):
     def __init__(self, stop_event: threading.Event | None = None, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
+        try:
+            self._set_up(stop_event)
+        except BaseException:
+            self.destroy_node()  # now, not by the garbage collector after rclpy shut down
+            raise
+
+    def _set_up(self, stop_event: threading.Event | None) -> None:
         self._stop_event = stop_event or threading.Event()
         self.cfg = cfg = declare_sim_config(self)
         self.sim = ClosedLoopSim(WorldConfig(image_size=cfg.image_size), TrackerConfig(timeout=cfg.trajectory_timeout),

@@ -85,6 +85,15 @@ def declare_node_config(node: Node) -> NodeConfig:
 class VLANode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
+        try:
+            self._set_up()
+        except BaseException:
+            # destroyed now, not by the garbage collector after rclpy has shut down (which
+            # crashed the process at exit now and then: SIGSEGV instead of exit code 2)
+            self.destroy_node()
+            raise
+
+    def _set_up(self) -> None:
         self.cfg = cfg = declare_node_config(self)
         log = self.get_logger()
         t0 = time.perf_counter()
