@@ -83,16 +83,16 @@ class DDIMSampler(nn.Module):
         self.timesteps = ts
         dev = head.cond_proj.weight.device
         self.register_buffer("t_tensors", torch.tensor(ts, dtype=torch.long, device=dev), persistent=False)
-        self.register_buffer("sqrt_a", (a_t ** 0.5).to(dev), persistent=False)
-        self.register_buffer("sqrt_1ma", ((1 - a_t) ** 0.5).to(dev), persistent=False)
-        self.register_buffer("sqrt_a_prev", (a_prev ** 0.5).to(dev), persistent=False)
-        self.register_buffer("sqrt_1ma_prev", ((1 - a_prev) ** 0.5).to(dev), persistent=False)
+        # per step (S, 4): sqrt(a_t), sqrt(1 - a_t), sqrt(a_prev), sqrt(1 - a_prev)
+        coefs = torch.stack([a_t ** 0.5, (1 - a_t) ** 0.5, a_prev ** 0.5, (1 - a_prev) ** 0.5], dim=1)
+        self.register_buffer("coefs", coefs.to(dev), persistent=False)
         self.clip = cfg.clip_sample
         self.prediction_type = cfg.prediction_type
         self.lean: FastUNet | None = None
         # on the CPU: each lean UNet call through a frozen TorchScript graph, one per input shape
         self.cpu_graph = cpu_graph and head.cond_proj.weight.device.type == "cpu"
         self._graphs: dict[tuple, Any] = {}
+        self._rows: list[tuple[tuple, torch.Tensor]] | None = None  # per-step constants of the lean loop
         if lean:
             try:
                 self.lean = FastUNet(head.unet)
@@ -101,43 +101,53 @@ class DDIMSampler(nn.Module):
 
     def forward(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """context (B, N, cross_dim) projected tokens, x (B, D, T, 1) noise -> x_0 (B, D, T, 1)."""
-        if self.lean is not None:
-            if self.lean.stale:  # weights were trained further since: re-read them
-                self.lean = FastUNet(self.head.unet)
-                self._graphs.clear()
-            # the same function with step-only and context-only work hoisted out of the loop
+        if self.lean is None:
+            for i in range(self.steps):
+                x = self._update(x, self.head.denoise(x, self.t_tensors[i], context), self.coefs[i])
+            return x
+        if self.lean.stale:  # weights were trained further since: re-read them
+            self.lean = FastUNet(self.head.unet)
+            self._graphs.clear()
+            self._rows = None
+        if self._rows is None:  # per step: every ResNet's time bias (Cout,), and the DDIM coefficients
             biases = self.lean.time_biases(self.t_tensors)  # per ResNet: (S, Cout)
-            kv = tuple(self.lean.cross_kv(context))  # per attention block: (B, H, N, d) twice
-            x = x.squeeze(-1)  # (B, D, T)
-            step = self._step_graph(x, biases, kv) if self.cpu_graph else None
-            if step is None:
-                step = self.lean
-        for i in range(self.steps):
-            if self.lean is not None:
-                out = step(x, tuple(tb[i] for tb in biases), kv)
-            else:
-                out = self.head.denoise(x, self.t_tensors[i], context)
-            sa, s1a = self.sqrt_a[i], self.sqrt_1ma[i]
-            if self.prediction_type == "epsilon":
-                x0, eps = (x - s1a * out) / sa, out
-            elif self.prediction_type == "sample":
-                x0, eps = out, (x - sa * out) / s1a
-            else:  # v_prediction
-                x0, eps = sa * x - s1a * out, sa * out + s1a * x
-            if self.clip:
-                x0 = x0.clamp(-1.0, 1.0)
-            x = self.sqrt_a_prev[i] * x0 + self.sqrt_1ma_prev[i] * eps
-        return x.unsqueeze(-1) if self.lean is not None else x
+            self._rows = [(tuple(tb[i] for tb in biases), self.coefs[i]) for i in range(self.steps)]
+        # the same function with step-only and context-only work hoisted out of the loop
+        kv = tuple(self.lean.cross_kv(context))  # per attention block: (B, H, N, d) twice
+        x = x.squeeze(-1)  # (B, D, T)
+        step = self._step_graph(x, kv) if self.cpu_graph else None
+        if step is None:
+            step = self._lean_step
+        for tb, coef in self._rows:
+            x = step(x, tb, kv, coef)
+        return x.unsqueeze(-1)
 
-    def _step_graph(self, x: torch.Tensor, biases: list[torch.Tensor], kv: tuple):
-        """The lean UNet call as a frozen TorchScript graph for these shapes (built on first use,
+    def _update(self, x: torch.Tensor, out: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+        """One DDIM (eta 0) update: x_t and the model output -> x_{t-1}. coef (4,): sqrt(a_t),
+        sqrt(1 - a_t), sqrt(a_prev), sqrt(1 - a_prev)."""
+        sa, s1a = coef[0], coef[1]
+        if self.prediction_type == "epsilon":
+            x0, eps = (x - s1a * out) / sa, out
+        elif self.prediction_type == "sample":
+            x0, eps = out, (x - sa * out) / s1a
+        else:  # v_prediction
+            x0, eps = sa * x - s1a * out, sa * out + s1a * x
+        if self.clip:
+            x0 = x0.clamp(-1.0, 1.0)
+        return coef[2] * x0 + coef[3] * eps
+
+    def _lean_step(self, x: torch.Tensor, tb: tuple, kv: tuple, coef: torch.Tensor) -> torch.Tensor:
+        """x (B, D, T) -> the next x: one lean UNet call and the DDIM update."""
+        return self._update(x, self.lean(x, tb, kv), coef)
+
+    def _step_graph(self, x: torch.Tensor, kv: tuple):
+        """:meth:`_lean_step` as a frozen TorchScript graph for these shapes (built on first use,
         ~0.2 s), or None when it cannot be built (eager then)."""
         key = (tuple(x.shape), tuple(t.shape for pair in kv for t in pair))
         if key not in self._graphs:
-            lean = self.lean
-            self._graphs[key] = freeze_graph(
-                lambda xx, tb, kvs: lean(xx, list(tb), list(kvs)),
-                (x, tuple(tb[0] for tb in biases), kv), owner=self.head.unet, name="lean UNet step")
+            tb, coef = self._rows[0]
+            self._graphs[key] = freeze_graph(self._lean_step, (x, tb, kv, coef), owner=self.head.unet,
+                                             name="lean UNet step")
         return self._graphs[key]
 
 
@@ -222,6 +232,7 @@ class VLAInferenceAPI:
         self.cpu_graphs = bool(cpu_graphs and fast and self.device.type == "cpu")
         self._vision_graph: Any = None  # frozen graph of the image encoder (None: eager)
         self._vision_versions: tuple[int, ...] = ()
+        self._vision_params = [*self.model.vision.parameters(), *self.model.img_proj.parameters()]
         self.seed = seed
         if not 1 <= int(num_samples) <= 64:
             raise InputError(f"num_samples={num_samples}: must be within [1, 64] (1 = one sample, the default)")
@@ -393,12 +404,12 @@ class VLAInferenceAPI:
         if not self.cpu_graphs:
             return model.frame_tokens(model.frame_frozen(images))
         x = model.preprocess(images)  # (N, 3, S, S)
-        if self._vision_graph is None or self._vision_versions != param_versions(model.vision, model.img_proj):
+        if self._vision_graph is None or self._vision_versions != param_versions(self._vision_params):
             grid = bool(model.config.spatial_tokens)
             self._vision_graph = freeze_graph(
                 lambda im: model.frame_tokens(model.vision.frozen(im), grid=grid)[: 1 + grid], (x,),
                 owner=model, name="image encoder") or False  # False: built and refused, keep eager
-            self._vision_versions = param_versions(model.vision, model.img_proj)
+            self._vision_versions = param_versions(self._vision_params)
         if self._vision_graph is False:
             return model.frame_tokens(model.vision.frozen(x))
         out = self._vision_graph(x)

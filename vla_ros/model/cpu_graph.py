@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -34,10 +34,10 @@ log = logging.getLogger(__name__)
 GRAPH_ATOL = 1e-3
 
 
-def param_versions(*modules: nn.Module) -> tuple[int, ...]:
-    """In-place version counters of the modules' parameters: a change means the constants
-    frozen into a graph are out of date."""
-    return tuple(p._version for m in modules for p in m.parameters())
+def param_versions(params: Iterable[torch.Tensor]) -> tuple[int, ...]:
+    """In-place version counters of parameters (pass a list: walking modules costs ~1 ms): a
+    change means the constants frozen into a graph are out of date."""
+    return tuple(p._version for p in params)
 
 
 def _flat(out: Any) -> list[torch.Tensor]:

@@ -205,10 +205,11 @@ class FastUNet:
         self.norm_out = unet.conv_norm_out
         self.conv_out = _Conv(unet.conv_out)
         self.resnets = [r for rs, _ in self.down for r in rs] + self.mid_res + [r for rs, _ in self.up for r in rs]
+        self._params = list(unet.parameters())
         self._versions = self._param_versions()
 
     def _param_versions(self) -> tuple[int, ...]:
-        return tuple(p._version for p in self.unet.parameters())
+        return tuple(p._version for p in self._params)
 
     @property
     def stale(self) -> bool:
