@@ -139,3 +139,23 @@ def test_show_dataset_writes_png(tiny_dataset, tmp_path):
 def test_missing_dataset_message(tmp_path):
     with pytest.raises(FileNotFoundError, match="vla data generate"):
         list_episodes(tmp_path / "nope")
+
+
+def test_a_driver_executes_after_the_prelude_and_the_expert_still_labels():
+    calls = []
+
+    def driver(t, ego, top, world):
+        calls.append(t)
+        assert ego is not None and ego[t].any()  # the current frame is rendered before the driver runs
+        return (0.2, 0.0) if t >= 3 else None  # None: the expert executes
+
+    ep = run_episode(seed=11, kind="turn_left", config=TINY, driver=driver)
+    plain = run_episode(seed=11, kind="turn_left", config=TINY)
+    first = ep.meta["prelude_steps"]
+    assert calls == list(range(first, TINY.episode_steps))
+    driven = np.arange(TINY.episode_steps) >= max(first, 3)
+    assert ep.meta["driven_steps"] == int(driven.sum()) > 0
+    np.testing.assert_allclose(ep.arrays["action"][driven], [[0.2, 0.0]] * int(driven.sum()))
+    # labels answer the command from the visited state: identical until the paths part
+    np.testing.assert_allclose(ep.arrays["traj"][0], plain.arrays["traj"][0])
+    assert not np.allclose(ep.arrays["state"][-1], plain.arrays["state"][-1])

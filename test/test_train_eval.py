@@ -95,3 +95,46 @@ def test_constant_velocity_baseline_continues_the_motion():
     pred = constant_velocity(bank, np.array([0]), traj_dt=0.2, sim_dt=0.1)
     np.testing.assert_allclose(pred[0, :, 0], 0.1 * np.arange(1, 17), atol=1e-6)
     np.testing.assert_allclose(pred[0, :, 1:], 0, atol=1e-6)
+
+
+def test_init_fine_tunes_a_checkpoint_and_keeps_its_normaliser(trained, tiny_data, tmp_path):
+    import dataclasses
+
+    out, _ = trained
+    start, _ = load_checkpoint(out / "best.pth")
+    few = dataclasses.replace(TINY_TRAIN, steps=4, val_every=4)
+    # flags name another architecture: --init uses the checkpoint's own config
+    other = dataclasses.replace(TINY_MODEL, cond_dim=32)
+    summary = train(other, few, tiny_data[0], tmp_path / "ft", init=out / "best.pth", progress=False)
+    assert summary["step"] == 4
+    tuned, payload = load_checkpoint(tmp_path / "ft" / "last.pth")
+    assert tuned.config.cond_dim == TINY_MODEL.cond_dim
+    assert payload["meta"]["init"] == str(out / "best.pth")
+    n0, n1 = start.action_head.normalizer, tuned.action_head.normalizer
+    for name, buf in n0.named_buffers():
+        torch.testing.assert_close(dict(n1.named_buffers())[name], buf)  # kept, not refitted
+    log = json.loads((tmp_path / "ft" / "train_log.json").read_text())
+    # step 0 validates the initial weights: already trained, far below an untrained model's ~1
+    assert log["history"]["val"][0]["val_loss"] < 0.8
+
+
+def test_on_policy_data_is_driven_by_the_checkpoint_and_labelled_by_the_expert(trained, tiny_data, tmp_path):
+    from vla_ros.data.io import load_episode, read_dataset_info
+
+    out, _ = trained
+    world = WorldConfig(image_size=64, episode_steps=16)
+    d = generate_dataset(tmp_path / "dagger", episodes=2, seed=3, config=world, progress=False,
+                         policy=str(out / "best.pth"), first_index=8)
+    info = read_dataset_info(d)
+    assert info["policy"]["checkpoint"] == str(out / "best.pth") and info["files"] == ["episode_0008", "episode_0009"]
+    arrays, meta = load_episode(d / "episode_0008.npz")
+    assert meta["driver"].startswith("learner:") and meta["driven_steps"] > 0
+    # the expert's episode with the same seed: same start, same first labels, another path
+    expert, _ = load_episode(generate_dataset(tmp_path / "expert", episodes=1, seed=3, config=world,
+                                              progress=False, first_index=8) / "episode_0008.npz")
+    np.testing.assert_array_equal(arrays["state"][0], expert["state"][0])
+    np.testing.assert_allclose(arrays["traj"][0], expert["traj"][0])
+    assert not np.allclose(arrays["action"], expert["action"])
+    with pytest.raises(FileNotFoundError, match="policy checkpoint"):
+        generate_dataset(tmp_path / "none", episodes=1, seed=3, config=world, progress=False,
+                         policy=str(tmp_path / "missing.pth"))

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vla_ros.checkpoint import checkpoint_config, read_checkpoint, save_checkpoint
+from vla_ros.checkpoint import checkpoint_config, load_checkpoint, read_checkpoint, save_checkpoint
 from vla_ros.config import ModelConfig, TrainConfig, to_dict
 from vla_ros.data.io import list_episodes, load_episode, read_dataset_info
 from vla_ros.model.vla import SimpleVLA
@@ -241,8 +241,13 @@ def plot_curves(history: dict[str, list], out_png: Path) -> None:
 
 def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path,
           device: str = "cpu", resume: str | Path | None = None, progress: bool = True,
-          max_minutes: float | None = None, every_frame: bool = True) -> dict[str, Any]:
-    """Train and return a summary; writes best.pth, last.pth, curve PNG and log JSON to ``out_dir``."""
+          max_minutes: float | None = None, every_frame: bool = True,
+          init: str | Path | None = None) -> dict[str, Any]:
+    """Train and return a summary; writes best.pth, last.pth, curve PNG and log JSON to ``out_dir``.
+
+    ``init``: fine-tune a checkpoint: its config, weights and normaliser (kept, so the outputs
+    keep their meaning), with a fresh optimiser and schedule. ``resume`` wins over ``init``.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device)
@@ -256,7 +261,15 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
         if not state:
             raise ValueError(f"{resume} holds no training state (only last.pth does); cannot resume from it")
         model_cfg = checkpoint_config(payload, resume)  # the run's own config, never flags
+    init_state = None
+    if init and not state:
+        init_model, _ = load_checkpoint(init)
+        model_cfg = init_model.config  # the checkpoint's own config, never flags
+        init_state = init_model.state_dict()
+        del init_model
     model = SimpleVLA(model_cfg).to(dev)
+    if init_state is not None:
+        model.load_state_dict({k: v.to(dev) for k, v in init_state.items()})
     bank = build_frame_bank(model, data_dir, cache_dir=out / "cache", progress=progress, every_frame=every_frame)
     n_ep = bank.feats.shape[0]
     n_val_ep = max(1, int(round(n_ep * train_cfg.val_fraction))) if n_ep > 1 else 0
@@ -272,7 +285,8 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
 
     # normalise with the training trajectories (stored in the checkpoint)
     e, t = bank.samples[train_idx, 0], bank.samples[train_idx, 1]
-    model.action_head.normalizer.fit(bank.traj[torch.from_numpy(e), torch.from_numpy(t)].to(dev))
+    if init_state is None:  # fine-tuning keeps the checkpoint's normaliser
+        model.action_head.normalizer.fit(bank.traj[torch.from_numpy(e), torch.from_numpy(t)].to(dev))
     baselines = {"mean_per_kind": mean_trajectory_per_kind(bank)}
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -291,7 +305,8 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
         history = {"train": [tuple(x) for x in state["history"]["train"]], "val": list(state["history"]["val"])}
         rng = np.random.default_rng([train_cfg.seed, step])
 
-    meta_base = {"data": str(data_dir), "train_config": to_dict(train_cfg), "baselines": baselines,
+    meta_base = {"data": str(data_dir), "init": str(init) if init_state is not None else None,
+                 "train_config": to_dict(train_cfg), "baselines": baselines,
                  "dataset": {"episodes": n_ep, "samples": len(bank.samples), "val_episodes": n_val_ep},
                  "world_config": read_dataset_info(data_dir).get("config")}
 

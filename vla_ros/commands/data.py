@@ -9,8 +9,10 @@ def cmd_generate(args) -> int:
 
     cfg = WorldConfig(image_size=args.image_size, episode_steps=args.steps)
     out = generate_dataset(args.out, episodes=args.episodes, seed=args.seed, config=cfg, split=args.split,
-                           workers=args.workers, overwrite=args.overwrite)
-    print(f"wrote {args.episodes} {args.split} episodes to {out} (format: vla_ros/data/FORMAT.md)")
+                           workers=args.workers, overwrite=args.overwrite, first_index=args.first_index,
+                           policy=args.policy, replan_period=args.replan_period)
+    driver = f", driven by {args.policy} and labelled by the expert" if args.policy else ""
+    print(f"wrote {args.episodes} {args.split} episodes{driver} to {out} (format: vla_ros/data/FORMAT.md)")
     return 0
 
 
@@ -35,6 +37,12 @@ def register(sub) -> None:
     g.add_argument("--steps", type=int, default=40, help="recorded steps per episode")
     g.add_argument("--workers", type=int, default=1, help="worker processes (same output)")
     g.add_argument("--overwrite", action="store_true")
+    g.add_argument("--first-index", type=int, default=0,
+                   help="number episodes from here (to join datasets in one directory)")
+    g.add_argument("--policy", metavar="CHECKPOINT",
+                   help="on-policy data (DAgger): this model drives after each episode's prelude, the expert "
+                        "still labels every step")
+    g.add_argument("--replan-period", type=float, default=0.2, help="seconds between the policy's predictions")
     g.set_defaults(func=cmd_generate)
     s = dsub.add_parser("show", help="draw a few samples: both cameras and the ground truth over the top view")
     s.add_argument("data", help="dataset directory")

@@ -22,7 +22,7 @@ def cmd_train(args) -> int:
 
         resume = Path(args.out) / "last.pth"
     summary = train(model_cfg, train_cfg, args.data, args.out, device=args.device, resume=resume,
-                    max_minutes=args.max_minutes, every_frame=not args.half_frames)
+                    max_minutes=args.max_minutes, every_frame=not args.half_frames, init=args.init)
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -37,6 +37,8 @@ def register(sub) -> None:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--resume", nargs="?", const="auto", default=None,
                    help="resume from last.pth (of --out, or the path given); the stored config is used")
+    p.add_argument("--init", metavar="CHECKPOINT",
+                   help="fine-tune: start from this checkpoint's weights, config and normaliser (new optimiser)")
     p.add_argument("--steps", type=int, help="override train.steps")
     p.add_argument("--batch-size", type=int, help="override train.batch_size")
     p.add_argument("--lr", type=float, help="override train.lr")

@@ -30,16 +30,33 @@ def episode_kind(seed: int, index: int) -> str:
 
 
 _WORLD: World | None = None
+_DRIVER: tuple[tuple, object] | None = None  # (policy settings, LearnerDriver) of this process
+
+
+def _driver(policy: dict | None, config: WorldConfig):
+    """The on-policy driver for ``policy`` (built once per process: loading a model takes seconds)."""
+    global _DRIVER
+    if policy is None:
+        return None
+    key = (json.dumps(policy, sort_keys=True), json.dumps(config.to_dict(), sort_keys=True))
+    if _DRIVER is None or _DRIVER[0] != key:
+        from .dagger import LearnerDriver, checkpoint_predictor
+
+        predictor = checkpoint_predictor(policy["checkpoint"], seed=policy.get("noise_seed", 0))
+        _DRIVER = (key, LearnerDriver(predictor, config, history_length=policy["history_length"],
+                                      history_spacing=policy["history_spacing"],
+                                      replan_period=policy["replan_period"], name=f"learner:{policy['checkpoint']}"))
+    return _DRIVER[1]
 
 
 def _make_one(args) -> dict:
-    out_dir, index, seed, split, config_dict, compress = args
+    out_dir, index, seed, split, config_dict, compress, policy = args
     global _WORLD
     config = WorldConfig.from_dict(config_dict)
     if _WORLD is None or _WORLD.config != config:
         _WORLD = World(config)
     ep = run_episode(seed=episode_seed(seed, index), kind=episode_kind(seed, index), split=split,
-                     config=config, world=_WORLD, episode_index=index)
+                     config=config, world=_WORLD, episode_index=index, driver=_driver(policy, config))
     ep.meta["dataset_seed"] = int(seed)
     save_episode(out_dir, index, ep.arrays, ep.meta, compress=compress)
     return {"index": index, "kind": ep.meta["kind"], "command": ep.meta["command"],
@@ -48,7 +65,8 @@ def _make_one(args) -> dict:
 
 def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | None = None, split: str = "train",
                      progress: bool = True, workers: int = 1, compress: bool = False,
-                     overwrite: bool = False) -> Path:
+                     overwrite: bool = False, first_index: int = 0, policy: str | None = None,
+                     replan_period: float = 0.2, history_spacing: float = 0.2) -> Path:
     """Generate ``episodes`` episodes into ``out_dir`` and return its path.
 
     Writes ``episode_NNNN.npz`` + ``episode_NNNN.json`` per episode and ``dataset.json``.
@@ -56,12 +74,27 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
     ``episode_kind(seed, i)`` (kinds are balanced); ``split`` picks the phrasing set
     ("train" phrasings or the held-out "eval" phrasings). ``workers > 1`` uses processes
     (same output). ``compress=True`` writes smaller files that cannot be memory-mapped.
+    ``first_index``: number the episodes from here (datasets to be joined in one directory).
+    ``policy``: a checkpoint that drives after each episode's prelude, replanning every
+    ``replan_period`` s from frames ``history_spacing`` s apart, while the expert still labels
+    every step (on-policy data, see :mod:`vla_ros.data.dagger`).
     """
     config = config or WorldConfig()
     if split not in SPLITS:
         raise ValueError(f"split={split!r}: choose 'train' or 'eval'")
     if int(episodes) < 1:
         raise ValueError(f"episodes={episodes}: must be >= 1")
+    pol = None
+    if policy is not None:
+        from ..checkpoint import checkpoint_config, read_checkpoint
+
+        if not Path(policy).is_file():
+            raise FileNotFoundError(f"policy checkpoint {policy} does not exist")
+        hist = checkpoint_config(read_checkpoint(policy), policy).history_length
+        pol = {"checkpoint": str(policy), "history_length": int(hist), "history_spacing": float(history_spacing),
+               "replan_period": float(replan_period)}
+    if int(first_index) < 0:
+        raise ValueError(f"first_index={first_index}: must be >= 0")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     existing = sorted(out.glob("episode_*.npz")) + ([out / DATASET_FILE] if (out / DATASET_FILE).exists() else [])
@@ -71,7 +104,8 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
     for p in existing:
         p.unlink()
         p.with_suffix(".json").unlink(missing_ok=True)
-    jobs = [(str(out), i, int(seed), split, config.to_dict(), compress) for i in range(int(episodes))]
+    jobs = [(str(out), i, int(seed), split, config.to_dict(), compress, pol)
+            for i in range(int(first_index), int(first_index) + int(episodes))]
     bar = None
     if progress:
         from tqdm import tqdm
@@ -108,6 +142,7 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
         "kinds": dict(sorted(Counter(r["kind"] for r in results).items())),
         "files": [episode_stem(r["index"]) for r in results],
         "collisions": int(sum(r["collisions"] for r in results)),
+        "policy": pol,  # None: the expert drove; else the checkpoint that drove (DAgger data)
         "seconds": round(time.perf_counter() - t0, 2),
         "config": config.to_dict(),
     }

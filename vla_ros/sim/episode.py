@@ -4,6 +4,7 @@ so the data also covers recovering from off-nominal states) and every step is re
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -26,7 +27,9 @@ class Episode:
 
 
 def run_episode(seed: int, kind: str | None = None, split: str = "train", config: WorldConfig | None = None,
-                render: bool = True, world: World | None = None, episode_index: int | None = None) -> Episode:
+                render: bool = True, world: World | None = None, episode_index: int | None = None,
+                driver: Callable[[int, np.ndarray, np.ndarray, World], tuple[float, float] | None] | None = None,
+                ) -> Episode:
     """Generate one episode with ``config.episode_steps`` steps.
 
     At step t: both cameras render the state, the expert plans its trajectory for the command
@@ -40,8 +43,14 @@ def run_episode(seed: int, kind: str | None = None, split: str = "train", config
     * other kinds, with probability ``hold_prob``: the robot first waits at rest, so starting
       from standstill is seen.
 
+    ``driver`` (on-policy data, DAgger): after the prelude, ``driver(t, ego, top, world)`` may
+    return the (v, omega) to execute instead of the expert's noisy command (``ego``/``top``: the
+    frames rendered so far, index t is the current one); the labels stay the expert's plans, so
+    the data shows the expert's answer in the states a learned policy drives into. ``None``
+    from the driver (e.g. while its history fills) executes the expert as usual.
+
     ``render=False`` skips the images (fast, for tests of the expert). Deterministic in
-    (seed, kind, split, config).
+    (seed, kind, split, config) (and the driver).
     """
     config = config or (world.config if world is not None else WorldConfig())
     world = world if world is not None and world.config == config else World(config)
@@ -70,6 +79,7 @@ def run_episode(seed: int, kind: str | None = None, split: str = "train", config
     start_state = world.state.copy()
     perturb_left, perturb_w = 0, 0.0
     collisions = 0
+    driven_steps = 0
     margin = config.safety_margin
     for t in range(T):
         if render:
@@ -93,7 +103,11 @@ def run_episode(seed: int, kind: str | None = None, split: str = "train", config
         p_w = rng.choice([-1.0, 1.0]) * rng.uniform(0.4, 0.8)
         p_len = int(rng.integers(3, 7))
         driving = (prelude_kind != "hold") if prelude[t] else (world.kind != "stop")
-        if driving:
+        driven = driver(t, ego, top, world) if driver is not None and t >= prelude_steps else None
+        if driven is not None:  # the learner drives (no noise, no perturbation)
+            v, w = float(driven[0]), float(driven[1])
+            driven_steps += 1
+        elif driving:
             if abs(v) > 1e-6 or abs(w) > 1e-6:
                 v, w = v + nv, w + nw
             if perturb_left == 0 and start_perturb:
@@ -137,6 +151,8 @@ def run_episode(seed: int, kind: str | None = None, split: str = "train", config
         "prelude": prelude_kind,  # None, "hold", or the kind driven before obeying "stop"
         "prelude_steps": prelude_steps,
         "collisions": collisions,
+        "driver": None if driver is None else getattr(driver, "name", type(driver).__name__),
+        "driven_steps": driven_steps,  # steps executed by the driver, not the expert
         "final_in_lane": bool(world.in_lane()),
         "final_cone_distances": {k: float(v) for k, v in world.cone_distances().items()},
         "config": config.to_dict(),
