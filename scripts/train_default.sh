@@ -3,8 +3,16 @@
 #
 #   bash scripts/train_default.sh            # or: make default-checkpoint
 #
+# 1. behaviour cloning: 240 expert episodes, 3000 steps (this is the packaged default);
+# 2. DAGGER_ROUNDS=N (default 0): N DAgger rounds, each: the current model drives 160 new
+#    episodes while the expert labels every step (vla data generate --policy), then 800
+#    fine-tuning steps (vla train --init) on all the episodes so far, joined in one directory by
+#    symbolic links. Two rounds measured 11/32 closed-loop successes and 1 collision against the
+#    default's 10/32 and 4 (README), too small a gain to replace the packaged model.
+#
 # Measured on the 2-core development machine: data ~3 min, frame encoding ~15 min, 3000 steps
-# ~57 min (1.0-1.2 s a step; slower while other jobs share the CPU).
+# ~57 min (1.0-1.2 s a step; slower while other jobs share the CPU); each DAgger round ~4.5 min
+# of driving and ~16 min of fine-tuning.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VLA=${VLA:-$ROOT/.venv/bin/vla}
@@ -12,8 +20,32 @@ DATA=${DATA:-$ROOT/data}
 RUN=${RUN:-$ROOT/runs/default}
 [ -f "$DATA/train/dataset.json" ] || "$VLA" data generate --out "$DATA/train" --episodes 240 --seed 1
 [ -f "$DATA/eval/dataset.json" ] || "$VLA" data generate --out "$DATA/eval" --episodes 64 --seed 1000 --split eval
-"$VLA" train --data "$DATA/train" --out "$RUN" --steps 3000 --val-every 250 --half-frames
-"$ROOT/.venv/bin/python" - "$RUN/best.pth" "$ROOT/checkpoints/default.pth" <<'PY'
+"$VLA" train --data "$DATA/train" --out "$RUN/bc" --steps 3000 --val-every 250 --half-frames
+
+# DAgger: round r drives with the previous model; all data so far is joined in $DATA/dagger<r>
+policy="$RUN/bc/best.pth"
+sources=("$DATA/train")
+first=240
+for ((r = 1; r <= ${DAGGER_ROUNDS:-0}; r++)); do
+  on="$DATA/on_policy$r"
+  [ -f "$on/dataset.json" ] || "$VLA" data generate --out "$on" --episodes 160 --seed $((r + 1)) \
+      --first-index "$first" --policy "$policy"
+  sources+=("$on")
+  joined="$DATA/dagger$r"
+  rm -rf "$joined" && mkdir -p "$joined"
+  for src in "${sources[@]}"; do
+    for f in "$src"/episode_*; do ln -s "$(cd "$(dirname "$f")" && pwd)/$(basename "$f")" "$joined/"; done
+  done
+  cp "$DATA/train/dataset.json" "$joined/"  # world config and phrasing split of the joined set
+  mkdir -p "$RUN/dagger$r"
+  ln -sfn "$RUN/bc/cache" "$RUN/dagger$r/cache"  # frozen features of shared episodes are reused
+  "$VLA" train --data "$joined" --out "$RUN/dagger$r" --init "$policy" --steps 800 --lr 1e-4 \
+      --val-every 200 --half-frames
+  policy="$RUN/dagger$r/best.pth"
+  first=$((first + 160))
+done
+
+"$ROOT/.venv/bin/python" - "$policy" "$ROOT/checkpoints/default.pth" <<'PY'
 import sys
 from vla_ros.checkpoint import load_checkpoint, save_checkpoint
 model, payload = load_checkpoint(sys.argv[1])
