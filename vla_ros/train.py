@@ -261,15 +261,12 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
         if not state:
             raise ValueError(f"{resume} holds no training state (only last.pth does); cannot resume from it")
         model_cfg = checkpoint_config(payload, resume)  # the run's own config, never flags
-    init_state = None
-    if init and not state:
-        init_model, _ = load_checkpoint(init)
-        model_cfg = init_model.config  # the checkpoint's own config, never flags
-        init_state = init_model.state_dict()
-        del init_model
-    model = SimpleVLA(model_cfg).to(dev)
-    if init_state is not None:
-        model.load_state_dict({k: v.to(dev) for k, v in init_state.items()})
+    fine_tune = bool(init) and not state
+    if fine_tune:  # the checkpoint's own model and config, never flags
+        model, _ = load_checkpoint(init, device=dev)
+        model_cfg = model.config
+    else:
+        model = SimpleVLA(model_cfg).to(dev)
     bank = build_frame_bank(model, data_dir, cache_dir=out / "cache", progress=progress, every_frame=every_frame)
     n_ep = bank.feats.shape[0]
     n_val_ep = max(1, int(round(n_ep * train_cfg.val_fraction))) if n_ep > 1 else 0
@@ -285,7 +282,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
 
     # normalise with the training trajectories (stored in the checkpoint)
     e, t = bank.samples[train_idx, 0], bank.samples[train_idx, 1]
-    if init_state is None:  # fine-tuning keeps the checkpoint's normaliser
+    if not fine_tune:  # fine-tuning keeps the checkpoint's normaliser
         model.action_head.normalizer.fit(bank.traj[torch.from_numpy(e), torch.from_numpy(t)].to(dev))
     baselines = {"mean_per_kind": mean_trajectory_per_kind(bank)}
 
@@ -305,7 +302,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
         history = {"train": [tuple(x) for x in state["history"]["train"]], "val": list(state["history"]["val"])}
         rng = np.random.default_rng([train_cfg.seed, step])
 
-    meta_base = {"data": str(data_dir), "init": str(init) if init_state is not None else None,
+    meta_base = {"data": str(data_dir), "init": str(init) if fine_tune else None,
                  "train_config": to_dict(train_cfg), "baselines": baselines,
                  "dataset": {"episodes": n_ep, "samples": len(bank.samples), "val_episodes": n_val_ep},
                  "world_config": read_dataset_info(data_dir).get("config")}
