@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vla_ros.model.cpu_graph import param_versions
+
 __all__ = ["FastUNet", "UnsupportedUNet"]
 
 
@@ -206,15 +208,12 @@ class FastUNet:
         self.conv_out = _Conv(unet.conv_out)
         self.resnets = [r for rs, _ in self.down for r in rs] + self.mid_res + [r for rs, _ in self.up for r in rs]
         self._params = list(unet.parameters())
-        self._versions = self._param_versions()
-
-    def _param_versions(self) -> tuple[int, ...]:
-        return tuple(p._version for p in self._params)
+        self._versions = param_versions(self._params)
 
     @property
     def stale(self) -> bool:
         """True once the UNet's weights changed in place (the matmul weights are copies)."""
-        return self._param_versions() != self._versions
+        return param_versions(self._params) != self._versions
 
     # -- constants hoisted out of the loop ------------------------------------------------------
     def time_biases(self, timesteps: torch.Tensor) -> list[torch.Tensor]:
