@@ -46,7 +46,6 @@ class LearnerDriver:
         self.history_length = history_length
         self.tracker = TrajectoryTracker(config)
         self.poses = PoseHistory()
-        self.predictions = 0
 
     def reset(self) -> None:
         self.tracker.reset()
@@ -68,7 +67,6 @@ class LearnerDriver:
             idx = [t - (self.history_length - 1 - i) * self.stride for i in range(self.history_length)]
             traj = np.asarray(self.predictor([ego[i] for i in idx], [top[i] for i in idx], world.text),
                               dtype=np.float64)
-            self.predictions += 1
             if np.isfinite(traj).all():
                 self.tracker.receive(now, traj, self.config.traj_dt, STATUS_OK, "", now, self.poses)
         if self.tracker.plan is None:
