@@ -306,15 +306,17 @@ def test_path_has_the_same_waypoints_stamped_at_t_plus_k_dt(system):
 
 def test_diagnostics_at_1hz(system):
     h = system["harness"]
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 8
     while True:  # they have been arriving since the node started
         ours = [d for d in list(h.diags) if d.status and d.status[0].name == "/vla_node: inference"]
-        if len(ours) >= 3 or time.monotonic() > deadline:
+        if len(ours) >= 5 or time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    assert len(ours) >= 3
-    span = (_stamp(ours[-1].header.stamp) - _stamp(ours[-3].header.stamp)) / NS
-    assert 1.5 < span < 3.0  # 1 Hz
+    assert len(ours) >= 5
+    # A callback that runs late (two nodes and this test share CI's two cores) is stamped late and the
+    # next one on schedule, so one interval can read 1.2 s and the next 0.8 s: check the mean period.
+    period = (_stamp(ours[-1].header.stamp) - _stamp(ours[0].header.stamp)) / NS / (len(ours) - 1)
+    assert 0.6 < period < 1.5, period  # 1 Hz
     values = {kv.key: kv.value for kv in ours[-1].status[0].values}
     for key in ("latency_p50_ms", "latency_p95_ms", "rate_hz_achieved", "dropped_ticks", "age_ego_s", "age_top_s",
                 "status", "status_reason", "ticks"):
