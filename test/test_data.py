@@ -159,3 +159,22 @@ def test_a_driver_executes_after_the_prelude_and_the_expert_still_labels():
     # labels answer the command from the visited state: identical until the paths part
     np.testing.assert_allclose(ep.arrays["traj"][0], plain.arrays["traj"][0])
     assert not np.allclose(ep.arrays["state"][-1], plain.arrays["state"][-1])
+
+
+def test_learner_driver_noise_seeds_vary_per_prediction_and_repeat_per_episode():
+    from vla_ros.data.dagger import LearnerDriver
+
+    seeds = []
+
+    def predictor(ego, top, text, noise_seed=None):
+        seeds.append(noise_seed)
+        return np.zeros((TINY.horizon, 3))
+
+    for noise in ("fixed", "varied", "varied"):
+        run_episode(seed=11, kind="forward", config=TINY, driver=LearnerDriver(predictor, TINY, noise=noise))
+    n = len(seeds) // 3
+    fixed, varied, again = seeds[:n], seeds[n:2 * n], seeds[2 * n:]
+    assert n > 1 and fixed == [None] * n  # fixed: the predictor's own seed, like the node
+    assert len(set(varied)) == n and varied == again
+    with pytest.raises(ValueError, match="noise"):
+        LearnerDriver(predictor, TINY, noise="random")

@@ -138,3 +138,13 @@ def test_on_policy_data_is_driven_by_the_checkpoint_and_labelled_by_the_expert(t
     with pytest.raises(FileNotFoundError, match="policy checkpoint"):
         generate_dataset(tmp_path / "none", episodes=1, seed=3, config=world, progress=False,
                          policy=str(tmp_path / "missing.pth"))
+    # varied noise: another draw per prediction, the same draws on a second run (reproducible data)
+    varied = [load_episode(generate_dataset(tmp_path / f"varied{i}", episodes=1, seed=3, config=world,
+                                            progress=False, policy=str(out / "best.pth"), first_index=8,
+                                            policy_noise="varied") / "episode_0008.npz")[0] for i in range(2)]
+    np.testing.assert_array_equal(varied[0]["action"], varied[1]["action"])
+    assert not np.allclose(varied[0]["action"], arrays["action"])
+    assert read_dataset_info(tmp_path / "varied0")["policy"]["noise"] == "varied"
+    with pytest.raises(ValueError, match="policy_noise"):
+        generate_dataset(tmp_path / "bad", episodes=1, seed=3, config=world, progress=False,
+                         policy=str(out / "best.pth"), policy_noise="random")

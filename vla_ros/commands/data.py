@@ -10,7 +10,8 @@ def cmd_generate(args) -> int:
     cfg = WorldConfig(image_size=args.image_size, episode_steps=args.steps)
     out = generate_dataset(args.out, episodes=args.episodes, seed=args.seed, config=cfg, split=args.split,
                            workers=args.workers, overwrite=args.overwrite, first_index=args.first_index,
-                           policy=args.policy, replan_period=args.replan_period)
+                           policy=args.policy, replan_period=args.replan_period,
+                           policy_noise=args.policy_noise)
     driver = f", driven by {args.policy} and labelled by the expert" if args.policy else ""
     print(f"wrote {args.episodes} {args.split} episodes{driver} to {out} (format: vla_ros/data/FORMAT.md)")
     return 0
@@ -43,6 +44,9 @@ def register(sub) -> None:
                    help="on-policy data (DAgger): this model drives after each episode's prelude, the expert "
                         "still labels every step")
     g.add_argument("--replan-period", type=float, default=0.2, help="seconds between the policy's predictions")
+    g.add_argument("--policy-noise", choices=("fixed", "varied"), default="fixed",
+                   help="fixed: one noise draw for every prediction (what the node does); varied: a new draw "
+                        "per prediction, seeded by episode and step (visits what the model's samples do)")
     g.set_defaults(func=cmd_generate)
     s = dsub.add_parser("show", help="draw a few samples: both cameras and the ground truth over the top view")
     s.add_argument("data", help="dataset directory")

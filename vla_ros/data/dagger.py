@@ -20,7 +20,9 @@ from ..sim.config import WorldConfig
 
 __all__ = ["LearnerDriver", "checkpoint_predictor"]
 
-Predictor = Callable[[list, list, str], np.ndarray]  # ego frames, top frames, command -> (T, 3)
+Predictor = Callable[..., np.ndarray]  # (ego frames, top frames, command[, noise_seed=]) -> (T, 3)
+
+POLICY_NOISE = ("fixed", "varied")
 
 
 class LearnerDriver:
@@ -29,14 +31,24 @@ class LearnerDriver:
     ``predictor(ego_frames, top_frames, text)`` gets ``history_length`` frames ``history_spacing``
     seconds apart (oldest first) and returns a robot-frame trajectory ``(T, 3)`` with waypoints
     ``traj_dt`` apart. Until the history is full it returns None (the expert executes).
+
+    ``noise="fixed"`` drives like the node (one noise draw for every prediction: a model's bias
+    then repeats at every replan); ``"varied"`` passes ``noise_seed=`` (a function of the
+    episode's seed and the step, so a dataset is reproducible) and the predictor draws anew each
+    time, which spreads the visited states over what the model's samples do, braking late for an
+    obstacle included, instead of what one draw does.
     """
 
     def __init__(self, predictor: Predictor, config: WorldConfig, history_length: int = 5,
-                 history_spacing: float = 0.2, replan_period: float = 0.2, name: str = "learner") -> None:
+                 history_spacing: float = 0.2, replan_period: float = 0.2, name: str = "learner",
+                 noise: str = "fixed") -> None:
         from ..closed_loop import PoseHistory, TrajectoryTracker
 
         if replan_period <= 0 or history_spacing <= 0 or history_length < 1:
             raise ValueError("replan_period and history_spacing must be > 0 and history_length >= 1")
+        if noise not in POLICY_NOISE:
+            raise ValueError(f"noise={noise!r}: choose one of {POLICY_NOISE}")
+        self.noise = noise
         self.predictor = predictor
         self.config = config
         self.name = name
@@ -65,8 +77,13 @@ class LearnerDriver:
             return None  # the history is not full yet: the expert executes
         if (t - self.span) % self.every == 0:
             idx = [t - (self.history_length - 1 - i) * self.stride for i in range(self.history_length)]
-            traj = np.asarray(self.predictor([ego[i] for i in idx], [top[i] for i in idx], world.text),
-                              dtype=np.float64)
+            frames = ([ego[i] for i in idx], [top[i] for i in idx], world.text)
+            if self.noise == "varied":
+                seed = int(np.random.SeedSequence([int(world.seed), t]).generate_state(1)[0])
+                out = self.predictor(*frames, noise_seed=seed)
+            else:
+                out = self.predictor(*frames)
+            traj = np.asarray(out, dtype=np.float64)
             if np.isfinite(traj).all():
                 self.tracker.receive(now, traj, self.config.traj_dt, STATUS_OK, "", now, self.poses)
         if self.tracker.plan is None:
@@ -76,8 +93,14 @@ class LearnerDriver:
 
 
 def checkpoint_predictor(checkpoint: str, seed: int = 0) -> Predictor:
-    """The fast inference API of a checkpoint as a predictor (one fixed noise seed, like the node)."""
+    """The fast inference API of a checkpoint as a predictor: noise seed ``seed`` (fixed, like the
+    node) unless a call passes ``noise_seed``."""
     from ..inference import VLAInferenceAPI
 
     api = VLAInferenceAPI(checkpoint, seed=seed)
-    return lambda ego, top, text: api.predict(ego, top, text).trajectory
+
+    def predict(ego, top, text, noise_seed: int | None = None) -> np.ndarray:
+        api.seed = seed if noise_seed is None else int(noise_seed)
+        return api.predict(ego, top, text).trajectory
+
+    return predict

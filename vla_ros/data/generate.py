@@ -45,7 +45,8 @@ def _driver(policy: dict | None, config: WorldConfig):
         predictor = checkpoint_predictor(policy["checkpoint"], seed=policy.get("noise_seed", 0))
         _DRIVER = (key, LearnerDriver(predictor, config, history_length=policy["history_length"],
                                       history_spacing=policy["history_spacing"],
-                                      replan_period=policy["replan_period"], name=f"learner:{policy['checkpoint']}"))
+                                      replan_period=policy["replan_period"], name=f"learner:{policy['checkpoint']}",
+                                      noise=policy.get("noise", "fixed")))
     return _DRIVER[1]
 
 
@@ -66,7 +67,8 @@ def _make_one(args) -> dict:
 def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | None = None, split: str = "train",
                      progress: bool = True, workers: int = 1, compress: bool = False,
                      overwrite: bool = False, first_index: int = 0, policy: str | None = None,
-                     replan_period: float = 0.2, history_spacing: float = 0.2) -> Path:
+                     replan_period: float = 0.2, history_spacing: float = 0.2,
+                     policy_noise: str = "fixed") -> Path:
     """Generate ``episodes`` episodes into ``out_dir`` and return its path.
 
     Writes ``episode_NNNN.npz`` + ``episode_NNNN.json`` per episode and ``dataset.json``.
@@ -77,7 +79,8 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
     ``first_index``: number the episodes from here (datasets to be joined in one directory).
     ``policy``: a checkpoint that drives after each episode's prelude, replanning every
     ``replan_period`` s from frames ``history_spacing`` s apart, while the expert still labels
-    every step (on-policy data, see :mod:`vla_ros.data.dagger`).
+    every step (on-policy data, see :mod:`vla_ros.data.dagger`); ``policy_noise``: "fixed" (one
+    noise draw, like the node) or "varied" (a new draw per prediction, see :class:`LearnerDriver`).
     """
     config = config or WorldConfig()
     if split not in SPLITS:
@@ -85,6 +88,8 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
     if int(episodes) < 1:
         raise ValueError(f"episodes={episodes}: must be >= 1")
     pol = None
+    if policy_noise not in ("fixed", "varied"):
+        raise ValueError(f"policy_noise={policy_noise!r}: choose 'fixed' or 'varied'")
     if policy is not None:
         from ..checkpoint import checkpoint_config, read_checkpoint
 
@@ -92,7 +97,7 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
             raise FileNotFoundError(f"policy checkpoint {policy} does not exist")
         hist = checkpoint_config(read_checkpoint(policy), policy).history_length
         pol = {"checkpoint": str(policy), "history_length": int(hist), "history_spacing": float(history_spacing),
-               "replan_period": float(replan_period)}
+               "replan_period": float(replan_period), "noise": policy_noise}
     if int(first_index) < 0:
         raise ValueError(f"first_index={first_index}: must be >= 0")
     out = Path(out_dir)
