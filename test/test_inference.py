@@ -162,6 +162,24 @@ def test_num_samples_averages_seeded_samples(ckpt):
         VLAInferenceAPI(ckpt, warmup=False, num_samples=0)
 
 
+def test_varied_noise_draws_anew_per_call_from_a_reproducible_sequence(ckpt):
+    ego, top = frames(1), frames(2)
+    fixed = VLAInferenceAPI(ckpt, warmup=False)
+    varied = VLAInferenceAPI(ckpt, warmup=True, noise="varied")  # warm-up ends by restarting the sequence
+    f = [fixed.predict(ego, top, "stop").trajectory for _ in range(2)]
+    v = [varied.predict(ego, top, "stop").trajectory for _ in range(3)]
+    np.testing.assert_array_equal(f[0], f[1])  # fixed: the same frames give the same trajectory
+    np.testing.assert_allclose(v[0], f[0], atol=LEAN_ATOL)  # the sequence starts with the fixed draw
+    assert not np.allclose(v[1], v[0], atol=1e-3) and not np.allclose(v[2], v[1], atol=1e-3)
+    varied.reset()  # e.g. a bag loops: the second pass repeats the first
+    np.testing.assert_allclose([varied.predict(ego, top, "stop").trajectory for _ in range(3)], v, atol=ATOL)
+    # a batch draws for every row: two equal observations get two different samples
+    batch = varied.predict_batch(np.stack([np.stack([ego, top])] * 2), ["stop", "stop"])
+    assert not np.allclose(batch[0], batch[1], atol=1e-3)
+    with pytest.raises(InputError, match="noise='random'"):
+        VLAInferenceAPI(ckpt, warmup=False, noise="random")
+
+
 def test_cpu_graphs_are_built_at_warmup_and_equal_eager(ckpt):
     graphs = VLAInferenceAPI(ckpt)  # default: frozen TorchScript graphs on the CPU fast path
     eager = VLAInferenceAPI(ckpt, cpu_graphs=False, warmup=False)

@@ -69,6 +69,7 @@ def test_node_config_defaults_are_valid_and_every_field_has_help():
     ({"max_age": 0.0}, "max_age"),
     ({"max_skew": -1.0}, "max_skew"),
     ({"on_stop": "hold"}, "publish_stop"),
+    ({"noise": "random"}, "noise: got 'random'"),
     ({"device": "gpu"}, "cuda"),
     ({"frame_id": ""}, "frame_id"),
     ({"num_inference_steps": -1}, "num_inference_steps"),

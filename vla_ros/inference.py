@@ -45,6 +45,7 @@ MIN_IMAGE_SIDE = 8
 # that a second thread costs more in synchronisation than it saves (measured: B = 1-8 is
 # 5-25% faster on one of this project's 2 cores; B = 64 is 1.4x slower).
 SINGLE_THREAD_MAX_BATCH = 8
+NOISE_MODES = ("fixed", "varied")  # VLAInferenceAPI(noise=...)
 
 
 @dataclasses.dataclass
@@ -202,8 +203,12 @@ class VLAInferenceAPI:
         fast: the fast path (caches, DDIM as fixed ops, CUDA graph); ``False`` = plain path.
         warmup: run a few predictions at load time so the first real call is fast.
         num_inference_steps / use_ddim: sampling settings (default: the checkpoint's).
-        seed: the initial noise is drawn from this seed on every call, so the same
-            observation always gives the same trajectory (reproducible replay).
+        seed: with ``noise="fixed"`` the initial noise is drawn from this seed on every call, so
+            the same observation always gives the same trajectory; with ``"varied"`` it seeds
+            one generator that every call draws from (a reproducible sequence).
+        noise: ``"fixed"`` (default) or ``"varied"``. In a closed loop a fixed draw repeats its
+            bias at every replan (a slight drift, a creep after "stop"); varied draws make the
+            errors of successive replans independent, so they average out along the path.
         compile: ``torch.compile`` the UNet (default: off; on CUDA it is used inside the graph).
         cpu_graphs: on the CPU fast path, run the image encoder and each lean UNet step as
             frozen TorchScript graphs (built at warm-up, checked against eager; default on).
@@ -215,7 +220,7 @@ class VLAInferenceAPI:
     def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu", fast: bool = True,
                  warmup: bool = True, num_inference_steps: int | None = None, use_ddim: bool | None = None,
                  seed: int = 0, compile: bool = False, cache_size: int = 64, num_samples: int = 1,
-                 cpu_graphs: bool = True) -> None:
+                 cpu_graphs: bool = True, noise: str = "fixed") -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise InputError(f"device={device!r} asked for, but CUDA is not available here; use device='cpu'")
         self.checkpoint = Path(checkpoint) if checkpoint else paths.default_checkpoint()
@@ -234,6 +239,10 @@ class VLAInferenceAPI:
         self._vision_versions: tuple[int, ...] = ()
         self._vision_params = [*self.model.vision.parameters(), *self.model.img_proj.parameters()]
         self.seed = seed
+        if noise not in NOISE_MODES:
+            raise InputError(f"noise={noise!r}: choose one of {NOISE_MODES}")
+        self.noise = noise
+        self._noise_generator = torch.Generator().manual_seed(seed)
         if not 1 <= int(num_samples) <= 64:
             raise InputError(f"num_samples={num_samples}: must be within [1, 64] (1 = one sample, the default)")
         self.num_samples = int(num_samples)
@@ -270,9 +279,11 @@ class VLAInferenceAPI:
         self.model.action_head.use_ddim = bool(value)
 
     def reset(self) -> None:
-        """Forget cached frames and commands (e.g. when a bag loops)."""
+        """Forget cached frames and commands and restart the varied-noise sequence from ``seed``
+        (e.g. when a bag loops, so the second pass repeats the first; warm-up ends with it)."""
         self._text_cache.clear()
         self._frame_cache.clear()
+        self._noise_generator.manual_seed(self.seed)
 
     def warmup(self, runs: int = 3) -> None:
         """Exercise every stage as a stream does (allocations, lazy inits, graph building and
@@ -416,9 +427,14 @@ class VLAInferenceAPI:
         return out[0], (out[1] if len(out) > 1 else None)
 
     def _noise(self, batch: int) -> torch.Tensor:
-        """x_T (B*K, D, T, 1) for K = num_samples: the same K seeded draws for every row, so a
-        robot's trajectory does not depend on which batch it was served in."""
-        return self.model.action_head.seeded_noise(batch, self.seed, self.num_samples, self.device)
+        """x_T (B*K, D, T, 1) for K = num_samples. Fixed: the same K seeded draws for every row
+        and call, so a robot's trajectory does not depend on which batch it was served in.
+        Varied: new draws for every row from the API's generator."""
+        head = self.model.action_head
+        if self.noise == "varied":
+            return head.initial_noise(batch * self.num_samples, self._noise_generator, self.device)
+        return head.seeded_noise(batch, self.seed, self.num_samples, self.device)
+
 
     @staticmethod
     def _average(traj: torch.Tensor, k: int) -> torch.Tensor:

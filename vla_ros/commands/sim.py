@@ -64,6 +64,7 @@ class SimOptions:
     rate_hz: float | None = None  # vla_node ticks per second (default: 20 in lockstep, the params file's otherwise)
     num_inference_steps: int = 0
     num_samples: int = 1  # diffusion samples averaged per tick (vla_node's num_samples)
+    noise: str = "fixed"  # vla_node's noise: fixed | varied
     cpu_threads: int = 1  # torch threads of the model (0 = torch's default: one per core)
     params_file: str | None = None
     namespace: str = ""
@@ -119,6 +120,8 @@ def sim_descriptions(opts: SimOptions, out_dir: Path, checkpoint: Path) -> list:
             d.parameters["num_inference_steps"] = int(opts.num_inference_steps)
         if opts.num_samples != 1:
             d.parameters["num_samples"] = int(opts.num_samples)
+        if opts.noise != "fixed":
+            d.parameters["noise"] = opts.noise
         if opts.cpu_threads:
             d.parameters["cpu_threads"] = int(opts.cpu_threads)
     ns = descs[0].namespace if descs else ""
@@ -301,7 +304,7 @@ def run_in_process_episodes(opts: SimOptions, on_event: Callable[[dict], None] |
         torch.set_num_threads(opts.cpu_threads)
     t0 = time.perf_counter()
     api = VLAInferenceAPI(checkpoint, device=opts.device, num_inference_steps=opts.num_inference_steps or None,
-                          num_samples=opts.num_samples)
+                          num_samples=opts.num_samples, noise=opts.noise)
     if on_event:
         on_event({"event": "ready", "wait_s": time.perf_counter() - t0})
     cfg = SimNodeConfig(seed=opts.seed, seeds=",".join(map(str, opts.seeds)), episodes=opts.episodes,
@@ -376,7 +379,7 @@ def options_from_args(args) -> SimOptions:
         split=args.split, checkpoint=args.checkpoint or "", device=args.device, image_size=args.image_size,
         duration=args.duration, warmup=args.warmup, real_time=args.real_time, real_time_factor=args.real_time_factor,
         rate_hz=args.rate_hz, num_inference_steps=args.num_inference_steps, num_samples=args.num_samples,
-        cpu_threads=args.cpu_threads,
+        noise=args.noise, cpu_threads=args.cpu_threads,
         params_file=args.params_file, namespace=args.namespace, domain_id=args.domain_id,
         trajectory_timeout=args.trajectory_timeout, lockstep_timeout=args.lockstep_timeout, out_dir=args.out,
         no_ros=args.no_ros)
@@ -466,6 +469,8 @@ def register(subparsers) -> None:
     p.add_argument("--num-inference-steps", type=int, default=0, help="DDIM steps (0 = the checkpoint's)")
     p.add_argument("--num-samples", type=int, default=1,
                    help="diffusion samples vla_node averages per tick (default 1)")
+    p.add_argument("--noise", choices=("fixed", "varied"), default="fixed",
+                   help="vla_node's initial noise: one draw every tick (fixed, default) or a new draw per tick")
     p.add_argument("--cpu-threads", type=int, default=1,
                    help="torch CPU threads of the model (default 1: the simulation shares the CPU, and torch's "
                         "default of one thread per core slows down badly on a busy machine; 0 = torch's default)")

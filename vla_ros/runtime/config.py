@@ -60,6 +60,10 @@ class NodeConfig:
     num_samples: int = _opt(1, "Diffusion samples per tick, averaged (circular mean for the heading). "
                                "More than 1 gives steadier trajectories for closed-loop control at "
                                "a larger diffusion batch; 1 = one sample (fastest).")
+    noise: Literal["fixed", "varied"] = _opt(
+        "fixed", "Initial diffusion noise: 'fixed' draws it from one seed every tick (the same frames "
+                 "always give the same trajectory); 'varied' draws anew every tick from a seeded "
+                 "sequence, so successive replans do not repeat one draw's bias (drift, creep).")
     cpu_threads: int = _opt(0, "Torch intra-op CPU threads; 0 = torch's default (one per core). Lower it "
                                "when the node shares the CPU with other nodes.")
     # -- timing -------------------------------------------------------------------------
@@ -88,6 +92,7 @@ class NodeConfig:
                  f"num_inference_steps={self.num_inference_steps}: must be >= 0 (0 = checkpoint default)")
         _require(1 <= self.num_samples <= 64,
                  f"num_samples={self.num_samples}: must be within [1, 64] (1 = one sample, the default)")
+        _require(self.noise in ("fixed", "varied"), f"noise={self.noise!r}: choose 'fixed' or 'varied'")
         _require(0.0 < self.rate_hz <= 100.0,
                  f"rate_hz={self.rate_hz}: must be in (0, 100] ticks per second (default 3)")
         _require(self.history_spacing > 0.0,

@@ -46,6 +46,7 @@ def load_model(cfg: NodeConfig) -> tuple[Any, ModelSpec]:
         warmup=cfg.warmup,
         num_inference_steps=cfg.num_inference_steps or None,
         num_samples=cfg.num_samples,
+        noise=cfg.noise,
     )
     return api, ModelSpec.from_config(api.config)
 
