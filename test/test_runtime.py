@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+import typing
 from dataclasses import fields
 from pathlib import Path
 
@@ -607,3 +608,9 @@ def test_core_with_the_real_inference_api(tiny_checkpoint):
     assert r.latency_s > 0 and "diffusion" in r.timing
     with pytest.raises(ConfigError, match="num_inference_steps"):
         load_model(NodeConfig(checkpoint=str(tiny_checkpoint), num_inference_steps=501, warmup=False))
+
+
+def test_noise_parameter_choices_are_the_api_s():
+    from vla_ros.config import NOISE_MODES
+
+    assert typing.get_args(typing.get_type_hints(NodeConfig)["noise"]) == NOISE_MODES

@@ -30,6 +30,9 @@ __all__ = [
 ]
 
 
+NOISE_MODES = ("fixed", "varied")  # initial diffusion noise: one seeded draw every call, or a new draw each call
+
+
 class ConfigError(ValueError):
     """An invalid configuration value; the message names the field and the fix."""
 

@@ -33,7 +33,7 @@ from torch import nn
 
 from vla_ros import paths
 from vla_ros.checkpoint import load_checkpoint
-from vla_ros.config import ModelConfig
+from vla_ros.config import NOISE_MODES, ModelConfig
 from vla_ros.errors import InputError
 from vla_ros.model.cpu_graph import freeze_graph, param_versions
 from vla_ros.model.fast_unet import FastUNet, UnsupportedUNet
@@ -45,7 +45,6 @@ MIN_IMAGE_SIDE = 8
 # that a second thread costs more in synchronisation than it saves (measured: B = 1-8 is
 # 5-25% faster on one of this project's 2 cores; B = 64 is 1.4x slower).
 SINGLE_THREAD_MAX_BATCH = 8
-NOISE_MODES = ("fixed", "varied")  # VLAInferenceAPI(noise=...)
 
 
 @dataclasses.dataclass

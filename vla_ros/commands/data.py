@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from vla_ros.config import NOISE_MODES
+
 
 def cmd_generate(args) -> int:
     from vla_ros.data.generate import generate_dataset
@@ -44,7 +46,7 @@ def register(sub) -> None:
                    help="on-policy data (DAgger): this model drives after each episode's prelude, the expert "
                         "still labels every step")
     g.add_argument("--replan-period", type=float, default=0.2, help="seconds between the policy's predictions")
-    g.add_argument("--policy-noise", choices=("fixed", "varied"), default="fixed",
+    g.add_argument("--policy-noise", choices=NOISE_MODES, default="fixed",
                    help="fixed: one noise draw for every prediction (what the node does); varied: a new draw "
                         "per prediction, seeded by episode and step (visits what the model's samples do)")
     g.set_defaults(func=cmd_generate)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vla_ros import paths
+from vla_ros.config import NOISE_MODES
 
 __all__ = ["register", "cmd_sim", "SimOptions", "run_episodes", "sim_descriptions", "missing_checkpoint_message",
            "write_outputs", "print_event"]
@@ -469,7 +470,7 @@ def register(subparsers) -> None:
     p.add_argument("--num-inference-steps", type=int, default=0, help="DDIM steps (0 = the checkpoint's)")
     p.add_argument("--num-samples", type=int, default=1,
                    help="diffusion samples vla_node averages per tick (default 1)")
-    p.add_argument("--noise", choices=("fixed", "varied"), default="fixed",
+    p.add_argument("--noise", choices=NOISE_MODES, default="fixed",
                    help="vla_node's initial noise: one draw every tick (fixed, default) or a new draw per tick")
     p.add_argument("--cpu-threads", type=int, default=1,
                    help="torch CPU threads of the model (default 1: the simulation shares the CPU, and torch's "

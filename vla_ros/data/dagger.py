@@ -16,13 +16,12 @@ from typing import Callable
 
 import numpy as np
 
+from ..config import NOISE_MODES
 from ..sim.config import WorldConfig
 
 __all__ = ["LearnerDriver", "checkpoint_predictor"]
 
 Predictor = Callable[..., np.ndarray]  # (ego frames, top frames, command[, noise_seed=]) -> (T, 3)
-
-POLICY_NOISE = ("fixed", "varied")
 
 
 class LearnerDriver:
@@ -46,8 +45,8 @@ class LearnerDriver:
 
         if replan_period <= 0 or history_spacing <= 0 or history_length < 1:
             raise ValueError("replan_period and history_spacing must be > 0 and history_length >= 1")
-        if noise not in POLICY_NOISE:
-            raise ValueError(f"noise={noise!r}: choose one of {POLICY_NOISE}")
+        if noise not in NOISE_MODES:
+            raise ValueError(f"noise={noise!r}: choose one of {NOISE_MODES}")
         self.noise = noise
         self.predictor = predictor
         self.config = config

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..sim.commands import KINDS, SPLITS
+from ..config import NOISE_MODES
 from ..sim.config import WorldConfig
 from ..sim.episode import FORMAT_VERSION, run_episode
 from ..sim.world import World
@@ -42,11 +43,11 @@ def _driver(policy: dict | None, config: WorldConfig):
     if _DRIVER is None or _DRIVER[0] != key:
         from .dagger import LearnerDriver, checkpoint_predictor
 
-        predictor = checkpoint_predictor(policy["checkpoint"], seed=policy.get("noise_seed", 0))
+        predictor = checkpoint_predictor(policy["checkpoint"])
         _DRIVER = (key, LearnerDriver(predictor, config, history_length=policy["history_length"],
                                       history_spacing=policy["history_spacing"],
                                       replan_period=policy["replan_period"], name=f"learner:{policy['checkpoint']}",
-                                      noise=policy.get("noise", "fixed")))
+                                      noise=policy["noise"]))
     return _DRIVER[1]
 
 
@@ -88,8 +89,8 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
     if int(episodes) < 1:
         raise ValueError(f"episodes={episodes}: must be >= 1")
     pol = None
-    if policy_noise not in ("fixed", "varied"):
-        raise ValueError(f"policy_noise={policy_noise!r}: choose 'fixed' or 'varied'")
+    if policy_noise not in NOISE_MODES:
+        raise ValueError(f"policy_noise={policy_noise!r}: choose one of {NOISE_MODES}")
     if policy is not None:
         from ..checkpoint import checkpoint_config, read_checkpoint
 

@@ -19,7 +19,7 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
-from vla_ros.config import ConfigError, _require, from_dict, to_dict
+from vla_ros.config import NOISE_MODES, ConfigError, _require, from_dict, to_dict
 
 __all__ = [
     "NODE_NAME",
@@ -92,7 +92,7 @@ class NodeConfig:
                  f"num_inference_steps={self.num_inference_steps}: must be >= 0 (0 = checkpoint default)")
         _require(1 <= self.num_samples <= 64,
                  f"num_samples={self.num_samples}: must be within [1, 64] (1 = one sample, the default)")
-        _require(self.noise in ("fixed", "varied"), f"noise={self.noise!r}: choose 'fixed' or 'varied'")
+        _require(self.noise in NOISE_MODES, f"noise={self.noise!r}: choose one of {list(NOISE_MODES)}")
         _require(0.0 < self.rate_hz <= 100.0,
                  f"rate_hz={self.rate_hz}: must be in (0, 100] ticks per second (default 3)")
         _require(self.history_spacing > 0.0,
