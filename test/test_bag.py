@@ -87,7 +87,7 @@ def test_record_sim_writes_a_standard_mcap_bag(tiny):
     topics = {t["topic_metadata"]["name"]: t for t in meta["topics_with_message_count"]}
     counts = {name: t["message_count"] for name, t in topics.items()}
     assert counts == {"/clock": counts["/clock"], "/command": 2, "/ego/image_raw": 22, "/top/image_raw": 22,
-                      "/ground_truth/trajectory": 22}
+                      "/ground_truth/trajectory": 22, "/odom": 22}
     assert counts["/clock"] >= 22 + 20  # every 0.1 s, through the 2 s gap
     # the custom type's hash is the one rosidl generates for the node (ros2 bag / Foxglove accept it)
     rosidl = Path(schema.trajectory_msg_file()).with_suffix(".json")
@@ -103,7 +103,7 @@ def test_record_sim_writes_a_standard_mcap_bag(tiny):
         assert cmd_qos.durability == QosDurability.TRANSIENT_LOCAL and cmd_qos.reliability == QosReliability.RELIABLE
         assert conns["/ego/image_raw"].ext.offered_qos_profiles[0].reliability == QosReliability.BEST_EFFORT
         store = schema.typestore()
-        image_stamps, truth_stamps, commands = [], {}, []
+        image_stamps, truth_stamps, commands, odom_stamps = [], {}, [], []
         for conn, log_ns, raw in reader.messages():
             msg = store.deserialize_cdr(raw, conn.msgtype)
             if conn.topic == "/ego/image_raw":
@@ -115,7 +115,12 @@ def test_record_sim_writes_a_standard_mcap_bag(tiny):
                 truth_stamps[schema.stamp_of(msg)] = msg.command
             elif conn.topic == "/command":
                 commands.append((log_ns, msg.data))
+            elif conn.topic == "/odom":  # the robot's velocity at each frame, for the model's odometry input
+                o = schema.odometry_data(msg)
+                assert o.stamp_ns == log_ns and abs(o.v) <= 1.0 and msg.child_frame_id == "base_link"
+                odom_stamps.append(log_ns)
     assert sorted(truth_stamps) == image_stamps  # ground truth stamped with its frame
+    assert odom_stamps == image_stamps
     starts = [image_stamps[0], image_stamps[11]]
     assert np.diff(image_stamps[:11]).tolist() == [NS // 10] * 10
     assert starts[1] - image_stamps[10] == 2 * NS  # the gap between episodes
@@ -229,7 +234,7 @@ def test_a_bag_from_another_tool_replays_offline_and_scores(tiny, offline, capsy
     assert "no ADE" in res.out
     rep = json.loads(report.read_text())
     assert rep["topics"] == {"ego": "/cam0/image", "top": "/cam1/image/compressed", "command": "/operator/instruction",
-                             "truth": None}
+                             "truth": None, "odom": None}
     assert rep["observations"] == 44  # ego and top logged apart: each is an observation
     assert rep["overall"] == {"scored": 0, "ade_m": None, "fde_m": None}
     assert rep["status_counts"]["OK"] == 6 and rep["status_counts"]["STOP_INCOMPLETE_HISTORY"] > 0

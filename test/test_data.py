@@ -164,10 +164,11 @@ def test_a_driver_executes_after_the_prelude_and_the_expert_still_labels():
 def test_learner_driver_noise_seeds_vary_per_prediction_and_repeat_per_episode():
     from vla_ros.data.dagger import LearnerDriver
 
-    seeds = []
+    seeds, odometry = [], []
 
-    def predictor(ego, top, text, noise_seed=None):
+    def predictor(ego, top, text, odom, noise_seed=None):
         seeds.append(noise_seed)
+        odometry.append(odom)
         return np.zeros((TINY.horizon, 3))
 
     for noise in ("fixed", "varied", "varied"):
@@ -176,5 +177,7 @@ def test_learner_driver_noise_seeds_vary_per_prediction_and_repeat_per_episode()
     fixed, varied, again = seeds[:n], seeds[n:2 * n], seeds[2 * n:]
     assert n > 1 and fixed == [None] * n  # fixed: the predictor's own seed, like the node
     assert len(set(varied)) == n and varied == again
+    # the model drives with the robot's measured velocity, as from sim_node's odom
+    assert all(len(o) == 2 and np.isfinite(o).all() for o in odometry) and odometry[0][0] > 0
     with pytest.raises(ValueError, match="noise"):
         LearnerDriver(predictor, TINY, noise="random")

@@ -180,6 +180,21 @@ def test_varied_noise_draws_anew_per_call_from_a_reproducible_sequence(ckpt):
         VLAInferenceAPI(ckpt, warmup=False, noise="random")
 
 
+def test_zero_noise_starts_ddim_from_the_middle_of_the_noise(ckpt):
+    ego, top = frames(1), frames(2)
+    zero = VLAInferenceAPI(ckpt, noise="zero")
+    a = zero.predict(ego, top, "stop").trajectory
+    np.testing.assert_array_equal(zero.predict(ego, top, "stop").trajectory, a)  # no draw: deterministic
+    model = zero.model
+    with torch.no_grad():
+        cond = model.condition(np.stack([np.stack([ego, top])]), ["stop"])
+        ref = model.action_head.sample(cond, noise=torch.zeros(1, 3, 16, 1))[0].numpy()
+    np.testing.assert_allclose(a, ref, atol=LEAN_ATOL)
+    assert not np.allclose(a, VLAInferenceAPI(ckpt, warmup=False).predict(ego, top, "stop").trajectory, atol=1e-3)
+    batch = zero.predict_batch(np.stack([np.stack([ego, top])] * 2), ["stop", "stop"])
+    np.testing.assert_allclose(batch[0], batch[1], atol=ATOL)
+
+
 def test_cpu_graphs_are_built_at_warmup_and_equal_eager(ckpt):
     graphs = VLAInferenceAPI(ckpt)  # default: frozen TorchScript graphs on the CPU fast path
     eager = VLAInferenceAPI(ckpt, cpu_graphs=False, warmup=False)
@@ -240,3 +255,57 @@ def test_single_thread_block_restores_the_thread_count():
     with _intra_op_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+@pytest.fixture(scope="module")
+def odom_ckpt(tmp_path_factory):
+    """A tiny model whose odometry layer is not zero (an untrained one ignores odometry)."""
+    torch.manual_seed(1)
+    model = SimpleVLA(backbone="tiny", image_size=64, cond_dim=64, num_timesteps=100, num_inference_steps=10)
+    model.action_head.normalizer.fit(torch.randn(50, 16, 3) * 2)
+    with torch.no_grad():
+        model.odom_proj.weight.normal_(0, 1.0)
+        model.odom_proj.bias.normal_(0, 1.0)
+    return save_checkpoint(model, tmp_path_factory.mktemp("ck") / "odom.pth")
+
+
+def test_odometry_reaches_the_model_and_none_means_unknown(odom_ckpt):
+    api = VLAInferenceAPI(odom_ckpt)
+    ego, top = frames(1), frames(2)
+    moving = api.predict(ego, top, "go", odometry=(0.5, 0.1)).trajectory
+    unknown = api.predict(ego, top, "go").trajectory
+    still = api.predict(ego, top, "go", odometry=np.array([0.0, 0.0])).trajectory
+    assert not np.allclose(moving, unknown) and not np.allclose(still, unknown)  # 0 m/s is not "unknown"
+    np.testing.assert_array_equal(api.predict(ego, top, "go", odometry=(0.5, 0.1)).trajectory, moving)
+    plain = VLAInferenceAPI(odom_ckpt, fast=False, warmup=False)
+    np.testing.assert_allclose(plain.predict(ego, top, "go", odometry=(0.5, 0.1)).trajectory, moving, atol=ATOL)
+    batch = np.stack([np.stack([np.stack(ego), np.stack(top)])] * 2)
+    out = api.predict_batch(batch, ["go", "go"], odometry=[[0.5, 0.1], [0.0, 0.0]])
+    np.testing.assert_allclose(out[0], moving, atol=ATOL)
+    np.testing.assert_allclose(out[1], still, atol=ATOL)
+
+
+@pytest.mark.parametrize("odometry, message", [
+    ((float("nan"), 0.0), "non-finite"),
+    ((0.5,), "shape"),
+    ((250.0, 0.0), "units"),
+    ("fast", "expected"),
+])
+def test_bad_odometry_gets_a_clear_error(odom_ckpt, odometry, message):
+    api = VLAInferenceAPI(odom_ckpt, warmup=False)
+    with pytest.raises(InputError, match=message):
+        api.predict(frames(1), frames(2), "go", odometry=odometry)
+
+
+def test_a_checkpoint_from_before_the_odometry_input_loads_without_it(tmp_path):
+    torch.manual_seed(0)
+    model = SimpleVLA(backbone="tiny", image_size=64, cond_dim=64, num_timesteps=100, num_inference_steps=10,
+                      odometry_input=False)
+    path = save_checkpoint(model, tmp_path / "old.pth")
+    payload = torch.load(path, weights_only=False)
+    del payload["model_config"]["odometry_input"]  # as written before the field existed
+    torch.save(payload, path)
+    api = VLAInferenceAPI(path, warmup=False)
+    assert not api.config.odometry_input
+    a = api.predict(frames(1), frames(2), "go", odometry=(0.5, 0.0)).trajectory  # accepted and ignored
+    np.testing.assert_array_equal(a, api.predict(frames(1), frames(2), "go").trajectory)

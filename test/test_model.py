@@ -285,3 +285,19 @@ def test_vla_info_prints_the_seed_table():
     for figure in ("3,990,403", "1,018,307", "4,514,947", "1,542,851", "15.22 MB", "3.88 MB", "17.22 MB",
                    "5.89 MB", "74.5%", "65.8%", "DDIM"):
         assert figure in out.stdout, figure
+
+
+def test_odometry_input_starts_at_zero_and_unknown_differs_from_standing_still():
+    torch.manual_seed(0)
+    model = SimpleVLA(backbone="tiny", image_size=64, cond_dim=64, num_timesteps=100, num_inference_steps=4,
+                      odometry_input=False).eval()
+    images = np.random.default_rng(0).integers(0, 255, (1, 2, 5, 64, 64, 3), dtype=np.uint8)
+    before = model.condition(images, ["go"])
+    model.add_odometry_input()  # zero-initialised: nothing changes until it is trained
+    assert model.config.odometry_input
+    torch.testing.assert_close(model.condition(images, ["go"], np.array([[0.5, 0.2]])), before)
+    feats = model.odometry_features(np.array([[0.5, 0.2], [np.nan, np.nan], [0.0, 0.0]]), 3)
+    torch.testing.assert_close(feats, torch.tensor([[0.5, 0.2, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+    torch.testing.assert_close(model.odometry_features(None, 2), torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="rows"):
+        model.odometry_features(np.zeros((3, 2)), 2)

@@ -264,16 +264,18 @@ class FakePrediction:
 
 
 class FakeModel:
-    """The predictor contract: (frames per camera, command) -> .trajectory (16, 3)."""
+    """The predictor contract: (frames per camera, command, odometry) -> .trajectory (16, 3)."""
 
     def __init__(self, traj=None, exc=None):
         self.traj = np.tile(np.float32([0.1, 0.0, 0.0]), (16, 1)) * np.arange(1, 17, dtype=np.float32)[:, None] \
             if traj is None else traj
         self.exc = exc
         self.calls = []
+        self.odometry = []
 
-    def __call__(self, cams, command):
+    def __call__(self, cams, command, odometry=None):
         self.calls.append((cams, command))
+        self.odometry.append(odometry)
         if self.exc is not None:
             raise self.exc
         return FakePrediction(self.traj)
@@ -437,7 +439,7 @@ def test_history_cleared_while_the_model_runs_discards_its_output():
     core.on_command("go")
     _feed(core, T0)
 
-    def predict(cams, command):
+    def predict(cams, command, odometry=None):
         _feed(core, T0 - 30 * NS, duration_ns=0)  # a bag loop arrives meanwhile
         return FakePrediction(np.zeros((16, 3), np.float32))
 
@@ -614,3 +616,60 @@ def test_noise_parameter_choices_are_the_api_s():
     from vla_ros.config import NOISE_MODES
 
     assert typing.get_args(typing.get_type_hints(NodeConfig)["noise"]) == NOISE_MODES
+
+
+# -- odometry ---------------------------------------------------------------------------------
+
+def test_odometry_closest_to_the_newest_frame_reaches_the_model():
+    core, _ = _core()
+    core.on_command("go")
+    _feed(core, T0)
+    for k, v in enumerate([0.1, 0.2, 0.3, 0.4]):  # 10 Hz, the last one 30 ms after the newest frame
+        assert core.on_odometry(T0 - 270 * MS + k * 100 * MS, v, -0.1 * v)
+    model = FakeModel()
+    assert core.tick(T0 + 10 * MS, model).ok
+    assert model.odometry == [(0.4, pytest.approx(-0.04))]
+    values = dict(core.diagnostics(T0 + 10 * MS)[2])
+    assert values["odometry"] == "ok" and float(values["age_odom_s"]) == pytest.approx(-0.02)
+
+
+def test_missing_or_stale_odometry_is_unknown_not_a_stop():
+    core, _ = _core(odometry_tolerance=0.2)
+    core.on_command("go")
+    _feed(core, T0)
+    model = FakeModel()
+    assert core.tick(T0, model).ok and model.odometry == [None]  # none received yet
+    assert dict(core.diagnostics(T0)[2])["odometry"] == "none"
+    core.on_odometry(T0 - 500 * MS, 0.5, 0.0)  # 0.5 s before the newest frame: too old to describe it
+    assert core.tick(T0, model).ok and model.odometry[-1] is None
+    assert dict(core.diagnostics(T0)[2])["odometry"] == "stale"
+    assert core.events["odometry_unmatched"] == 1
+
+
+def test_bad_odometry_is_rejected_with_a_reason_and_use_odometry_false_ignores_it():
+    core, _ = _core()
+    assert not core.on_odometry(T0, float("nan"), 0.0)
+    assert not core.on_odometry(T0, 300.0, 0.0)  # mm/s sent as m/s, say
+    assert not core.on_odometry(0, 0.3, 0.0)
+    assert core.rejected["bad_odometry"] == 2 and core.rejected["zero_stamp"] == 1
+    off, _ = _core(use_odometry=False)
+    off.on_command("go")
+    _feed(off, T0)
+    assert not off.on_odometry(T0, 0.3, 0.0)
+    model = FakeModel()
+    assert off.tick(T0, model).ok and model.odometry == [None]
+    assert dict(off.diagnostics(T0)[2])["odometry"] == "off"
+
+
+def test_odometry_is_forgotten_when_time_jumps_back():
+    core, _ = _core()
+    core.on_command("go")
+    _feed(core, T0)
+    core.on_odometry(T0, 0.5, 0.0)
+    back = T0 - 30 * NS  # a bag loops: its frames and odometry start over
+    _feed(core, back + 2 * NS, duration_ns=NS)  # the frames jumping back clear the odometry too ...
+    assert core.events["time_jump"] == 1
+    core.on_odometry(back + 2 * NS, 0.2, 0.0)  # ... and the loop's own odometry follows
+    model = FakeModel()
+    assert core.tick(back + 2 * NS, model).ok
+    assert model.odometry == [(0.2, 0.0)]

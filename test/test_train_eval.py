@@ -148,3 +148,30 @@ def test_on_policy_data_is_driven_by_the_checkpoint_and_labelled_by_the_expert(t
     with pytest.raises(ValueError, match="policy_noise"):
         generate_dataset(tmp_path / "bad", episodes=1, seed=3, config=world, progress=False,
                          policy=str(out / "best.pth"), policy_noise="random")
+
+
+def test_init_from_a_checkpoint_without_odometry_adds_the_input_and_trains_it(trained, tiny_data, tmp_path):
+    import dataclasses
+
+    out, _ = trained
+    legacy = dataclasses.replace(TINY_MODEL, odometry_input=False)
+    few = dataclasses.replace(TINY_TRAIN, steps=6, val_every=6)
+    base = train(legacy, few, tiny_data[0], tmp_path / "legacy", progress=False)
+    assert base["step"] == 6
+    old, _ = load_checkpoint(tmp_path / "legacy" / "last.pth")
+    assert not old.config.odometry_input and old.odom_proj is None
+    train(TINY_MODEL, few, tiny_data[0], tmp_path / "ft", init=tmp_path / "legacy" / "last.pth", progress=False)
+    tuned, _ = load_checkpoint(tmp_path / "ft" / "last.pth")
+    assert tuned.config.odometry_input and tuned.odom_proj.weight.abs().sum() > 0  # added, then trained
+    # a resumed run keeps the new layer's own learning rate
+    more = dataclasses.replace(few, steps=8)
+    assert train(TINY_MODEL, more, tiny_data[0], tmp_path / "ft", resume=tmp_path / "ft" / "last.pth",
+                 progress=False)["step"] == 8
+
+
+def test_eval_with_and_without_odometry(trained, tiny_data):
+    out, _ = trained
+    with_odom = evaluate(out / "best.pth", tiny_data[1], sweep=False, progress=False)
+    without = evaluate(out / "best.pth", tiny_data[1], sweep=False, progress=False, odometry=False)
+    assert with_odom["odometry"] and not without["odometry"]
+    assert with_odom["model"]["overall"]["ade"] != without["model"]["overall"]["ade"]

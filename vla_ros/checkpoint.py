@@ -89,8 +89,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def checkpoint_config(payload: dict[str, Any], path: str | Path = "checkpoint") -> ModelConfig:
     try:
-        return from_dict(ModelConfig, payload["model_config"], where=f"{path}:model_config")
-    except (ConfigError, KeyError, TypeError) as exc:
+        stored = dict(payload["model_config"])
+        # written before the odometry input existed: those models have none
+        stored.setdefault("odometry_input", False)
+        return from_dict(ModelConfig, stored, where=f"{path}:model_config")
+    except (ConfigError, KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: its model config is not valid for this vla_ros: {exc}") from None
 
 

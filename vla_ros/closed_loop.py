@@ -789,17 +789,18 @@ def episode_kinds(kinds: str | Sequence[str] | None, n: int) -> list[str]:
 # In-process closed loop (no ROS)
 # =============================================================================================
 
-Predictor = Callable[[list, list, str], Any]  # (ego frames, top frames oldest first, text) -> (K, 3) or .trajectory
+# (ego frames, top frames oldest first, text, odometry (v, omega) or None) -> (K, 3) or .trajectory
+Predictor = Callable[[list, list, str, Any], Any]
 
 
 def api_predictor(api) -> Predictor:
     """A VLAInferenceAPI as a predictor."""
-    return lambda ego, top, text: api.predict(ego, top, text).trajectory
+    return lambda ego, top, text, odometry=None: api.predict(ego, top, text, odometry).trajectory
 
 
 def expert_predictor(sim: ClosedLoopSim) -> Predictor:
     """The expert's trajectory for the current state (reads the world: a reference, not a model)."""
-    return lambda ego, top, text: sim.world.expert_trajectory()
+    return lambda ego, top, text, odometry=None: sim.world.expert_trajectory()
 
 
 def run_in_process(predictor: Predictor, seed: int, kind: str | None = None, split: str = "train",
@@ -807,13 +808,16 @@ def run_in_process(predictor: Predictor, seed: int, kind: str | None = None, spl
                    warmup: float = 0.8, duration: float = 8.0, replan_period: float = 0.2,
                    history_length: int = 5, history_spacing: float = 0.2, dt: float = 0.2,
                    tracker: TrackerConfig | None = None, criteria: SuccessCriteria | None = None,
-                   sim: ClosedLoopSim | None = None, episode: int = 0, render: bool = True) -> EpisodeRecord:
+                   sim: ClosedLoopSim | None = None, episode: int = 0, render: bool = True,
+                   odometry: bool = True) -> EpisodeRecord:
     """One episode of the closed loop with ``predictor`` called directly (what ``vla sim --no-ros`` runs).
 
     The same timing as sim_node in lockstep mode: frames every ``sim_dt``; every
     ``replan_period`` (once ``history_length`` frames ``history_spacing`` apart exist) the
     predictor gets the frames at t, t - spacing, ... (oldest first) and its trajectory is stamped
     t and used from t on (zero latency).  ``render=False`` skips the cameras (expert predictors).
+    ``odometry``: pass the robot's measured (v, omega) at t (what sim_node publishes on ``odom``);
+    False passes None (a robot without odometry).
     """
     sim = sim or ClosedLoopSim(world_config, tracker, criteria, warmup=warmup, duration=duration)
     sim.reset(seed=seed, kind=kind, split=split, text=text, episode=episode)
@@ -838,7 +842,8 @@ def run_in_process(predictor: Predictor, seed: int, kind: str | None = None, spl
             idx = [len(ego_frames) - 1 - (history_length - 1 - i) * stride for i in range(history_length)] \
                 if render else []
             ta = time.perf_counter()
-            out = predictor([ego_frames[i] for i in idx], [top_frames[i] for i in idx], sim.text)
+            odom = (float(sim.world.state[3]), float(sim.world.state[4])) if odometry else None
+            out = predictor([ego_frames[i] for i in idx], [top_frames[i] for i in idx], sim.text, odom)
             lat = time.perf_counter() - ta
             t_pred += lat
             n_pred += 1

@@ -30,7 +30,8 @@ __all__ = [
 ]
 
 
-NOISE_MODES = ("fixed", "varied")  # initial diffusion noise: one seeded draw every call, or a new draw each call
+# initial diffusion noise: one seeded draw every call | a new draw each call | x_T = 0 (DDIM's central path)
+NOISE_MODES = ("fixed", "varied", "zero")
 
 
 class ConfigError(ValueError):
@@ -217,6 +218,13 @@ class ModelConfig:
     vision_lora_blocks: int = 1
     cond_dim: int = 2048  # width of the condition tokens handed to the action head
     spatial_tokens: bool = True  # newest frame of each camera also as a grid of tokens
+    # The robot's measured velocity (odometry: forward speed v, yaw rate omega at the newest
+    # frame) as an input. The cameras barely show speed (0.1 m between frames is ~1 top-camera
+    # pixel), so without it a sample's first waypoints are a guess and a fixed noise draw turns
+    # that guess into a bias. Missing odometry is an input of its own ("unknown"), learned by
+    # dropping it in training (train.odometry_dropout). Checkpoints written before this field
+    # existed have no such input (vla_ros.checkpoint reads them as False).
+    odometry_input: bool = True
 
     # -- diffusion action head (the seed's table) -------------------------------------
     num_timesteps: int = 500  # training timesteps
@@ -287,7 +295,7 @@ class ModelConfig:
     ARCHITECTURE_FIELDS: typing.ClassVar[tuple[str, ...]] = (
         "trajectory_length", "action_dim", "history_length", "cameras", "image_size", "backbone",
         "hf_vision_path", "hf_text_path", "use_lora", "lora_r", "vision_lora_blocks", "cond_dim",
-        "spatial_tokens", "num_timesteps", "unet_channels", "attention_head_dim",
+        "spatial_tokens", "odometry_input", "num_timesteps", "unet_channels", "attention_head_dim",
         "cross_attention_dim", "layers_per_block", "norm_num_groups", "beta_schedule",
         "prediction_type",
     )
@@ -315,6 +323,9 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 25
     val_fraction: float = 0.1
+    # share of training samples whose odometry is hidden (model.odometry_input), so the model
+    # also answers without it (a robot with no odometry, a bag without /odom, a stale message)
+    odometry_dropout: float = 0.2
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, f"train.steps={self.steps}: must be >= 1")
@@ -329,6 +340,8 @@ class TrainConfig:
         _require(self.num_workers >= 0, f"train.num_workers={self.num_workers}: must be >= 0")
         _require(self.log_every >= 1, f"train.log_every={self.log_every}: must be >= 1")
         _require(0.0 < self.val_fraction < 0.5, f"train.val_fraction={self.val_fraction}: must be in (0, 0.5)")
+        _require(0.0 <= self.odometry_dropout <= 1.0,
+                 f"train.odometry_dropout={self.odometry_dropout}: must be a probability in [0, 1] (default 0.2)")
 
 
 def seed_model_config(**overrides: Any) -> ModelConfig:

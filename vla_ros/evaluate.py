@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from vla_ros.checkpoint import load_checkpoint
-from vla_ros.train import FrameBank, ade_fde, build_frame_bank, gather
+from vla_ros.train import FrameBank, ade_fde, build_frame_bank, gather, gather_odometry
 
 SWEEP_DDIM = (1, 2, 5, 10, 20, 50)
 
@@ -64,13 +64,14 @@ def _table(pred: np.ndarray, gt: np.ndarray, kinds: list[str]) -> dict[str, Any]
 
 @torch.inference_mode()
 def _sample_all(model, bank: FrameBank, idx: np.ndarray, texts: list[str], batch: int, steps: int | None,
-                use_ddim: bool, seed: int, desc: str, progress: bool) -> np.ndarray:
+                use_ddim: bool, seed: int, desc: str, progress: bool, odometry: bool = True) -> np.ndarray:
     out = []
     dev = model.device
     for b in tqdm(range(0, len(idx), batch), desc=desc, unit="batch", disable=not progress, leave=False):
         sel = idx[b:b + batch]
         frozen, _ = gather(bank, sel, dev)
-        cond = model.condition_from_frozen(frozen, [texts[i] for i in sel])
+        odom = gather_odometry(bank, sel) if odometry else None
+        cond = model.condition_from_frozen(frozen, [texts[i] for i in sel], odom)
         head = model.action_head
         noise = head.seeded_noise(len(sel), seed, device=dev)
         out.append(head.sample(cond, num_inference_steps=steps, use_ddim=use_ddim, noise=noise,
@@ -94,7 +95,13 @@ def _latency_ms(model, bank: FrameBank, steps: int | None, use_ddim: bool, reps:
 
 def evaluate(checkpoint: str | Path, data_dir: str | Path, device: str = "cpu", max_samples: int | None = None,
              sweep_samples: int = 256, sweep: bool = True, batch: int = 64, seed: int = 0,
-             cache_dir: str | Path | None = None, progress: bool = True, every_frame: bool = True) -> dict[str, Any]:
+             cache_dir: str | Path | None = None, progress: bool = True, every_frame: bool = True,
+             odometry: bool = True) -> dict[str, Any]:
+    """ADE/FDE of ``checkpoint`` on ``data_dir`` against two baselines (and a sampling-steps sweep).
+
+    ``odometry``: give a model with the odometry input the recorded (v, omega) of each sample
+    (as the node does from ``odom``); False evaluates it as if no odometry arrived.
+    """
     model, payload = load_checkpoint(checkpoint, device=device)
     cfg = model.config
     bank = build_frame_bank(model, data_dir, cache_dir=cache_dir, progress=progress, every_frame=every_frame)
@@ -118,7 +125,7 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, device: str = "cpu", 
     mean_pred = np.stack([np.asarray(means.get(k, zero), np.float32) for k in kinds])
     cv_pred = constant_velocity(bank, idx, cfg.traj_dt, sim_dt)
     model_pred = _sample_all(model, bank, idx, texts, batch, None, True, seed,
-                             f"model DDIM-{cfg.num_inference_steps}", progress)
+                             f"model DDIM-{cfg.num_inference_steps}", progress, odometry)
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint), "data": str(data_dir), "samples": len(idx),
         "episodes": int(len(set(bank.samples[idx, 0].tolist()))),
@@ -127,6 +134,7 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, device: str = "cpu", 
         "baselines": {"mean_per_command": _table(mean_pred, gt, kinds),
                       "constant_velocity": _table(cv_pred, gt, kinds)},
         "sampler": f"DDIM-{cfg.num_inference_steps}",
+        "odometry": bool(odometry and cfg.odometry_input),
     }
     best = min(result["baselines"].values(), key=lambda r: r["overall"]["ade"])
     result["ade_ratio_to_best_baseline"] = result["model"]["overall"]["ade"] / best["overall"]["ade"]
@@ -138,7 +146,7 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, device: str = "cpu", 
         settings = [(f"DDIM-{s}", s, True) for s in SWEEP_DDIM if s <= cfg.num_timesteps]
         settings.append((f"DDPM-{cfg.num_timesteps}", None, False))
         for name, steps, ddim in settings:
-            pred = _sample_all(model, bank, sidx, texts, batch, steps, ddim, seed, name, progress)
+            pred = _sample_all(model, bank, sidx, texts, batch, steps, ddim, seed, name, progress, odometry)
             ade, fde = ade_fde(pred, sgt)
             lat = _latency_ms(model, bank, steps, ddim, reps=1 if not ddim else 3)
             rows.append({"sampler": name, "steps": steps or cfg.num_timesteps, "ade": float(ade.mean()),

@@ -40,6 +40,7 @@ from vla_ros.model.fast_unet import FastUNet, UnsupportedUNet
 from vla_ros.model.head import DiffusionActionHead, build_scheduler
 
 MAX_COMMAND_CHARS = 2000  # longer commands are rejected (the text encoder reads 64 tokens anyway)
+MAX_ODOMETRY = 20.0  # |v| m/s or |omega| rad/s above this is a units mistake, not a robot
 MIN_IMAGE_SIDE = 8
 # The CPU DDIM loop of up to this many rows runs on one thread: its operators are so small
 # that a second thread costs more in synchronisation than it saves (measured: B = 1-8 is
@@ -205,9 +206,11 @@ class VLAInferenceAPI:
         seed: with ``noise="fixed"`` the initial noise is drawn from this seed on every call, so
             the same observation always gives the same trajectory; with ``"varied"`` it seeds
             one generator that every call draws from (a reproducible sequence).
-        noise: ``"fixed"`` (default) or ``"varied"``. In a closed loop a fixed draw repeats its
-            bias at every replan (a slight drift, a creep after "stop"); varied draws make the
-            errors of successive replans independent, so they average out along the path.
+        noise: ``"fixed"`` (default), ``"varied"`` or ``"zero"``. In a closed loop a fixed draw
+            repeats its bias at every replan (a slight drift, a slow start); varied draws make the
+            errors of successive replans independent, so they average out along the path;
+            ``"zero"`` starts DDIM from x_T = 0, the deterministic path through the middle of the
+            noise distribution (no draw, so no draw's bias).
         compile: ``torch.compile`` the UNet (default: off; on CUDA it is used inside the graph).
         cpu_graphs: on the CPU fast path, run the image encoder and each lean UNet step as
             frozen TorchScript graphs (built at warm-up, checked against eager; default on).
@@ -351,6 +354,26 @@ class VLAInferenceAPI:
                              f"{MAX_COMMAND_CHARS}; send a short command")
         return text
 
+    @staticmethod
+    def _check_odometry(odometry: Any, batch: int = 1) -> np.ndarray | None:
+        """None, or (v m/s, omega rad/s) per row -> (batch, 2) float32 (None: unknown)."""
+        if odometry is None:
+            return None
+        try:
+            o = np.asarray(odometry, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"odometry: expected (v, omega) numbers or None, got {type(odometry).__name__}") from None
+        if o.shape not in ((2,), (batch, 2)) or (o.ndim == 1 and batch != 1):
+            raise InputError(f"odometry: expected shape (2,) = (v m/s, omega rad/s)"
+                             f"{'' if batch == 1 else f' or ({batch}, 2)'} or None, got {o.shape}")
+        o = o.reshape(-1, 2)
+        if not np.isfinite(o).all():
+            raise InputError(f"odometry: non-finite values {o.tolist()}; pass None when the velocity is unknown")
+        if np.abs(o).max() > MAX_ODOMETRY:
+            raise InputError(f"odometry: |value| {np.abs(o).max():.3g} exceeds {MAX_ODOMETRY} (m/s or rad/s); "
+                             "is it in the right units (v m/s, omega rad/s, robot frame)?")
+        return o.astype(np.float32)
+
     # -- stages -------------------------------------------------------------------------
     def _encode_text(self, text: str) -> torch.Tensor:
         """-> (1, d). Cached per command on the fast path."""
@@ -432,6 +455,8 @@ class VLAInferenceAPI:
         head = self.model.action_head
         if self.noise == "varied":
             return head.initial_noise(batch * self.num_samples, self._noise_generator, self.device)
+        if self.noise == "zero":
+            return head.initial_noise(batch * self.num_samples, torch.Generator(), self.device).zero_()
         return head.seeded_noise(batch, self.seed, self.num_samples, self.device)
 
 
@@ -480,26 +505,30 @@ class VLAInferenceAPI:
 
     # -- public API ---------------------------------------------------------------------
     @torch.inference_mode()
-    def predict(self, ego_images: Any, top_images: Any, instruction: str) -> Prediction:
+    def predict(self, ego_images: Any, top_images: Any, instruction: str, odometry: Any = None) -> Prediction:
         """One trajectory from the ego and top frame histories (oldest first) and a command.
 
         ego_images / top_images: ``history_length`` uint8 (H, W, 3) RGB frames as a list or a
         ``(T, H, W, 3)`` array; a single frame is taken as a still history.
+        odometry: the robot's measured ``(v m/s, omega rad/s)`` at the newest frame, or None
+        when unknown (the model was trained for both; a checkpoint without the odometry input
+        ignores it).
         Returns a :class:`Prediction` whose ``trajectory`` is ``(trajectory_length, 3)``
         (x, y, heading) in the robot frame at the newest frame's time.
         """
         if len(self.config.cameras) != 2:
             raise InputError(f"this checkpoint has cameras {self.config.cameras}; use predict_cameras()")
-        return self.predict_cameras([ego_images, top_images], instruction)
+        return self.predict_cameras([ego_images, top_images], instruction, odometry)
 
     @torch.inference_mode()
-    def predict_cameras(self, cameras: Sequence[Any], instruction: str) -> Prediction:
+    def predict_cameras(self, cameras: Sequence[Any], instruction: str, odometry: Any = None) -> Prediction:
         names = self.config.cameras
         if len(cameras) != len(names):
             raise InputError(f"expected {len(names)} cameras {names}, got {len(cameras)}")
         t0 = time.perf_counter()
         cams = [self._check_frames(frames, name) for frames, name in zip(cameras, names)]
         text = self._check_command(instruction)
+        odom = self._check_odometry(odometry)
         self._sync()
         t1 = time.perf_counter()
         frame_tok, grid_tok = self._encode_frames(cams)
@@ -508,7 +537,7 @@ class VLAInferenceAPI:
         cmd = self._encode_text(text)
         self._sync()
         t3 = time.perf_counter()
-        cond = self.model.fuse(frame_tok, grid_tok, cmd)  # (1, N, d)
+        cond = self.model.fuse(frame_tok, grid_tok, cmd, odom)  # (1, N, d)
         self._sync()
         t4 = time.perf_counter()
         traj = self._diffuse(cond)[0]
@@ -520,8 +549,9 @@ class VLAInferenceAPI:
         return Prediction(traj_np.astype(np.float32), timing, bool(np.isfinite(traj_np).all()))
 
     @torch.inference_mode()
-    def predict_batch(self, images: np.ndarray, instructions: Sequence[str]) -> np.ndarray:
-        """Many robots at once: images (B, C, T, H, W, 3) uint8, B commands -> (B, 16, 3).
+    def predict_batch(self, images: np.ndarray, instructions: Sequence[str], odometry: Any = None) -> np.ndarray:
+        """Many robots at once: images (B, C, T, H, W, 3) uint8, B commands (and odometry (B, 2)
+        or None) -> (B, 16, 3).
 
         No frame cache (each robot's frames differ); text encodings are cached.
         """
@@ -535,15 +565,16 @@ class VLAInferenceAPI:
             raise InputError(f"got {images.shape[0]} observations but {len(instructions)} instructions")
         cmd = torch.cat([self._encode_text(self._check_command(t)) for t in instructions])
         B, C, T = images.shape[:3]
+        odom = self._check_odometry(odometry, B)
         if self.cpu_graphs:  # every frame through the frozen encoder graph, all with grid tokens
             frame_tok, grid_tok = self._frame_tokens(images.reshape(-1, *images.shape[3:]))
             frame_tok = frame_tok.view(B, C, T, -1)
             if grid_tok is not None:
                 grid_tok = grid_tok.view(B, C, T, *grid_tok.shape[1:])[:, :, -1]
-            cond = self.model.fuse(frame_tok, grid_tok, cmd)
+            cond = self.model.fuse(frame_tok, grid_tok, cmd, odom)
         else:
             frozen = self.model.frame_frozen(images)
-            cond = self.model.condition_from_frozen_text(frozen.view(B, C, T, *frozen.shape[1:]), cmd)
+            cond = self.model.condition_from_frozen_text(frozen.view(B, C, T, *frozen.shape[1:]), cmd, odom)
         return self._diffuse(cond).float().cpu().numpy()
 
     def benchmark(self, ego_images: Any, top_images: Any, instruction: str, num_runs: int = 10,

@@ -134,6 +134,12 @@ def gather(bank: FrameBank, idx: np.ndarray, device: torch.device) -> tuple[torc
     return frozen, traj
 
 
+def gather_odometry(bank: FrameBank, idx: np.ndarray) -> np.ndarray:
+    """Samples ``idx`` -> (B, 2) float32 measured (v, omega) at each sample's newest frame."""
+    ep, t = bank.samples[idx, 0], bank.samples[idx, 1]
+    return np.ascontiguousarray(bank.states[ep, t, 3:5], dtype=np.float32)
+
+
 def mean_trajectory_per_kind(bank: FrameBank) -> dict[str, list]:
     """The command-only baseline: the mean expert trajectory of each command kind."""
     out = {}
@@ -195,8 +201,9 @@ def validate(model: SimpleVLA, bank: FrameBank, idx: np.ndarray, cfg: TrainConfi
         sel = idx[b:b + cfg.batch_size]
         frozen, traj = gather(bank, sel, device)
         cmds = [texts[i] for i in sel]
-        losses.append(float(model.loss(frozen, cmds, traj, generator=g)))
-        pred = model.action_head.sample(model.condition_from_frozen(frozen, cmds),
+        odom = gather_odometry(bank, sel)
+        losses.append(float(model.loss(frozen, cmds, traj, generator=g, odometry=odom)))
+        pred = model.action_head.sample(model.condition_from_frozen(frozen, cmds, odom),
                                         generator=torch.Generator().manual_seed(0))
         a, f = ade_fde(pred.cpu().numpy(), traj.cpu().numpy())
         ades.append(a)
@@ -262,8 +269,14 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
             raise ValueError(f"{resume} holds no training state (only last.pth does); cannot resume from it")
         model_cfg = checkpoint_config(payload, resume)  # the run's own config, never flags
     fine_tune = bool(init) and not state
-    if fine_tune:  # the checkpoint's own model and config, never flags
+    new_params: list[torch.nn.Parameter] = []
+    if fine_tune:  # the checkpoint's own model and config, never flags ...
         model, _ = load_checkpoint(init, device=dev)
+        if model_cfg.odometry_input and not model.config.odometry_input:
+            # ... except that a model without the odometry input may gain it (zero-initialised,
+            # so it starts out predicting exactly as the checkpoint did)
+            model.add_odometry_input()
+            new_params = list(model.odom_proj.parameters())
         model_cfg = model.config
     else:
         model = SimpleVLA(model_cfg).to(dev)
@@ -287,7 +300,14 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
     baselines = {"mean_per_kind": mean_trajectory_per_kind(bank)}
 
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    # the odometry layer has a parameter group of its own: when it was just added to a trained
+    # model it starts from zero and learns at 10x the rate (kept on resume)
+    odom_scale = float(state.get("odometry_lr_scale", 1.0)) if state else (10.0 if new_params else 1.0)
+    odom_ids = {id(p) for p in model.odom_proj.parameters()} if model.odom_proj is not None else set()
+    groups = [{"params": [p for p in params if id(p) not in odom_ids]}]
+    if odom_ids:
+        groups.append({"params": [p for p in params if id(p) in odom_ids], "lr": train_cfg.lr * odom_scale})
+    opt = torch.optim.AdamW(groups, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(train_cfg))
     ema = EMA(model, train_cfg.ema_decay)
     history: dict[str, list] = {"train": [], "val": []}
@@ -316,7 +336,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
             best_ade = metrics["val_ade"]
             save_checkpoint(model, out / "best.pth", meta=meta)
         ema.swap(model)
-        train_state = {"step": step, "best_ade": best_ade, "raw_weights": raw,
+        train_state = {"step": step, "best_ade": best_ade, "raw_weights": raw, "odometry_lr_scale": odom_scale,
                        "ema": {k: v.cpu() for k, v in ema.shadow.items()}, "optimizer": opt.state_dict(),
                        "scheduler": sched.state_dict(),
                        "history": {"train": [list(x) for x in history["train"]], "val": history["val"]}}
@@ -342,7 +362,9 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
         frozen, traj = gather(bank, sel, dev)
         # language variety: a random training phrasing of the sample's command kind
         cmds = [str(rng.choice(phrasings(train_kinds[i], "train"))) for i in sel]
-        loss = model.loss(frozen, cmds, traj)
+        odom = gather_odometry(bank, sel)
+        odom[rng.random(len(sel)) < train_cfg.odometry_dropout] = np.nan  # "no odometry" is an input too
+        loss = model.loss(frozen, cmds, traj, odometry=odom)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, train_cfg.grad_clip)

@@ -15,6 +15,8 @@ topic                       type                            what
 /top/image_raw              sensor_msgs/msg/Image (rgb8)    overhead camera, frame_id ``top_camera``
 /ground_truth/trajectory    vla_ros/msg/Trajectory          the expert's trajectory from that frame
                                                             (header.stamp = the frame's stamp)
+/odom                       nav_msgs/msg/Odometry           the robot's pose and velocity at each frame
+                                                            (frame ``odom``, child ``base_link``)
 ==========================  ==============================  ==============================================
 
 Episode ``i`` is the dataset's episode ``i`` for the same seed (``vla data generate --seed``):
@@ -73,6 +75,7 @@ def record_sim(out: str | Path, episodes: int, seed: int, split: str = "train", 
         bag.add_topic(schema.TOPIC_EGO, schema.IMAGE, schema.SENSOR_QOS())
         bag.add_topic(schema.TOPIC_TOP, schema.IMAGE, schema.SENSOR_QOS())
         bag.add_topic(schema.TOPIC_TRUTH, schema.TRAJECTORY, schema.RELIABLE_QOS())
+        bag.add_topic(schema.TOPIC_ODOM, schema.ODOMETRY, schema.RELIABLE_QOS())
         types = schema.typestore().types
         clock_ns = summary.start_ns  # next /clock to write
 
@@ -96,6 +99,7 @@ def record_sim(out: str | Path, episodes: int, seed: int, split: str = "train", 
                 bag.write_msg(schema.TOPIC_TOP, stamp, schema.image_msg(a["top"][k], stamp, "top_camera"))
                 bag.write_msg(schema.TOPIC_TRUTH, stamp,
                               schema.trajectory_msg(stamp, a["traj"][k], cfg.traj_dt, command=text))
+                bag.write_msg(schema.TOPIC_ODOM, stamp, schema.odometry_msg(stamp, *(float(x) for x in a["state"][k])))
             last = t_ns + (len(a["stamp"]) - 1) * dt_ns
             summary.episodes.append({"index": i, "seed": ep.meta["seed"], "kind": ep.meta["kind"], "command": text,
                                      "first_stamp_ns": t_ns, "last_stamp_ns": last, "frames": len(a["stamp"])})

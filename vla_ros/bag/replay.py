@@ -66,6 +66,7 @@ class Roles:
     command: str | None
     truth: str | None
     types: dict[str, str] = field(default_factory=dict)
+    odom: str | None = None  # nav_msgs/Odometry: the measured velocity for the model
 
     def role_of(self) -> dict[str, str]:
         out = {self.ego: "ego", self.top: "top"}
@@ -73,10 +74,12 @@ class Roles:
             out[self.command] = "command"
         if self.truth:
             out[self.truth] = "truth"
+        if self.odom:
+            out[self.odom] = "odom"
         return out
 
     def to_dict(self) -> dict[str, str | None]:
-        return {"ego": self.ego, "top": self.top, "command": self.command, "truth": self.truth}
+        return {"ego": self.ego, "top": self.top, "command": self.command, "truth": self.truth, "odom": self.odom}
 
 
 def _norm(topic: str) -> str:
@@ -90,8 +93,9 @@ def _listing(reader: BagReader, types: tuple[str, ...] | None = None) -> str:
 
 
 def resolve_topics(reader: BagReader, ego: str | None = None, top: str | None = None, command: str | None = None,
-                   truth: str | None = None) -> Roles:
-    """Pick the topics: the given names, else the standard ones, else an unambiguous guess."""
+                   truth: str | None = None, odom: str | None = None) -> Roles:
+    """Pick the topics: the given names, else the standard ones, else an unambiguous guess.
+    ``odom="none"`` replays without odometry even when the bag has it."""
     topics = reader.topics
 
     def check(role: str, flag: str, name: str, types: tuple[str, ...]) -> str:
@@ -125,7 +129,9 @@ def resolve_topics(reader: BagReader, ego: str | None = None, top: str | None = 
                  False)
     truth_t = pick("truth", "--truth-topic", truth, schema.TOPIC_TRUTH, (schema.TRAJECTORY,), ("truth", "gt", "expert"),
                    False)
-    roles = Roles(ego_t, top_t, cmd_t, truth_t)
+    odom_t = None if odom == "none" else pick("odom", "--odom", odom, schema.TOPIC_ODOM, (schema.ODOMETRY,),
+                                               ("odom",), False)
+    roles = Roles(ego_t, top_t, cmd_t, truth_t, odom=odom_t)
     roles.types = {t: topics[t].msgtype for t in roles.role_of()}
     return roles
 
@@ -136,7 +142,7 @@ def resolve_topics(reader: BagReader, ego: str | None = None, top: str | None = 
 
 @dataclass
 class Item:
-    role: str  # ego | top | command | truth
+    role: str  # ego | top | command | truth | odom
     msg: BagMessage
     value: Any  # ImageFields | str | TrajectoryData
 
@@ -159,6 +165,8 @@ def _decode(role: str, m: BagMessage) -> Any:
         return schema.image_fields(m.msgtype, msg)
     if role == "command":
         return str(msg.data)
+    if role == "odom":
+        return schema.odometry_data(msg)
     return schema.trajectory_data(msg)
 
 
@@ -199,10 +207,13 @@ def iter_batches(reader: BagReader, roles: Roles, command_text: str | None = Non
 
 
 def feed(core: Any, batch: Batch) -> None:
-    """Give a batch's commands and images to a NodeCore (what the node's callbacks do)."""
+    """Give a batch's commands, images and odometry to a NodeCore (what the node's callbacks do)."""
     for it in batch.items:
         if it.role == "command":
             core.on_command(it.value)
+        elif it.role == "odom":
+            o = it.value
+            core.on_odometry(o.stamp_ns, o.v, o.omega)
         elif it.role in CAMERAS:
             f = it.value
             core.on_image(it.role, f.stamp_ns, f.encoding, f.height, f.width, f.step, f.data)
@@ -406,6 +417,7 @@ class DdsPlayer:
     def __init__(self, namespace: str, on_answer: Callable[[bytes, float], None],
                  on_path: Callable[[bytes], None] | None = None) -> None:
         import rclpy
+        from nav_msgs.msg import Odometry
         from nav_msgs.msg import Path as PathMsg
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -428,6 +440,7 @@ class DdsPlayer:
         latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.cmd_pub = self.node.create_publisher(String, f"{p}/command", latched)
+        self.odom_pub = self.node.create_publisher(Odometry, f"{p}/odom", 10)
         reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=200, reliability=ReliabilityPolicy.RELIABLE)
         self.node.create_subscription(Trajectory, self.traj_topic, lambda raw: on_answer(raw, time.monotonic()),
                                       reliable, raw=True)
@@ -460,6 +473,9 @@ class DdsPlayer:
 
     def publish_command(self, item: Item) -> None:
         self.cmd_pub.publish(item.msg.raw)
+
+    def publish_odometry(self, item: Item) -> None:
+        self.odom_pub.publish(item.msg.raw)
 
     def connected(self, with_clock: bool = True) -> bool:
         pubs = [*self.cam_pubs.values(), self.cmd_pub] + ([self.clock_pub] if with_clock else [])
@@ -576,6 +592,8 @@ def replay_dds(reader: BagReader, roles: Roles, cfg: Any, spec: Any, session: Se
             for it in batch.items:
                 if it.role == "command":
                     player.publish_command(it)
+                elif it.role == "odom":  # before the frames, so a tick on them finds it
+                    player.publish_odometry(it)
             for it in batch.items:
                 if it.role in CAMERAS:
                     player.publish_image(it.role, it)

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "IMAGE", "COMPRESSED_IMAGE", "STRING", "TRAJECTORY", "CLOCK", "PATH", "IMAGE_TYPES",
+    "IMAGE", "COMPRESSED_IMAGE", "STRING", "TRAJECTORY", "CLOCK", "PATH", "ODOMETRY", "IMAGE_TYPES",
     "TOPIC_EGO", "TOPIC_TOP", "TOPIC_COMMAND", "TOPIC_TRUTH", "TOPIC_CLOCK", "TOPIC_TRAJECTORY", "TOPIC_PATH",
+    "TOPIC_ODOM", "odometry_msg", "OdometryData", "odometry_data",
     "SENSOR_QOS", "LATCHED_QOS", "RELIABLE_QOS", "CLOCK_QOS",
     "typestore", "trajectory_msg_file", "time_msg", "header_msg", "image_msg", "trajectory_msg",
     "stamp_of", "ImageFields", "image_fields", "image_fields_msg", "TrajectoryData", "trajectory_data",
@@ -37,6 +38,7 @@ STRING = "std_msgs/msg/String"
 TRAJECTORY = "vla_ros/msg/Trajectory"
 CLOCK = "rosgraph_msgs/msg/Clock"
 PATH = "nav_msgs/msg/Path"
+ODOMETRY = "nav_msgs/msg/Odometry"
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 
 # topics of the bags `vla bag record-sim` writes (the node's topics with an empty namespace)
@@ -47,6 +49,7 @@ TOPIC_TRUTH = "/ground_truth/trajectory"
 TOPIC_CLOCK = "/clock"
 TOPIC_TRAJECTORY = "/trajectory"  # what the node publishes, as recorded by `vla bag replay`
 TOPIC_PATH = "/trajectory/path"
+TOPIC_ODOM = "/odom"
 
 
 def _qos(reliability: str, durability: str, depth: int):
@@ -145,7 +148,34 @@ def trajectory_msg(stamp_ns: int, traj: np.ndarray, dt: float, command: str = ""
         dt=float(dt), status=int(status), status_reason=status_reason, inference_latency=float(inference_latency))
 
 
+def odometry_msg(stamp_ns: int, x: float, y: float, yaw: float, v: float, omega: float,
+                 frame_id: str = "odom", child_frame_id: str = "base_link"):
+    """nav_msgs/msg/Odometry: pose in ``frame_id``, twist (v forward, omega about z) in the robot frame."""
+    t = typestore().types
+    twist = t["geometry_msgs/msg/Twist"](linear=t["geometry_msgs/msg/Vector3"](x=float(v), y=0.0, z=0.0),
+                                        angular=t["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=float(omega)))
+    return t[ODOMETRY](header=header_msg(stamp_ns, frame_id), child_frame_id=child_frame_id,
+                       pose=t["geometry_msgs/msg/PoseWithCovariance"](pose=_pose(x, y, yaw),
+                                                                      covariance=np.zeros(36, np.float64)),
+                       twist=t["geometry_msgs/msg/TwistWithCovariance"](twist=twist,
+                                                                        covariance=np.zeros(36, np.float64)))
+
+
 # -- reading messages ---------------------------------------------------------------------------
+
+
+@dataclass
+class OdometryData:
+    """What NodeCore.on_odometry takes from a nav_msgs/Odometry."""
+
+    stamp_ns: int
+    v: float
+    omega: float
+
+
+def odometry_data(msg: Any) -> OdometryData:
+    tw = msg.twist.twist
+    return OdometryData(stamp_of(msg), float(tw.linear.x), float(tw.angular.z))
 
 @dataclass
 class ImageFields:

@@ -116,11 +116,12 @@ def run_replay(args, mode: str, model=None) -> tuple[dict, "object"]:
         raise _err(str(exc)) from None
     damaged = None
     try:
-        roles = resolve_topics(reader, args.ego, args.top, args.command, args.truth_topic)
+        roles = resolve_topics(reader, args.ego, args.top, args.command, args.truth_topic, getattr(args, "odom", None))
         if not args.quiet:
             _note(f"{mode} replay of {args.bag}: ego {roles.ego}, top {roles.top}, command "
                   f"{roles.command or '(none' + (', --command-text' if args.command_text else '') + ')'}, "
-                  f"ground truth {roles.truth or '(none: no ADE/FDE)'}")
+                  f"ground truth {roles.truth or '(none: no ADE/FDE)'}, "
+                  f"odometry {roles.odom or '(none: the model is told the velocity is unknown)'}")
             if reader.damage:
                 _note(f"warning: {reader.damage}; replaying what is readable")
             if not roles.command and not args.command_text:
@@ -332,6 +333,8 @@ def register(sub) -> None:
     _topic_args(rp)
     rp.add_argument("--truth-topic", metavar="TOPIC", help="ground truth (vla_ros/msg/Trajectory), default "
                                                            "/ground_truth/trajectory")
+    rp.add_argument("--odom", metavar="TOPIC", help="odometry (nav_msgs/msg/Odometry) for the model's velocity "
+                                                    "input, default /odom when the bag has it; 'none' = without")
     rp.add_argument("--command-text", metavar="TEXT", help="a command given before the bag's first message")
     rp.add_argument("--no-launch", action="store_true",
                     help="use a vla_node that is already running (with use_sim_time:=true) instead of starting one")

@@ -48,7 +48,7 @@ def register(sub) -> None:
     g.add_argument("--replan-period", type=float, default=0.2, help="seconds between the policy's predictions")
     g.add_argument("--policy-noise", choices=NOISE_MODES, default="fixed",
                    help="fixed: one noise draw for every prediction (what the node does); varied: a new draw "
-                        "per prediction, seeded by episode and step (visits what the model's samples do)")
+                        "per prediction, seeded by episode and step (visits what the model's samples do); zero: x_T = 0")
     g.set_defaults(func=cmd_generate)
     s = dsub.add_parser("show", help="draw a few samples: both cameras and the ground truth over the top view")
     s.add_argument("data", help="dataset directory")

@@ -21,7 +21,7 @@ def cmd_eval(args) -> int:
         cache = None  # read-only data: encode without caching
     r = evaluate(ckpt, args.data, device=args.device, max_samples=args.max_samples,
                  sweep_samples=args.sweep_samples, sweep=not args.no_sweep, cache_dir=cache,
-                 every_frame=not args.half_frames)
+                 every_frame=not args.half_frames, odometry=not args.no_odometry)
     print(format_report(r))
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=1))
@@ -42,6 +42,8 @@ def register(sub) -> None:
     p.add_argument("--max-samples", type=int, help="evaluate a random subset of samples")
     p.add_argument("--sweep-samples", type=int, default=256, help="samples for the steps sweep")
     p.add_argument("--no-sweep", action="store_true", help="skip the steps sweep")
+    p.add_argument("--no-odometry", action="store_true",
+                   help="withhold the recorded velocity from a model with the odometry input (as when no odom arrives)")
     p.add_argument("--cache", type=Path, help="where to cache frozen frame features (default: DATA/.vla_cache)")
     p.add_argument("--half-frames", action="store_true",
                    help="score every other step only (half the encoding time; neighbours are near-duplicates)")

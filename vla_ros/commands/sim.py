@@ -66,6 +66,7 @@ class SimOptions:
     num_inference_steps: int = 0
     num_samples: int = 1  # diffusion samples averaged per tick (vla_node's num_samples)
     noise: str = "fixed"  # vla_node's noise: fixed | varied
+    odometry: bool = True  # vla_node's use_odometry (the robot's measured velocity for the model)
     cpu_threads: int = 1  # torch threads of the model (0 = torch's default: one per core)
     params_file: str | None = None
     namespace: str = ""
@@ -123,6 +124,8 @@ def sim_descriptions(opts: SimOptions, out_dir: Path, checkpoint: Path) -> list:
             d.parameters["num_samples"] = int(opts.num_samples)
         if opts.noise != "fixed":
             d.parameters["noise"] = opts.noise
+        if not opts.odometry:
+            d.parameters["use_odometry"] = False
         if opts.cpu_threads:
             d.parameters["cpu_threads"] = int(opts.cpu_threads)
     ns = descs[0].namespace if descs else ""
@@ -320,7 +323,7 @@ def run_in_process_episodes(opts: SimOptions, on_event: Callable[[dict], None] |
         if on_event:
             on_event({"event": "start", "episode": i, "seed": seed, "kind": sim.kind, "text": sim.text})
         rec = run_in_process(api_predictor(api), seed=seed, kind=kind, split=opts.split, text=text, sim=sim,
-                             episode=i, history_length=mc.history_length, dt=mc.traj_dt)
+                             episode=i, history_length=mc.history_length, dt=mc.traj_dt, odometry=opts.odometry)
         records.append(rec)
         if on_event:
             r = rec.result
@@ -380,7 +383,7 @@ def options_from_args(args) -> SimOptions:
         split=args.split, checkpoint=args.checkpoint or "", device=args.device, image_size=args.image_size,
         duration=args.duration, warmup=args.warmup, real_time=args.real_time, real_time_factor=args.real_time_factor,
         rate_hz=args.rate_hz, num_inference_steps=args.num_inference_steps, num_samples=args.num_samples,
-        noise=args.noise, cpu_threads=args.cpu_threads,
+        noise=args.noise, odometry=not args.no_odometry, cpu_threads=args.cpu_threads,
         params_file=args.params_file, namespace=args.namespace, domain_id=args.domain_id,
         trajectory_timeout=args.trajectory_timeout, lockstep_timeout=args.lockstep_timeout, out_dir=args.out,
         no_ros=args.no_ros)
@@ -471,7 +474,11 @@ def register(subparsers) -> None:
     p.add_argument("--num-samples", type=int, default=1,
                    help="diffusion samples vla_node averages per tick (default 1)")
     p.add_argument("--noise", choices=NOISE_MODES, default="fixed",
-                   help="vla_node's initial noise: one draw every tick (fixed, default) or a new draw per tick")
+                   help="vla_node's initial noise: one draw every tick (fixed, default), a new draw per tick (varied) "
+                        "or x_T = 0 (zero)")
+    p.add_argument("--no-odometry", action="store_true",
+                   help="vla_node without the odom input (use_odometry false): the model is told the robot's "
+                        "velocity is unknown, as on a robot without odometry")
     p.add_argument("--cpu-threads", type=int, default=1,
                    help="torch CPU threads of the model (default 1: the simulation shares the CPU, and torch's "
                         "default of one thread per core slows down badly on a busy machine; 0 = torch's default)")

@@ -16,6 +16,8 @@ def cmd_train(args) -> int:
     overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("seed", args.seed),
                                    ("val_every", args.val_every), ("lr", args.lr)) if v is not None}
     train_cfg = dataclasses.replace(train_cfg, **overrides)
+    if args.odometry_input is not None:
+        model_cfg = dataclasses.replace(model_cfg, odometry_input=args.odometry_input == "on")
     resume = args.resume
     if resume == "auto":
         from pathlib import Path
@@ -45,6 +47,10 @@ def register(sub) -> None:
     p.add_argument("--val-every", type=int, help="override train.val_every")
     p.add_argument("--seed", type=int, help="override train.seed")
     p.add_argument("--max-minutes", type=float, help="stop (and save last.pth) after this many minutes")
+    p.add_argument("--odometry-input", choices=("on", "off"),
+                   help="override model.odometry_input (the robot's measured velocity as an input); with --init, "
+                        "'on' adds the input to a checkpoint without it (zero-initialised), 'off' keeps the "
+                        "checkpoint's own setting")
     p.add_argument("--half-frames", action="store_true",
                    help="encode and train on every other step only (half the CPU time; neighbours are near-duplicates)")
     p.set_defaults(func=cmd_train)

@@ -21,16 +21,17 @@ from ..sim.config import WorldConfig
 
 __all__ = ["LearnerDriver", "checkpoint_predictor"]
 
-Predictor = Callable[..., np.ndarray]  # (ego frames, top frames, command[, noise_seed=]) -> (T, 3)
+Predictor = Callable[..., np.ndarray]  # (ego frames, top frames, command, odometry[, noise_seed=]) -> (T, 3)
 
 
 class LearnerDriver:
     """A ``run_episode`` driver that follows a model's trajectories.
 
-    ``predictor(ego_frames, top_frames, text)`` gets ``history_length`` frames ``history_spacing``
-    seconds apart (oldest first) and returns a robot-frame trajectory ``(T, 3)`` with waypoints
+    ``predictor(ego_frames, top_frames, text, odometry)`` gets ``history_length`` frames
+    ``history_spacing`` seconds apart (oldest first) and the robot's (v, omega), and returns a robot-frame trajectory ``(T, 3)`` with waypoints
     ``traj_dt`` apart. Until the history is full it returns None (the expert executes).
 
+    ``noise="zero"`` drives with x_T = 0 (the node's ``noise: zero``).
     ``noise="fixed"`` drives like the node (one noise draw for every prediction: a model's bias
     then repeats at every replan); ``"varied"`` passes ``noise_seed=`` (a function of the
     episode's seed and the step, so a dataset is reproducible) and the predictor draws anew each
@@ -76,7 +77,8 @@ class LearnerDriver:
             return None  # the history is not full yet: the expert executes
         if (t - self.span) % self.every == 0:
             idx = [t - (self.history_length - 1 - i) * self.stride for i in range(self.history_length)]
-            frames = ([ego[i] for i in idx], [top[i] for i in idx], world.text)
+            odometry = (float(world.state[3]), float(world.state[4]))  # what sim_node's odom says now
+            frames = ([ego[i] for i in idx], [top[i] for i in idx], world.text, odometry)
             if self.noise == "varied":
                 seed = int(np.random.SeedSequence([int(world.seed), t]).generate_state(1)[0])
                 out = self.predictor(*frames, noise_seed=seed)
@@ -91,15 +93,15 @@ class LearnerDriver:
         return ctl.v, ctl.omega
 
 
-def checkpoint_predictor(checkpoint: str, seed: int = 0) -> Predictor:
+def checkpoint_predictor(checkpoint: str, seed: int = 0, noise: str = "fixed") -> Predictor:
     """The fast inference API of a checkpoint as a predictor: noise seed ``seed`` (fixed, like the
-    node) unless a call passes ``noise_seed``."""
+    node) unless a call passes ``noise_seed``; ``noise="zero"``: x_T = 0 on every call."""
     from ..inference import VLAInferenceAPI
 
-    api = VLAInferenceAPI(checkpoint, seed=seed)
+    api = VLAInferenceAPI(checkpoint, seed=seed, noise="zero" if noise == "zero" else "fixed")
 
-    def predict(ego, top, text, noise_seed: int | None = None) -> np.ndarray:
+    def predict(ego, top, text, odometry=None, noise_seed: int | None = None) -> np.ndarray:
         api.seed = seed if noise_seed is None else int(noise_seed)
-        return api.predict(ego, top, text).trajectory
+        return api.predict(ego, top, text, odometry).trajectory
 
     return predict

@@ -43,7 +43,7 @@ def _driver(policy: dict | None, config: WorldConfig):
     if _DRIVER is None or _DRIVER[0] != key:
         from .dagger import LearnerDriver, checkpoint_predictor
 
-        predictor = checkpoint_predictor(policy["checkpoint"])
+        predictor = checkpoint_predictor(policy["checkpoint"], noise=policy["noise"])
         _DRIVER = (key, LearnerDriver(predictor, config, history_length=policy["history_length"],
                                       history_spacing=policy["history_spacing"],
                                       replan_period=policy["replan_period"], name=f"learner:{policy['checkpoint']}",
@@ -81,7 +81,8 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
     ``policy``: a checkpoint that drives after each episode's prelude, replanning every
     ``replan_period`` s from frames ``history_spacing`` s apart, while the expert still labels
     every step (on-policy data, see :mod:`vla_ros.data.dagger`); ``policy_noise``: "fixed" (one
-    noise draw, like the node) or "varied" (a new draw per prediction, see :class:`LearnerDriver`).
+    noise draw, like the node), "varied" (a new draw per prediction, see :class:`LearnerDriver`) or
+    "zero" (x_T = 0).
     """
     config = config or WorldConfig()
     if split not in SPLITS:

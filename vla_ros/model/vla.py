@@ -7,9 +7,10 @@ Data flow (shapes for the defaults: B batch, C=2 cameras, T=5 frames, S=128 pixe
       -> vision.tuned   pooled (.., 1280), grid (.., 16, 1280)      (LoRA)
       -> img_proj       frame token (.., 2048), grid tokens (.., 16, 2048)
     command str -> text encoder (B, 384) (LoRA) -> txt_proj (B, 2048)
+    odometry (B, 2) (v, omega; NaN = unknown) -> [v, omega, known] -> odom_proj (B, 2048)
     fusion: one token per (camera, frame) + a grid of tokens for each camera's newest frame
             + one command token; each token = LayerNorm(feature + camera/frame/position
-            embedding + command)                                  -> cond (B, 43, 2048)
+            embedding + command + odometry)                       -> cond (B, 43, 2048)
     DiffusionActionHead(cond) -> trajectory (B, 16, 3) = (x, y, heading) in the robot frame
 """
 
@@ -48,7 +49,33 @@ class SimpleVLA(nn.Module):
         self.grid_emb = nn.Parameter(torch.randn(self.grid_size, d) * 0.02)
         self.cmd_emb = nn.Parameter(torch.randn(d) * 0.02)
         self.norm = nn.LayerNorm(d)
+        self.odom_proj = self._new_odometry_layer() if config.odometry_input else None
         self.action_head = DiffusionActionHead(config)
+
+    def _new_odometry_layer(self) -> nn.Linear:
+        # zero-initialised: a model that gains the input predicts exactly as before until trained
+        layer = nn.Linear(3, self.config.cond_dim)
+        nn.init.zeros_(layer.weight)
+        nn.init.zeros_(layer.bias)
+        return layer
+
+    def add_odometry_input(self) -> None:
+        """Give a model trained without odometry the (zero-initialised) input, for fine-tuning."""
+        if self.odom_proj is None:
+            self.odom_proj = self._new_odometry_layer().to(self.device)
+            self.config = dataclasses.replace(self.config, odometry_input=True)
+
+    def odometry_features(self, odometry: torch.Tensor | np.ndarray | None, batch: int) -> torch.Tensor:
+        """(B, 2) measured (v m/s, omega rad/s), a row of NaN = unknown, or None (all unknown)
+        -> (B, 3) [v, omega, known] with v = omega = 0 where unknown."""
+        dev = self.device
+        if odometry is None:
+            return torch.zeros(batch, 3, device=dev)
+        o = torch.as_tensor(odometry, dtype=torch.float32, device=dev).reshape(-1, 2)
+        if o.shape[0] != batch:
+            raise ValueError(f"odometry has {o.shape[0]} rows for a batch of {batch}")
+        known = torch.isfinite(o).all(-1, keepdim=True)
+        return torch.cat([torch.where(known, o, torch.zeros_like(o)), known.float()], -1)
 
     # -- sizes --------------------------------------------------------------------------
     @property
@@ -96,10 +123,14 @@ class SimpleVLA(nn.Module):
         return enc[torch.tensor([index[c] for c in commands], device=enc.device)]
 
     # -- fusion -------------------------------------------------------------------------
-    def fuse(self, frame_tok: torch.Tensor, grid_tok: torch.Tensor | None, cmd: torch.Tensor) -> torch.Tensor:
+    def fuse(self, frame_tok: torch.Tensor, grid_tok: torch.Tensor | None, cmd: torch.Tensor,
+             odometry: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
         """frame_tok (B, C, T, d), grid_tok (B, C, G, d) of the newest frames (None without
-        spatial tokens), cmd (B, d) -> (B, N, d)."""
+        spatial tokens), cmd (B, d), odometry (B, 2) or None (see ``odometry_features``; ignored
+        by a model without the input) -> (B, N, d)."""
         b = cmd.shape[0]
+        if self.odom_proj is not None:  # the measured velocity joins the command in every token
+            cmd = cmd + self.odom_proj(self.odometry_features(odometry, b))
         c = cmd[:, None, None, :]
         frames = self.norm(frame_tok + self.cam_emb[None, :, None] + self.frame_emb[None, None] + c)
         tokens = [frames.reshape(b, -1, frames.shape[-1])]
@@ -109,12 +140,14 @@ class SimpleVLA(nn.Module):
         tokens.append(self.norm(cmd + self.cmd_emb)[:, None])
         return torch.cat(tokens, 1)
 
-    def condition_from_frozen(self, frozen: torch.Tensor, commands: Sequence[str]) -> torch.Tensor:
-        """frozen (B, C, T, ...) per-frame frozen features + B commands -> cond (B, N, d)."""
-        return self.condition_from_frozen_text(frozen, self.encode_text(commands))
+    def condition_from_frozen(self, frozen: torch.Tensor, commands: Sequence[str],
+                              odometry: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
+        """frozen (B, C, T, ...) per-frame frozen features + B commands (+ odometry (B, 2)) -> cond (B, N, d)."""
+        return self.condition_from_frozen_text(frozen, self.encode_text(commands), odometry)
 
-    def condition_from_frozen_text(self, frozen: torch.Tensor, cmd: torch.Tensor) -> torch.Tensor:
-        """frozen (B, C, T, ...) + encoded commands (B, d) -> cond (B, N, d)."""
+    def condition_from_frozen_text(self, frozen: torch.Tensor, cmd: torch.Tensor,
+                                   odometry: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
+        """frozen (B, C, T, ...) + encoded commands (B, d) (+ odometry (B, 2)) -> cond (B, N, d)."""
         b, n_cam, n_hist = frozen.shape[:3]
         # older frames give one token each; only the newest frame of each camera gives a grid
         old_tok, _ = self.frame_tokens(frozen[:, :, :-1].flatten(0, 2), grid=False)
@@ -122,29 +155,33 @@ class SimpleVLA(nn.Module):
         frame_tok = torch.cat([old_tok.view(b, n_cam, n_hist - 1, -1), new_tok.view(b, n_cam, 1, -1)], 2)
         if grid_tok is not None:
             grid_tok = grid_tok.view(b, n_cam, *grid_tok.shape[1:])
-        return self.fuse(frame_tok, grid_tok, cmd)
+        return self.fuse(frame_tok, grid_tok, cmd, odometry)
 
-    def condition(self, images: torch.Tensor | np.ndarray, commands: Sequence[str]) -> torch.Tensor:
-        """images (B, C, T, H, W, 3) uint8 (cameras in config order) + B commands -> (B, N, d)."""
+    def condition(self, images: torch.Tensor | np.ndarray, commands: Sequence[str],
+                  odometry: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
+        """images (B, C, T, H, W, 3) uint8 (cameras in config order) + B commands (+ odometry
+        (B, 2)) -> (B, N, d)."""
         x = torch.as_tensor(images)
         c = self.config
         if x.dim() != 6 or x.shape[1:3] != (len(c.cameras), c.history_length):
             raise ValueError(f"images must be (B, {len(c.cameras)} cameras, {c.history_length} frames, H, W, 3),"
                              f" got {tuple(x.shape)}")
         frozen = self.frame_frozen(x)
-        return self.condition_from_frozen(frozen.view(*x.shape[:3], *frozen.shape[1:]), commands)
+        return self.condition_from_frozen(frozen.view(*x.shape[:3], *frozen.shape[1:]), commands, odometry)
 
     # -- training and inference ----------------------------------------------------------
     def loss(self, frozen: torch.Tensor, commands: Sequence[str], traj: torch.Tensor,
-             generator: torch.Generator | None = None) -> torch.Tensor:
-        """Denoising loss of a batch: frozen (B, C, T, ...), commands B, traj (B, 16, 3)."""
-        return self.action_head.loss(self.condition_from_frozen(frozen, commands), traj, generator)
+             generator: torch.Generator | None = None,
+             odometry: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
+        """Denoising loss of a batch: frozen (B, C, T, ...), commands B, traj (B, 16, 3), odometry (B, 2)."""
+        return self.action_head.loss(self.condition_from_frozen(frozen, commands, odometry), traj, generator)
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor | np.ndarray, commands: Sequence[str],
-                generator: torch.Generator | None = None, **sample_kw) -> torch.Tensor:
-        """images (B, C, T, H, W, 3) uint8 + B commands -> trajectories (B, 16, 3)."""
-        return self.action_head.sample(self.condition(images, commands), generator=generator, **sample_kw)
+                generator: torch.Generator | None = None, odometry: torch.Tensor | np.ndarray | None = None,
+                **sample_kw) -> torch.Tensor:
+        """images (B, C, T, H, W, 3) uint8 + B commands (+ odometry (B, 2)) -> trajectories (B, 16, 3)."""
+        return self.action_head.sample(self.condition(images, commands, odometry), generator=generator, **sample_kw)
 
     # -- bookkeeping --------------------------------------------------------------------
     def parameter_summary(self) -> dict[str, int]:

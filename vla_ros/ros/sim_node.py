@@ -288,9 +288,9 @@ class SimNode(Node):
             # lockstep: frames only where the simulation waits for their answer, so that every
             # prediction answers a frame the simulation waited for (deterministic); real time: every step
             observe = cfg.mode == "real_time" or sim.k % every == 0
+            self.publish_state()  # odometry first: a tick on the new frames finds the velocity of their instant
             if observe:
                 self.publish_observation()
-            self.publish_state()
             if cfg.mode == "lockstep" and observe:
                 self._wait_for_answer(sim.stamp_ns)
             if cfg.mode == "real_time" or not self._waiting_enabled:

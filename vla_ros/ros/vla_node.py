@@ -5,7 +5,8 @@
 
 Topics (relative, so namespaces and remaps work):
   in:  <camera>/image_raw (sensor_msgs/Image, sensor-data QoS) for each model camera (ego, top);
-       command (std_msgs/String; heard from transient-local *and* volatile publishers)
+       command (std_msgs/String; heard from transient-local *and* volatile publishers);
+       odom (nav_msgs/Odometry, best effort; with use_odometry) for the measured velocity
   out: trajectory (vla_ros/Trajectory), trajectory/path (nav_msgs/Path), /diagnostics (1 Hz)
 
 This module is the thin rclpy adapter: parameters, QoS, timers and message conversion.  What
@@ -32,7 +33,7 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions, install_signal_handlers
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from diagnostic_msgs.msg import DiagnosticArray
-from nav_msgs.msg import Path
+from nav_msgs.msg import Odometry, Path
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
@@ -122,6 +123,9 @@ class VLANode(Node):
         self.create_subscription(String, "command", self._on_command, COMMAND_LATCHED_QOS, callback_group=inputs,
                                  event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda _event: None))
         self.create_subscription(String, "command", self._on_command, COMMAND_VOLATILE_QOS, callback_group=inputs)
+        if cfg.use_odometry:  # best effort matches reliable and best-effort odometry publishers
+            self.create_subscription(Odometry, "odom", self._on_odometry, qos_profile_sensor_data,
+                                     callback_group=inputs)
 
         # Timers run on the steady clock: rate_hz is a compute budget, and the node keeps reporting
         # (stop status, diagnostics) even while a simulator's /clock is paused or absent.
@@ -145,6 +149,13 @@ class VLANode(Node):
             self.core.on_command(msg.data)
         except Exception as exc:  # noqa: BLE001
             self.core.reject_unexpected("command", exc)
+
+    def _on_odometry(self, msg: Odometry) -> None:
+        try:  # twist is in the child frame (the robot): linear.x forward speed, angular.z yaw rate
+            t = msg.twist.twist
+            self.core.on_odometry(stamp_ns(msg.header.stamp), t.linear.x, t.angular.z)
+        except Exception as exc:  # noqa: BLE001
+            self.core.reject_unexpected("odom", exc)
 
     def _on_tick(self) -> None:
         if not self._worker.request():

@@ -60,10 +60,11 @@ class NodeConfig:
     num_samples: int = _opt(1, "Diffusion samples per tick, averaged (circular mean for the heading). "
                                "More than 1 gives steadier trajectories for closed-loop control at "
                                "a larger diffusion batch; 1 = one sample (fastest).")
-    noise: Literal["fixed", "varied"] = _opt(
+    noise: Literal["fixed", "varied", "zero"] = _opt(
         "fixed", "Initial diffusion noise: 'fixed' draws it from one seed every tick (the same frames "
                  "always give the same trajectory); 'varied' draws anew every tick from a seeded "
-                 "sequence, so successive replans do not repeat one draw's bias (drift, creep).")
+                 "sequence, so successive replans do not repeat one draw's bias (drift, creep); "
+                 "'zero' starts from x_T = 0 (deterministic, no draw's bias).")
     cpu_threads: int = _opt(0, "Torch intra-op CPU threads; 0 = torch's default (one per core). Lower it "
                                "when the node shares the CPU with other nodes.")
     # -- timing -------------------------------------------------------------------------
@@ -76,6 +77,13 @@ class NodeConfig:
     max_age: float = _opt(0.5, "Stop when a camera's newest frame is older than this (s, node clock; "
                                "sim time with use_sim_time).")
     max_skew: float = _opt(0.1, "Stop when paired ego and top frames are further apart than this (s).")
+    # -- odometry -----------------------------------------------------------------------
+    use_odometry: bool = _opt(True, "Give the model the robot's measured velocity (v, omega) from the odom "
+                                    "topic (nav_msgs/Odometry, twist in the robot frame). Without a usable "
+                                    "message the model is told the velocity is unknown (it was trained for "
+                                    "that too); a checkpoint without the odometry input ignores it.")
+    odometry_tolerance: float = _opt(0.2, "Use the odom message stamped closest to the newest camera frame if it is "
+                                          "within this many seconds of it; otherwise the velocity is unknown.")
     # -- input limits -------------------------------------------------------------------
     max_command_bytes: int = _opt(2000, "Longer commands (UTF-8 bytes) are rejected and the robot stops.")
     # -- output -------------------------------------------------------------------------
@@ -95,6 +103,8 @@ class NodeConfig:
         _require(self.noise in NOISE_MODES, f"noise={self.noise!r}: choose one of {list(NOISE_MODES)}")
         _require(0.0 < self.rate_hz <= 100.0,
                  f"rate_hz={self.rate_hz}: must be in (0, 100] ticks per second (default 3)")
+        _require(0.0 < self.odometry_tolerance <= 5.0,
+                 f"odometry_tolerance={self.odometry_tolerance}: must be in (0, 5] seconds (default 0.2)")
         _require(self.history_spacing > 0.0,
                  f"history_spacing={self.history_spacing}: must be > 0 seconds (default 0.2)")
         _require(0.0 < self.history_tolerance <= self.history_spacing / 2,

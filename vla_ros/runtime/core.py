@@ -4,12 +4,14 @@ Inputs (called from subscription callbacks; cheap, they only validate and store 
 
     on_image(camera, stamp_ns, encoding, height, width, step, data)
     on_command(text)
+    on_odometry(stamp_ns, v, omega)        (use_odometry: the robot's measured velocity)
 
 A tick (called from the inference worker, ``rate_hz`` times per second)::
 
     tick(now_ns, predict) -> TickResult | None
 
-checks the inputs (:meth:`observe`), runs the model when they are usable, and returns what to
+checks the inputs (:meth:`observe`), runs the model when they are usable (with the odometry
+message stamped closest to the newest frame, or ``None`` = unknown), and returns what to
 publish: the model's trajectory stamped with the newest observation used, or a stop trajectory
 with the reason.  The model output is checked (shape, finite) before it is ever returned.
 
@@ -48,8 +50,13 @@ class Logger(Protocol):  # rclpy's node logger and logging.Logger both fit
     def error(self, msg: str) -> Any: ...
 
 
-# (per-camera frame lists in ModelSpec.cameras order, command) -> object with .trajectory, .timing
-Predictor = Callable[[Sequence[Sequence[np.ndarray]], str], Any]
+# The robot's velocity: |v| (m/s) or |omega| (rad/s) above this is a units mistake, not a robot.
+MAX_ODOMETRY = 20.0
+ODOMETRY_KEEP = 64  # odometry messages kept (odom often runs at 50-100 Hz; frames are matched within ~0.2 s)
+
+# (per-camera frame lists in ModelSpec.cameras order, command, odometry (v, omega) or None)
+#   -> object with .trajectory, .timing
+Predictor = Callable[[Sequence[Sequence[np.ndarray]], str, "tuple[float, float] | None"], Any]
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,10 @@ class NodeCore:
         self._last_key: str | None = None
         self._throttle = Throttle(LOG_THROTTLE_S)
         self._command_throttle = Throttle(1.0)  # the current command is always in diagnostics
+        self._odometry: collections.deque[tuple[int, float, float]] = collections.deque(maxlen=ODOMETRY_KEEP)
+        self._odometry_tol_ns = int(round(cfg.odometry_tolerance * NS))
+        self._odometry_seen = False
+        self.odometry_state = "off" if not cfg.use_odometry else "none"  # off | none | ok | stale
         # statistics
         self.rejected: collections.Counter[str] = collections.Counter()
         self.events: collections.Counter[str] = collections.Counter()
@@ -188,8 +199,51 @@ class NodeCore:
             self._command = new
             return True
 
+    def on_odometry(self, stamp_ns: int, v: float, omega: float) -> bool:
+        """Store one odometry message (robot-frame forward speed m/s, yaw rate rad/s); False when rejected."""
+        if not self.cfg.use_odometry:
+            return False
+        with self._lock:
+            if not (np.isfinite(v) and np.isfinite(omega)):
+                self._reject("bad_odometry", f"odom: non-finite twist (v={v}, omega={omega})")
+                return False
+            if abs(v) > MAX_ODOMETRY or abs(omega) > MAX_ODOMETRY:
+                self._reject("bad_odometry", f"odom: twist v={v:.3g} m/s, omega={omega:.3g} rad/s is beyond "
+                                             f"{MAX_ODOMETRY:g}; wrong units or frame?")
+                return False
+            if stamp_ns <= 0:
+                self._reject("zero_stamp", "odom: header.stamp is 0; odometry must be stamped")
+                return False
+            if self._odometry and stamp_ns < self._odometry[-1][0]:
+                if self._odometry[-1][0] - stamp_ns <= self._max_age_ns:
+                    self._reject("out_of_order", "odom: message older than the newest one")
+                    return False
+                self._odometry.clear()  # time went back (a bag looping)
+            if not self._odometry_seen:
+                self._odometry_seen = True
+                self.log.info("odometry: receiving odom; the model gets the measured velocity")
+            self._odometry.append((int(stamp_ns), float(v), float(omega)))
+            return True
+
+    def _odometry_at(self, stamp_ns: int) -> tuple[float, float] | None:
+        """(v, omega) of the odometry message closest to ``stamp_ns`` within the tolerance (lock held)."""
+        if not self.cfg.use_odometry:
+            self.odometry_state = "off"
+            return None
+        if not self._odometry:
+            self.odometry_state = "none"
+            return None
+        best = min(self._odometry, key=lambda m: abs(m[0] - stamp_ns))
+        if abs(best[0] - stamp_ns) > self._odometry_tol_ns:
+            self.odometry_state = "stale"
+            self.events["odometry_unmatched"] += 1
+            return None
+        self.odometry_state = "ok"
+        return best[1], best[2]
+
     def _clear(self, why: str) -> None:
-        """Forget every camera's frames (the caller holds the lock)."""
+        """Forget every camera's frames and odometry (the caller holds the lock)."""
+        self._odometry.clear()
         for h in self._histories.values():
             h.clear()
         self._bad_image.clear()
@@ -200,13 +254,18 @@ class NodeCore:
     # -- decisions -------------------------------------------------------------------------
     def observe(self, now_ns: int) -> tuple[Decision, Alignment | None, str, int]:
         """Check the inputs at ``now_ns`` -> (decision, aligned frames when OK, command, generation)."""
+        decision, al, command, generation, _ = self._observe(now_ns)
+        return decision, al, command, generation
+
+    def _observe(self, now_ns: int):
         with self._lock:
             if self._last_now_ns is not None and now_ns < self._last_now_ns - CLOCK_JUMP_BACK_NS:
                 self._clear(f"node clock jumped back by {(self._last_now_ns - now_ns) / NS:.2f} s")
             self._last_now_ns = now_ns
             command = self._command or ""
             decision, al = self._decide(now_ns, command)
-            return decision, al, command, self._generation
+            odometry = self._odometry_at(al.stamp_ns) if al is not None else None
+            return decision, al, command, self._generation, odometry
 
     def _decide(self, now_ns: int, command: str) -> tuple[Decision, Alignment | None]:
         stop = self._stop_reason(now_ns, command)
@@ -257,14 +316,14 @@ class NodeCore:
     def tick(self, now_ns: int, predict: Predictor) -> TickResult | None:
         """Check inputs, run the model if they are usable; None when there is nothing to publish."""
         self.ticks += 1
-        decision, al, command, generation = self.observe(now_ns)
+        decision, al, command, generation, odometry = self._observe(now_ns)
         spec = self.model
         result = None
         if decision.ok:
             assert al is not None
             t0 = time.perf_counter()
             try:
-                pred = predict([al.images(cam) for cam in spec.cameras], command)
+                pred = predict([al.images(cam) for cam in spec.cameras], command, odometry)
                 traj = np.asarray(pred.trajectory, dtype=np.float32)
                 timing = dict(getattr(pred, "timing", {}) or {})
             except ValueError as exc:  # the API's InputError
@@ -342,7 +401,10 @@ class NodeCore:
                 values.append((f"age_{cam}_s", "none" if newest is None else f"{(now_ns - newest.stamp_ns) / NS:.3f}"))
                 values.append((f"frames_{cam}", str(len(self._histories[cam]))))
             command = self._command
+            newest_odom = self._odometry[-1] if self._odometry else None
         values.append(("command", "none" if command is None else command[:80]))
+        values.append(("odometry", self.odometry_state))
+        values.append(("age_odom_s", "none" if newest_odom is None else f"{(now_ns - newest_odom[0]) / NS:.3f}"))
         for key in sorted(self.rejected):
             values.append((f"rejected_{key}", str(self.rejected[key])))
         for key in sorted(self.events):

@@ -52,11 +52,11 @@ def load_model(cfg: NodeConfig) -> tuple[Any, ModelSpec]:
 
 
 def make_predictor(api: Any) -> Predictor:
-    """NodeCore's predictor: (frames per camera in config order, command) -> Prediction."""
+    """NodeCore's predictor: (frames per camera in config order, command, odometry) -> Prediction."""
     if hasattr(api, "predict_cameras"):
-        return lambda cams, command: api.predict_cameras(list(cams), command)
+        return lambda cams, command, odometry=None: api.predict_cameras(list(cams), command, odometry)
 
-    def predict(cams: Sequence[Sequence[np.ndarray]], command: str) -> Any:
-        return api.predict(*cams, command)
+    def predict(cams: Sequence[Sequence[np.ndarray]], command: str, odometry=None) -> Any:
+        return api.predict(*cams, command, odometry)
 
     return predict
