@@ -38,13 +38,12 @@ RUN=${RUN:-$ROOT/runs/default}
 policy="$RUN/bc/best.pth"
 sources=("$DATA/train")
 first=240
-for ((r = 1; r <= ${DAGGER_ROUNDS:-5}; r++)); do
-  on="$DATA/on_policy$r"
-  if ((r >= ${DAGGER_VARIED_FROM:-3})); then noise=varied; else noise=fixed; fi
+
+dagger_round() {  # R NOISE ODOMETRY(on|off): $policy drives 160 episodes, then $RUN/daggerR fine-tunes it
+  local r=$1 on="$DATA/on_policy$1" joined="$DATA/dagger$1"
   [ -f "$on/dataset.json" ] || "$VLA" data generate --out "$on" --episodes 160 --seed $((r + 1)) \
-      --first-index "$first" --policy "$policy" --policy-noise "$noise"
+      --first-index "$first" --policy "$policy" --policy-noise "$2"
   sources+=("$on")
-  joined="$DATA/dagger$r"
   rm -rf "$joined" && mkdir -p "$joined"
   for src in "${sources[@]}"; do
     for f in "$src"/episode_*; do ln -s "$(cd "$(dirname "$f")" && pwd)/$(basename "$f")" "$joined/"; done
@@ -53,31 +52,23 @@ for ((r = 1; r <= ${DAGGER_ROUNDS:-5}; r++)); do
   mkdir -p "$RUN/dagger$r"
   ln -sfn "$RUN/bc/cache" "$RUN/dagger$r/cache"  # frozen features of shared episodes are reused
   "$VLA" train --data "$joined" --out "$RUN/dagger$r" --init "$policy" --steps 800 --lr 1e-4 \
-      --val-every 200 --half-frames --odometry-input off
-  policy="$RUN/dagger$r/best.pth"
+      --val-every 200 --half-frames --odometry-input "$3"
   first=$((first + 160))
+}
+
+for ((r = 1; r <= ${DAGGER_ROUNDS:-5}; r++)); do
+  if ((r >= ${DAGGER_VARIED_FROM:-3})); then noise=varied; else noise=fixed; fi
+  dagger_round "$r" "$noise" off
+  policy="$RUN/dagger$r/best.pth"
 done
 
-if [ "${ODOMETRY:-1}" = 1 ]; then
-  last=$((r - 1))
-  joined="$DATA/dagger$last"; [ "$last" -ge 1 ] || joined="$DATA/train"
+if [ "${ODOMETRY:-1}" = 1 ]; then  # r = DAGGER_ROUNDS + 1 here
+  joined="$DATA/dagger$((r - 1))"; [ "$r" -gt 1 ] || joined="$DATA/train"
   mkdir -p "$RUN/odometry" && ln -sfn "$RUN/bc/cache" "$RUN/odometry/cache"
   "$VLA" train --data "$joined" --out "$RUN/odometry" --init "$policy" --steps 1000 --lr 1e-4 \
       --val-every 250 --half-frames --odometry-input on
   policy="$RUN/odometry/last.pth"
-  on="$DATA/on_policy$r"
-  [ -f "$on/dataset.json" ] || "$VLA" data generate --out "$on" --episodes 160 --seed $((r + 1)) \
-      --first-index "$first" --policy "$policy" --policy-noise zero
-  sources+=("$on")
-  joined="$DATA/dagger$r"
-  rm -rf "$joined" && mkdir -p "$joined"
-  for src in "${sources[@]}"; do
-    for f in "$src"/episode_*; do ln -s "$(cd "$(dirname "$f")" && pwd)/$(basename "$f")" "$joined/"; done
-  done
-  cp "$DATA/train/dataset.json" "$joined/"
-  mkdir -p "$RUN/dagger$r" && ln -sfn "$RUN/bc/cache" "$RUN/dagger$r/cache"
-  "$VLA" train --data "$joined" --out "$RUN/dagger$r" --init "$policy" --steps 800 --lr 1e-4 \
-      --val-every 200 --half-frames
+  dagger_round "$r" zero on
   policy="$RUN/dagger$r/last.pth"
 fi
 
