@@ -56,6 +56,7 @@ NODE_NAME = "sim_node"
 COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 SIM_START_NS = NS  # sim time of the first frame (a stamp of 0 means "unstamped" to vla_node)
+MATCH_GRACE_S = 0.5  # wall seconds between finding the VLA node and the first frame (see wait_for_vla_node)
 _STANDARD = ("use_sim_time", "start_type_description_service")
 
 
@@ -189,7 +190,11 @@ class SimNode(Node):
         t0 = time.monotonic()
         last_log = t0
         while self.running:
-            if self.count_subscribers("ego/image_raw") > 0 and self.count_publishers("trajectory") > 0:
+            found = self.count_subscribers("ego/image_raw") > 0 and self.count_publishers("trajectory") > 0
+            # ... and both cameras matched (not only discovered): a frame sent before its reader matched
+            # is lost, and a lost first frame turns the first tick of episode 1 into a stop
+            if found and self._ego_pub.get_subscription_count() > 0 and self._top_pub.get_subscription_count() > 0:
+                time.sleep(MATCH_GRACE_S)  # DDS matches the two ends asynchronously: let the reader side catch up
                 self.get_logger().info(f"VLA node found after {time.monotonic() - t0:.1f} s")
                 self._event(event="ready", wait_s=time.monotonic() - t0)
                 return True
