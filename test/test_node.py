@@ -27,6 +27,7 @@ import yaml
 
 rclpy = pytest.importorskip("rclpy")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
 from nav_msgs.msg import Path as PathMsg  # noqa: E402
 from rclpy.event_handler import PublisherEventCallbacks  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -80,6 +81,8 @@ class Robot:
         node.create_subscription(PathMsg, f"/{p}trajectory/path", self._on_path, 50)
         self.mode = {"ego": "good", "top": "good"}  # good | off | bad_size | bad_encoding | empty | hires
         self.repeat_command: str | None = None  # re-sent on the volatile publisher every second
+        self.odom_pub = node.create_publisher(Odometry, f"/{p}odom", 10)
+        self.odometry: tuple[float, float] | None = None  # (v, omega) published with every frame pair
         self.published_stamps: list[int] = []
 
     def _on_traj(self, msg):
@@ -111,6 +114,12 @@ class Robot:
 
     def publish_frames(self) -> None:
         t = self.now_ns()
+        if self.odometry is not None:
+            odom = Odometry()
+            odom.header.stamp = _time_msg(t)
+            odom.header.frame_id, odom.child_frame_id = "odom", "base_link"
+            odom.twist.twist.linear.x, odom.twist.twist.angular.z = self.odometry
+            self.odom_pub.publish(odom)
         for cam, pub in self.cams.items():
             msg = self.image(cam, t)
             if msg is not None:
@@ -325,6 +334,33 @@ def test_diagnostics_at_1hz(system):
     print(f"\ndiagnostics: p50 {values['latency_p50_ms']} ms, p95 {values['latency_p95_ms']} ms, "
           f"rate {values['rate_hz_achieved']} Hz (target 5), dropped {values['dropped_ticks']}")
     assert float(values["rate_hz_achieved"]) > 2.0
+
+
+def _diagnostic_values(h, name: str, pred, timeout: float) -> dict:
+    """Key/values of the first /diagnostics status ``name`` arriving from now on that satisfies ``pred``."""
+    since, deadline = len(h.diags), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for d in list(h.diags)[since:]:
+            if d.status and d.status[0].name == name:
+                values = {kv.key: kv.value for kv in d.status[0].values}
+                if pred(values):
+                    return values
+        time.sleep(0.1)
+    raise AssertionError(f"no {name} diagnostics satisfying the condition within {timeout} s")
+
+
+def test_odometry_reaches_the_node_and_its_absence_is_unknown_not_a_stop(system):
+    h, main = system["harness"], system["main"]
+    main.wait_status(Status.OK)
+    main.odometry = (0.4, 0.1)
+    try:
+        values = _diagnostic_values(h, "/vla_node: inference", lambda v: v.get("odometry") == "ok", 8)
+        assert abs(float(values["age_odom_s"])) < 1.0
+    finally:
+        main.odometry = None
+    # odom stops: the velocity becomes unknown (stale), and the node keeps serving trajectories
+    _diagnostic_values(h, "/vla_node: inference", lambda v: v.get("odometry") == "stale", 8)
+    main.wait_status(Status.OK)
 
 
 def test_stale_camera_stops_the_robot_then_recovers(system):
