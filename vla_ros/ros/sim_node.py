@@ -147,16 +147,21 @@ class SimNode(Node):
         return msg
 
     def publish_observation(self) -> None:
-        """/clock and both cameras at the current sim stamp."""
+        """Both cameras, then /clock, at the current sim stamp.
+
+        The clock goes last: vla_node stamps a stop with its clock, and in lockstep an answer
+        stamped at (or after) a frame's stamp releases the simulation. A clock that overtook the
+        frames let a tick answer STOP_INCOMPLETE_HISTORY for frames it had not received yet.
+        """
         cfg = self.cfg
         with self.lock:
             stamp_ns = self.sim.stamp_ns
             ego, top = self.sim.render()
         stamp = _time(stamp_ns)
-        if self._clock_pub is not None:
-            self._clock_pub.publish(Clock(clock=stamp))
         self._ego_pub.publish(self._image(ego, stamp, cfg.ego_frame_id))
         self._top_pub.publish(self._image(top, stamp, cfg.top_frame_id))
+        if self._clock_pub is not None:
+            self._clock_pub.publish(Clock(clock=stamp))
 
     def publish_state(self) -> None:
         """odom and pose at the current sim stamp."""
@@ -293,9 +298,12 @@ class SimNode(Node):
             # lockstep: frames only where the simulation waits for their answer, so that every
             # prediction answers a frame the simulation waited for (deterministic); real time: every step
             observe = cfg.mode == "real_time" or sim.k % every == 0
-            self.publish_state()  # odometry first: a tick on the new frames finds the velocity of their instant
             if observe:
                 self.publish_observation()
+            # odometry after the frames: published first, its callback (in vla_node's input group)
+            # delayed the frames behind the new /clock, and a tick in that gap answered the frame
+            # with STOP_INCOMPLETE_HISTORY; the node matches odometry within odometry_tolerance anyway
+            self.publish_state()
             if cfg.mode == "lockstep" and observe:
                 self._wait_for_answer(sim.stamp_ns)
             if cfg.mode == "real_time" or not self._waiting_enabled:
