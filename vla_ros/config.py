@@ -32,6 +32,8 @@ __all__ = [
 
 # initial diffusion noise: one seeded draw every call | a new draw each call | x_T = 0 (DDIM's central path)
 NOISE_MODES = ("fixed", "varied", "zero")
+# The robot's measured velocity (odometry): |v| m/s or |omega| rad/s above this is a units mistake, not a robot.
+MAX_ODOMETRY = 20.0
 
 
 class ConfigError(ValueError):

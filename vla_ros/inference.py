@@ -33,14 +33,13 @@ from torch import nn
 
 from vla_ros import paths
 from vla_ros.checkpoint import load_checkpoint
-from vla_ros.config import NOISE_MODES, ModelConfig
+from vla_ros.config import MAX_ODOMETRY, NOISE_MODES, ModelConfig
 from vla_ros.errors import InputError
 from vla_ros.model.cpu_graph import freeze_graph, param_versions
 from vla_ros.model.fast_unet import FastUNet, UnsupportedUNet
 from vla_ros.model.head import DiffusionActionHead, build_scheduler
 
 MAX_COMMAND_CHARS = 2000  # longer commands are rejected (the text encoder reads 64 tokens anyway)
-MAX_ODOMETRY = 20.0  # |v| m/s or |omega| rad/s above this is a units mistake, not a robot
 MIN_IMAGE_SIDE = 8
 # The CPU DDIM loop of up to this many rows runs on one thread: its operators are so small
 # that a second thread costs more in synchronisation than it saves (measured: B = 1-8 is
@@ -363,7 +362,7 @@ class VLAInferenceAPI:
             o = np.asarray(odometry, dtype=np.float64)
         except (TypeError, ValueError):
             raise InputError(f"odometry: expected (v, omega) numbers or None, got {type(odometry).__name__}") from None
-        if o.shape not in ((2,), (batch, 2)) or (o.ndim == 1 and batch != 1):
+        if not (o.shape == (batch, 2) or (batch == 1 and o.shape == (2,))):
             raise InputError(f"odometry: expected shape (2,) = (v m/s, omega rad/s)"
                              f"{'' if batch == 1 else f' or ({batch}, 2)'} or None, got {o.shape}")
         o = o.reshape(-1, 2)

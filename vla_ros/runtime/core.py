@@ -31,6 +31,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from vla_ros.config import MAX_ODOMETRY
 from vla_ros.runtime.config import NodeConfig
 from vla_ros.runtime.history import NS, Alignment, CameraHistory, Frame, align
 from vla_ros.runtime.images import ImageError, decode_image
@@ -50,8 +51,6 @@ class Logger(Protocol):  # rclpy's node logger and logging.Logger both fit
     def error(self, msg: str) -> Any: ...
 
 
-# The robot's velocity: |v| (m/s) or |omega| (rad/s) above this is a units mistake, not a robot.
-MAX_ODOMETRY = 20.0
 ODOMETRY_KEEP = 64  # odometry messages kept (odom often runs at 50-100 Hz; frames are matched within ~0.2 s)
 
 # (per-camera frame lists in ModelSpec.cameras order, command, odometry (v, omega) or None)
