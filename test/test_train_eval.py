@@ -175,3 +175,42 @@ def test_eval_with_and_without_odometry(trained, tiny_data):
     without = evaluate(out / "best.pth", tiny_data[1], sweep=False, progress=False, odometry=False)
     assert with_odom["odometry"] and not without["odometry"]
     assert with_odom["model"]["overall"]["ade"] != without["model"]["overall"]["ade"]
+
+
+def test_every_recorded_state_is_labelled_for_every_command(tiny_data, tmp_path):
+    from vla_ros.model.vla import SimpleVLA
+    from vla_ros.sim.commands import KINDS
+    from vla_ros.train import build_frame_bank, relabel_trajectories
+
+    torch.manual_seed(0)
+    bank = build_frame_bank(SimpleVLA(TINY_MODEL), tiny_data[0], progress=False)
+    labels = relabel_trajectories(bank, tiny_data[0], cache_dir=tmp_path, progress=False)
+    assert labels.shape == (*bank.traj.shape[:2], len(KINDS), 16, 3)
+    e, t = torch.from_numpy(bank.samples[:, 0]), torch.from_numpy(bank.samples[:, 1])
+    own = torch.tensor([KINDS.index(bank.kinds[i]) for i in e])
+    torch.testing.assert_close(labels[e, t, own], bank.traj[e, t], atol=1e-5, rtol=0)  # the stored label
+    ahead = labels[e, t, :, -1, 0]  # (S, K) metres ahead at the last waypoint
+    fwd, stop = ahead[:, KINDS.index("forward")], ahead[:, KINDS.index("stop")]
+    assert (fwd >= stop - 1e-3).all() and fwd.mean() > stop.mean() + 1.0  # (forward brakes for obstacles)
+    assert ahead[:, KINDS.index("stop")].abs().max() < 0.3  # brakes within a quarter metre from any state
+    # the same state, another colour: another trajectory (each layout has one cone of each colour)
+    red, blue = labels[e, t, KINDS.index("goto_red")], labels[e, t, KINDS.index("goto_blue")]
+    assert (red - blue).abs().amax((1, 2)).mean() > 0.3
+    # a subset of kinds, from the cache, in the order asked for
+    some = relabel_trajectories(bank, tiny_data[0], ("stop", "forward"), cache_dir=tmp_path, progress=False)
+    torch.testing.assert_close(some, labels[:, :, [KINDS.index("stop"), KINDS.index("forward")]])
+
+
+def test_relabelled_training_runs_and_the_kinds_are_checked(tiny_data, tmp_path):
+    import dataclasses
+
+    from vla_ros.config import ConfigError
+
+    every = dataclasses.replace(TINY_TRAIN, steps=4, val_every=4, relabel_prob=1.0, relabel_kinds=("stop",))
+    assert train(TINY_MODEL, every, tiny_data[0], tmp_path / "run", progress=False)["step"] == 4
+    assert list((tmp_path / "run" / "cache" / "relabel").glob("*_stop_*.npy"))
+    with pytest.raises(ConfigError, match="relabel_kinds"):
+        TrainConfig(relabel_kinds=("fly",))
+    with pytest.raises(ConfigError, match="relabel_prob"):
+        TrainConfig(relabel_prob=1.5)
+

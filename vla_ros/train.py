@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from vla_ros.checkpoint import checkpoint_config, load_checkpoint, read_checkpoint, save_checkpoint
 from vla_ros.config import ModelConfig, TrainConfig, to_dict
-from vla_ros.data.io import list_episodes, load_episode, read_dataset_info
+from vla_ros.data.io import list_episodes, load_episode, load_meta, read_dataset_info
 from vla_ros.model.vla import SimpleVLA
 from vla_ros.sim.commands import KINDS, phrasings
 
@@ -121,6 +121,47 @@ def build_frame_bank(model: SimpleVLA, data_dir: str | Path, cache_dir: str | Pa
     steps = [t for t in range(first, T) if slot is None or slot[t] >= 0]
     samples = np.array([(e, t) for e in range(len(files)) for t in steps], dtype=np.int64)
     return FrameBank(feats, traj, np.stack(states), kinds, texts, samples, stride, history, slot)
+
+
+def relabel_trajectories(bank: FrameBank, data_dir: str | Path, kinds: tuple[str, ...] = KINDS,
+                         cache_dir: str | Path | None = None, progress: bool = True) -> torch.Tensor:
+    """(E, T, K, 16, 3): the expert's trajectory for each of ``kinds`` (K of them, in that order)
+    from the recorded state of every sample step (zeros at steps that are not samples).
+
+    Every episode file keeps its world config, layout and states, so the expert can answer any
+    command from any state it recorded; for the episode's own kind this is its stored label.
+    Cached per episode file and kind next to the frozen features.
+    """
+    from vla_ros.sim.config import WorldConfig
+    from vla_ros.sim.expert import expert_trajectory
+    from vla_ros.sim.layout import Layout
+
+    files = list_episodes(data_dir)
+    E, T = bank.traj.shape[:2]
+    if len(files) != E:
+        raise ValueError(f"{data_dir}: {len(files)} episodes, but the frame bank holds {E}")
+    steps = np.unique(bank.samples[:, 1])
+    out = torch.zeros(E, T, len(kinds), *bank.traj.shape[2:])
+    cache = Path(cache_dir) / "relabel" if cache_dir is not None else None
+    for e, f in enumerate(tqdm(files, desc="labelling every state for every command", unit="ep",
+                               disable=not progress)):
+        st = f.stat()
+        key = hashlib.sha1(f"{f.name}:{st.st_size}:{int(st.st_mtime)}:{steps.tolist()}".encode()).hexdigest()[:16]
+        entries = [cache / f"{f.stem}_{kind}_{key}.npy" if cache is not None else None for kind in kinds]
+        meta = None
+        for k, (kind, entry) in enumerate(zip(kinds, entries)):
+            if entry is not None and entry.exists():
+                out[e, steps, k] = torch.from_numpy(np.load(entry))
+                continue
+            if meta is None:
+                meta = load_meta(f)
+                config, layout = WorldConfig.from_dict(meta["config"]), Layout.from_dict(meta["layout"])
+            labels = np.stack([expert_trajectory(kind, bank.states[e, t], layout, config) for t in steps])
+            out[e, steps, k] = torch.from_numpy(labels.astype(np.float32))  # (steps, 16, 3)
+            if entry is not None:
+                entry.parent.mkdir(parents=True, exist_ok=True)
+                np.save(entry, labels.astype(np.float32))
+    return out
 
 
 def gather(bank: FrameBank, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -298,6 +339,8 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
     if not fine_tune:  # fine-tuning keeps the checkpoint's normaliser
         model.action_head.normalizer.fit(bank.traj[torch.from_numpy(e), torch.from_numpy(t)].to(dev))
     baselines = {"mean_per_kind": mean_trajectory_per_kind(bank)}
+    relabels = relabel_trajectories(bank, data_dir, tuple(train_cfg.relabel_kinds), cache_dir=out / "cache",
+                                    progress=progress) if train_cfg.relabel_prob > 0 else None
 
     params = [p for p in model.parameters() if p.requires_grad]
     # the odometry layer has a parameter group of its own: when it was just added to a trained
@@ -360,8 +403,15 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
     while step < train_cfg.steps:
         sel = rng.choice(train_idx, train_cfg.batch_size, replace=len(train_idx) < train_cfg.batch_size)
         frozen, traj = gather(bank, sel, dev)
+        kinds = [train_kinds[i] for i in sel]
+        if relabels is not None:  # some samples answer another command from the same state
+            swap = np.flatnonzero(rng.random(len(sel)) < train_cfg.relabel_prob)
+            new_k = rng.integers(len(train_cfg.relabel_kinds), size=len(swap))
+            for j, k in zip(swap, new_k):
+                kinds[j] = train_cfg.relabel_kinds[k]
+                traj[j] = relabels[bank.samples[sel[j], 0], bank.samples[sel[j], 1], k].to(dev)
         # language variety: a random training phrasing of the sample's command kind
-        cmds = [str(rng.choice(phrasings(train_kinds[i], "train"))) for i in sel]
+        cmds = [str(rng.choice(phrasings(k, "train"))) for k in kinds]
         odom = gather_odometry(bank, sel)
         odom[rng.random(len(sel)) < train_cfg.odometry_dropout] = np.nan  # "no odometry" is an input too
         loss = model.loss(frozen, cmds, traj, odometry=odom)

@@ -14,7 +14,8 @@ def cmd_train(args) -> int:
     model_cfg = load_yaml(args.config, ModelConfig, section="model")
     train_cfg = load_yaml(args.config, TrainConfig, section="train")
     overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("seed", args.seed),
-                                   ("val_every", args.val_every), ("lr", args.lr)) if v is not None}
+                                   ("val_every", args.val_every), ("lr", args.lr),
+                                   ("relabel_prob", args.relabel_prob)) if v is not None}
     train_cfg = dataclasses.replace(train_cfg, **overrides)
     if args.odometry_input is not None:
         model_cfg = dataclasses.replace(model_cfg, odometry_input=args.odometry_input == "on")
@@ -46,6 +47,9 @@ def register(sub) -> None:
     p.add_argument("--lr", type=float, help="override train.lr")
     p.add_argument("--val-every", type=int, help="override train.val_every")
     p.add_argument("--seed", type=int, help="override train.seed")
+    p.add_argument("--relabel-prob", type=float, metavar="P",
+                   help="override train.relabel_prob: share of samples given another command (train.relabel_kinds), "
+                        "labelled with the expert's plan for it from the same state (0 = off)")
     p.add_argument("--max-minutes", type=float, help="stop (and save last.pth) after this many minutes")
     p.add_argument("--odometry-input", choices=("on", "off"),
                    help="override model.odometry_input (the robot's measured velocity as an input); with --init, "
