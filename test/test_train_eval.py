@@ -214,3 +214,33 @@ def test_relabelled_training_runs_and_the_kinds_are_checked(tiny_data, tmp_path)
     with pytest.raises(ConfigError, match="relabel_prob"):
         TrainConfig(relabel_prob=1.5)
 
+
+def test_colour_grounding_tells_a_model_that_follows_the_colour_from_a_colour_blind_one(tmp_path):
+    from vla_ros.data.io import list_episodes, load_episode
+    from vla_ros.evaluate import colour_grounding
+    from vla_ros.sim.expert import expert_trajectory
+    from vla_ros.sim.layout import Layout
+
+    world = WorldConfig(image_size=32, episode_steps=12)
+    data = generate_dataset(tmp_path / "data", episodes=16, seed=5, config=world, progress=False)
+    answers = {}  # the expert's answer for each colour, keyed by the newest ego frame
+    for path in list_episodes(data):
+        arrays, meta = load_episode(path)
+        layout = Layout.from_dict(meta["layout"])
+        for t in (8, 10):
+            for c in ("red", "green", "blue"):
+                answers[arrays["ego"][t].tobytes(), c] = expert_trajectory(f"goto_{c}", arrays["state"][t], layout,
+                                                                            world)
+
+    def follows(ego, top, text, odometry):
+        return answers[ego[-1].tobytes(), text.split()[-2]]  # "go to the <colour> cone"
+
+    perfect = colour_grounding(follows, data, steps=(8, 10), progress=False)
+    assert perfect["samples"] >= 2 and perfect["answers"] == 3 * perfect["samples"]
+    assert perfect["identified"] == 1.0 and perfect["bearing_error_deg"] == 0.0
+    assert perfect["model_spread_m"] == pytest.approx(perfect["expert_spread_m"]) and perfect["expert_spread_m"] > 0.3
+    blind = colour_grounding(lambda ego, top, text, odometry: answers[ego[-1].tobytes(), "red"], data,
+                             steps=(8, 10), progress=False)
+    assert blind["identified"] == pytest.approx(1 / 3, abs=0.05) and blind["model_spread_m"] == 0.0
+    with pytest.raises(ValueError, match="full history"):
+        colour_grounding(follows, data, steps=(2,), progress=False)

@@ -230,3 +230,64 @@ def plot_report(r: dict[str, Any], out_png: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
+
+
+GROUNDING_COLOURS = ("red", "green", "blue")
+
+
+def colour_grounding(predict, data_dir: str | Path, steps: tuple[int, ...] = (8, 20),
+                     history_length: int = 5, progress: bool = True) -> dict[str, Any]:
+    """Does the model go to the cone whose colour the command names?
+
+    For every unblocked goto episode of ``data_dir`` and each of ``steps``, ``predict(ego, top,
+    text, odometry) -> (16, 3)`` answers "go to the red / green / blue cone" from the *same*
+    frames and velocity, and the expert plans the same three commands from the recorded state
+    (every layout has one cone of each colour). Returns:
+
+    * ``identified``: share of (sample, colour) answers closer (mean waypoint distance) to the
+      expert's trajectory for that colour than to the expert's for the other two (1/3 = chance,
+      and exactly 1/3 for a model that ignores the colour);
+    * ``model_spread_m`` / ``expert_spread_m``: mean distance between the endpoints of the three
+      colours' trajectories (a model that ignores the colour has 0);
+    * ``bearing_error_deg``: mean angle between the answer's and the expert's endpoint directions.
+    """
+    import math
+
+    from vla_ros.data.io import list_episodes, load_episode
+    from vla_ros.sim.config import WorldConfig
+    from vla_ros.sim.expert import expert_trajectory
+    from vla_ros.sim.layout import Layout
+
+    identified, bearing, model_spread, expert_spread = [], [], [], []
+    pairs = [(a, b) for i, a in enumerate(GROUNDING_COLOURS) for b in GROUNDING_COLOURS[i + 1:]]
+    for path in tqdm(list_episodes(data_dir), desc="colour grounding", unit="ep", disable=not progress):
+        arrays, meta = load_episode(path, mmap=True)
+        if not meta["kind"].startswith("goto_") or meta["blocking_obstacle"]:
+            continue
+        config, layout = WorldConfig.from_dict(meta["config"]), Layout.from_dict(meta["layout"])
+        span = (history_length - 1) * config.history_stride
+        for t in steps:
+            if not span <= t < len(arrays["state"]):
+                raise ValueError(f"step {t} has no full history in {path.name} (need {span} <= t < "
+                                 f"{len(arrays['state'])})")
+            idx = list(range(t - span, t + 1, config.history_stride))
+            ego, top = [np.asarray(arrays["ego"][i]) for i in idx], [np.asarray(arrays["top"][i]) for i in idx]
+            state = np.asarray(arrays["state"][t], dtype=np.float64)
+            model, expert = {}, {}
+            for c in GROUNDING_COLOURS:
+                model[c] = np.asarray(predict(ego, top, f"go to the {c} cone", (float(state[3]), float(state[4]))))
+                expert[c] = expert_trajectory(f"goto_{c}", state, layout, config)
+            for c in GROUNDING_COLOURS:
+                dist = {c2: float(np.linalg.norm(model[c][:, :2] - expert[c2][:, :2], axis=1).mean())
+                        for c2 in GROUNDING_COLOURS}
+                identified.append(min(dist, key=dist.get) == c)
+                a, b = model[c][-1], expert[c][-1]
+                bearing.append(abs(math.degrees(math.atan2(a[1], max(a[0], 1e-3)) - math.atan2(b[1], max(b[0], 1e-3)))))
+            model_spread.append(np.mean([np.linalg.norm(model[a][-1, :2] - model[b][-1, :2]) for a, b in pairs]))
+            expert_spread.append(np.mean([np.linalg.norm(expert[a][-1, :2] - expert[b][-1, :2]) for a, b in pairs]))
+    if not model_spread:
+        raise ValueError(f"{data_dir}: no unblocked goto episode to test the colours on")
+    return {"data": str(data_dir), "samples": len(model_spread), "answers": len(identified),
+            "identified": float(np.mean(identified)), "chance": 1.0 / len(GROUNDING_COLOURS),
+            "model_spread_m": float(np.mean(model_spread)), "expert_spread_m": float(np.mean(expert_spread)),
+            "bearing_error_deg": float(np.mean(bearing))}

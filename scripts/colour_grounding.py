@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Does the model go to the cone whose colour the command names? (vla_ros.evaluate.colour_grounding)
+
+The model answers "go to the red / green / blue cone" from the same frames, with x_T = 0 (its
+mean-like answer, no noise draw), for every unblocked goto episode of a dataset; the expert
+plans the same three commands from the recorded state. Prints (and writes) JSON:
+``identified`` (1/3 = chance), the endpoint spread across colours (model vs expert) and the
+bearing error.
+
+Usage: .venv/bin/python scripts/colour_grounding.py --data EVAL [--checkpoint CKPT] [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from vla_ros.evaluate import colour_grounding
+from vla_ros.inference import VLAInferenceAPI
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True, help="dataset directory (vla data generate), e.g. held-out seeds")
+    ap.add_argument("--checkpoint", help="checkpoint (default: the packaged default)")
+    ap.add_argument("--steps", default="8,20", help="steps of each episode to test (comma-separated)")
+    ap.add_argument("--json", help="write the figures as JSON")
+    args = ap.parse_args()
+    api = VLAInferenceAPI(args.checkpoint, noise="zero")
+    out = colour_grounding(lambda e, t, text, odo: api.predict(e, t, text, odo).trajectory, args.data,
+                           steps=tuple(int(s) for s in args.steps.split(",")),
+                           history_length=api.config.history_length)
+    out = {"checkpoint": str(api.checkpoint), **out}
+    print(json.dumps(out, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
