@@ -253,7 +253,7 @@ def colour_grounding(predict, data_dir: str | Path, steps: tuple[int, ...] = (8,
     """
     import math
 
-    from vla_ros.data.io import list_episodes, load_episode
+    from vla_ros.data.io import list_episodes, load_episode, load_meta
     from vla_ros.sim.config import WorldConfig
     from vla_ros.sim.expert import expert_trajectory
     from vla_ros.sim.layout import Layout
@@ -261,9 +261,10 @@ def colour_grounding(predict, data_dir: str | Path, steps: tuple[int, ...] = (8,
     identified, bearing, model_spread, expert_spread = [], [], [], []
     pairs = [(a, b) for i, a in enumerate(GROUNDING_COLOURS) for b in GROUNDING_COLOURS[i + 1:]]
     for path in tqdm(list_episodes(data_dir), desc="colour grounding", unit="ep", disable=not progress):
-        arrays, meta = load_episode(path, mmap=True)
+        meta = load_meta(path)  # the arrays only of the episodes tested
         if not meta["kind"].startswith("goto_") or meta["blocking_obstacle"]:
             continue
+        arrays, _ = load_episode(path, mmap=True)
         config, layout = WorldConfig.from_dict(meta["config"]), Layout.from_dict(meta["layout"])
         span = (history_length - 1) * config.history_stride
         for t in steps:

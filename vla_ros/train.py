@@ -54,14 +54,19 @@ class FrameBank:
         return steps if self.frame_slot is None else self.frame_slot[steps]
 
 
+def _hash_files(h: Any, files: list[Path]) -> None:
+    """Add each file's name, size and modification time to ``h`` (a cache entry's source files)."""
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+
+
 def _feature_cache_key(model: SimpleVLA, files: list[Path]) -> str:
     h = hashlib.sha1()
     cfg = model.config
     h.update(json.dumps([cfg.backbone, cfg.image_size, cfg.vision_lora_blocks, cfg.hf_vision_path,
                          cfg.pretrained, list(cfg.cameras)]).encode())
-    for f in files:
-        st = f.stat()
-        h.update(f"{f.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    _hash_files(h, files)
     return h.hexdigest()[:16]
 
 
@@ -145,8 +150,10 @@ def relabel_trajectories(bank: FrameBank, data_dir: str | Path, kinds: tuple[str
     cache = Path(cache_dir) / "relabel" if cache_dir is not None else None
     for e, f in enumerate(tqdm(files, desc="labelling every state for every command", unit="ep",
                                disable=not progress)):
-        st = f.stat()
-        key = hashlib.sha1(f"{f.name}:{st.st_size}:{int(st.st_mtime)}:{steps.tolist()}".encode()).hexdigest()[:16]
+        h = hashlib.sha1()
+        _hash_files(h, [f])
+        h.update(str(steps.tolist()).encode())
+        key = h.hexdigest()[:16]
         entries = [cache / f"{f.stem}_{kind}_{key}.npy" if cache is not None else None for kind in kinds]
         meta = None
         for k, (kind, entry) in enumerate(zip(kinds, entries)):
@@ -156,11 +163,12 @@ def relabel_trajectories(bank: FrameBank, data_dir: str | Path, kinds: tuple[str
             if meta is None:
                 meta = load_meta(f)
                 config, layout = WorldConfig.from_dict(meta["config"]), Layout.from_dict(meta["layout"])
-            labels = np.stack([expert_trajectory(kind, bank.states[e, t], layout, config) for t in steps])
-            out[e, steps, k] = torch.from_numpy(labels.astype(np.float32))  # (steps, 16, 3)
+            labels = np.stack([expert_trajectory(kind, bank.states[e, t], layout, config)
+                               for t in steps]).astype(np.float32)  # (steps, 16, 3)
+            out[e, steps, k] = torch.from_numpy(labels)
             if entry is not None:
                 entry.parent.mkdir(parents=True, exist_ok=True)
-                np.save(entry, labels.astype(np.float32))
+                np.save(entry, labels)
     return out
 
 
