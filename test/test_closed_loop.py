@@ -408,6 +408,80 @@ def test_vla_sim_through_the_nodes_then_vla_node_killed(forward_checkpoint, tmp_
     assert len(list((tmp_path / "video").glob("*.gif"))) == 2
 
 
+def test_sim_node_lockstep_waits_past_a_premature_stop_for_the_ok_answer():
+    """A stop stamped at the frames' time (vla_node stamps stops with its clock) releases the
+    lockstep step only if no OK trajectory for the same frames follows within stop_grace; in the
+    warm-up any answer releases it. (The race behind a flaky `vla sim` run, made deterministic.)"""
+    rclpy = pytest.importorskip("rclpy")
+    import threading
+
+    from geometry_msgs.msg import Pose
+    from rclpy.parameter import Parameter
+
+    from vla_ros.msg import Trajectory
+    from vla_ros.ros.sim_node import SimNode, _time
+
+    grace = 2.0
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = SimNode(context=ctx, parameter_overrides=[Parameter("stop_grace", value=grace),
+                                                     Parameter("image_size", value=64)])
+    try:
+        node.create_publisher(Trajectory, "trajectory", 10)  # "the VLA node is still there"
+
+        def msg(stamp_ns, status):
+            m = Trajectory(dt=0.2, status=status, command="drive forward")
+            m.header.stamp = _time(stamp_ns)
+            if status == Trajectory.STATUS_OK:
+                for x, y, _ in _straight():
+                    p = Pose()
+                    p.position.x, p.position.y, p.orientation.w = float(x), float(y), 1.0
+                    m.poses.append(p)
+            return m
+
+        def answer_later(*msgs, delay=0.2):
+            def run():
+                for m in msgs:
+                    time.sleep(delay)
+                    node._on_trajectory(m)
+            t = threading.Thread(target=run)
+            t.start()
+            return t
+
+        def wait(stamp_ns):
+            t0 = time.monotonic()
+            node._wait_for_answer(stamp_ns)
+            return time.monotonic() - t0
+
+        node.sim.reset(seed=5, kind="forward", split="eval", text="drive forward", start_ns=NS, episode=0)
+        node._active = True
+        assert node.sim.in_warmup  # warm-up: the stop (incomplete history) is the answer
+        stamp = node.sim.stamp_ns
+        th = answer_later(msg(stamp, Trajectory.STATUS_STOP_INCOMPLETE_HISTORY))
+        assert wait(stamp) < grace and node._waiting_enabled
+        th.join()
+        while node.sim.in_warmup:
+            node.sim.step()
+        # after the warm-up: a stop for frames the node had not yet seen, then its OK answer
+        stamp = node.sim.stamp_ns
+        th = answer_later(msg(stamp, Trajectory.STATUS_STOP_INCOMPLETE_HISTORY), msg(stamp, Trajectory.STATUS_OK))
+        elapsed = wait(stamp)
+        plan = node.sim.tracker.plan  # what the robot follows when the simulation steps on
+        th.join()
+        assert elapsed < grace and node._waiting_enabled
+        assert plan is not None and plan.stamp_ns == stamp, "released by the stop, not by the OK answer"
+        # a stop that stays the answer releases the step after the grace period
+        node.sim.step(), node.sim.step()
+        stamp = node.sim.stamp_ns
+        th = answer_later(msg(stamp, Trajectory.STATUS_STOP_STALE_CAMERA))
+        assert wait(stamp) >= grace and node._waiting_enabled
+        th.join()
+        assert node.sim.tracker.plan is None  # the robot stops
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+
 def test_docs_list_every_sim_node_parameter():
     from vla_ros.closed_loop import sim_parameter_table
 

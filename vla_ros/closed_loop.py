@@ -688,6 +688,11 @@ class SimNodeConfig:
     lockstep_timeout: float = _opt(30.0, "lockstep mode: wall seconds to wait for an answer; after that the "
                                          "simulation runs on without waiting until trajectories come back "
                                          "(and the robot stops by trajectory_timeout).")
+    stop_grace: float = _opt(1.0, "lockstep mode: wall seconds a stop answer (after the warm-up) waits for an OK "
+                                  "trajectory answering the same frames before the simulation goes on with the "
+                                  "stop. The VLA node stamps a stop with its clock, so a tick that fell between "
+                                  "the new /clock and the frames' arrival answers frames it has not seen yet; "
+                                  "its next tick answers them. 0 = go on at the first answer of any status.")
     startup_timeout: float = _opt(120.0, "Wall seconds to wait for the VLA node (a subscriber of "
                                          "ego/image_raw and a publisher of trajectory) before the first "
                                          "episode; 0 = start at once.")
@@ -726,6 +731,8 @@ class SimNodeConfig:
         _require(self.real_time_factor > 0, f"real_time_factor={self.real_time_factor}: must be > 0")
         _require(self.lockstep_period > 0, f"lockstep_period={self.lockstep_period}: must be > 0 seconds")
         _require(self.lockstep_timeout > 0, f"lockstep_timeout={self.lockstep_timeout}: must be > 0 seconds")
+        _require(0 <= self.stop_grace < self.lockstep_timeout,
+                 f"stop_grace={self.stop_grace}: must be >= 0 and below lockstep_timeout ({self.lockstep_timeout})")
         _require(self.startup_timeout >= 0, f"startup_timeout={self.startup_timeout}: must be >= 0")
         _require(self.warmup >= 0, f"warmup={self.warmup}: must be >= 0 seconds")
         _require(self.duration > 0, f"duration={self.duration}: must be > 0 seconds")

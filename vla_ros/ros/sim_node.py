@@ -100,6 +100,7 @@ class SimNode(Node):
                                  warmup=cfg.warmup, duration=cfg.duration)
         self.lock = threading.Condition()
         self._answer_ns = -1  # newest header.stamp received (any status)
+        self._ok_ns = -1  # newest header.stamp of an OK trajectory
         self._waiting_enabled = True  # lockstep waits; off after lockstep_timeout until trajectories return
         self._active = False  # an episode is running
         self._out = Path(cfg.output_dir) if cfg.output_dir else None
@@ -134,6 +135,8 @@ class SimNode(Node):
             except Exception as exc:  # noqa: BLE001 - a malformed message must not stop the simulation
                 self.get_logger().warning(f"trajectory rejected: {type(exc).__name__}: {exc}")
             self._answer_ns = max(self._answer_ns, stamp)
+            if int(msg.status) == Trajectory.STATUS_OK:
+                self._ok_ns = max(self._ok_ns, stamp)
             self._waiting_enabled = True
             self.lock.notify_all()
 
@@ -228,7 +231,7 @@ class SimNode(Node):
                 start_ns = self.get_clock().now().nanoseconds
             with self.lock:
                 self.sim.reset(seed=seed, kind=kind, split=cfg.split, text=text, start_ns=start_ns, episode=i)
-                self._answer_ns = -1
+                self._answer_ns = self._ok_ns = -1
                 self._active = True
             self._cmd_pub.publish(String(data=self.sim.text))
             self.get_logger().info(f"episode {i + 1}/{cfg.episodes or '-'} (seed {seed}): "
@@ -259,14 +262,28 @@ class SimNode(Node):
         return 0
 
     def _wait_for_answer(self, stamp_ns: int) -> None:
-        """lockstep: block until a trajectory stamped >= stamp_ns arrived (or give up)."""
+        """lockstep: block until the frames stamped ``stamp_ns`` are answered (or give up).
+
+        An OK trajectory stamped >= stamp_ns answers them at once. A stop stamped >= stamp_ns does
+        during the warm-up (the node's history is still filling, and the robot ignores answers);
+        after it, only when no OK trajectory followed within stop_grace wall seconds: vla_node stamps
+        a stop with its clock, so a tick between the new /clock and the frames' arrival answers
+        frames it has not seen, and its next tick (a few tens of ms later) answers them.
+        """
         if not self._waiting_enabled:
             return
         deadline = time.monotonic() + self.cfg.lockstep_timeout
         next_graph_check = time.monotonic() + 1.0
+        grace = 0.0 if self.sim.in_warmup else self.cfg.stop_grace
+        stop_since = None  # wall time the first stop answering these frames arrived
         with self.lock:
-            while self._answer_ns < stamp_ns and self.running:
+            while self._ok_ns < stamp_ns and self.running:
                 now = time.monotonic()
+                if self._answer_ns >= stamp_ns:  # answered with a stop
+                    if stop_since is None:
+                        stop_since = now
+                    if now - stop_since >= grace:
+                        return
                 if now >= next_graph_check:  # the VLA node left: do not wait for it
                     next_graph_check = now + 1.0
                     if self.count_publishers("trajectory") == 0:
@@ -275,7 +292,10 @@ class SimNode(Node):
                 if now >= deadline:
                     self._give_up_waiting(f"no answer for {self.cfg.lockstep_timeout:g} s")
                     return
-                self.lock.wait(timeout=min(0.1, deadline - now))
+                wait = min(0.1, deadline - now)
+                if stop_since is not None:
+                    wait = min(wait, max(0.0, stop_since + grace - now))
+                self.lock.wait(timeout=wait)
 
     def _give_up_waiting(self, why: str) -> None:
         self._waiting_enabled = False
