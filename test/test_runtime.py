@@ -417,10 +417,12 @@ def test_resolution_change_restarts_that_cameras_history():
 
 
 def test_stamps_jumping_back_clear_the_history_and_restart():
-    core, log = _core()
+    restarts = []
+    core = NodeCore(NodeConfig(), ModelSpec(), log := ListLog(), on_restart=lambda: restarts.append(core.ticks))
     core.on_command("go")
     _feed(core, T0)
     assert core.tick(T0, FakeModel()).ok
+    assert restarts == []
     back = T0 - 30 * NS  # the bag loops
     _feed(core, back, duration_ns=0)
     assert core.events["time_jump"] == 1
@@ -429,9 +431,10 @@ def test_stamps_jumping_back_clear_the_history_and_restart():
     _feed(core, back + NS, duration_ns=NS)
     r = core.tick(back + NS, FakeModel())  # the node clock jumped back too: cleared once more
     assert r.status == Status.STOP_STALE_CAMERA
+    assert restarts == [2]  # the model API restarted (its noise sequence) once, in the tick's thread
     _feed(core, back + 2 * NS, duration_ns=NS)
     r = core.tick(back + 2 * NS, FakeModel())
-    assert r.ok and r.stamp_ns == back + 2 * NS
+    assert r.ok and r.stamp_ns == back + 2 * NS and restarts == [2]
 
 
 def test_history_cleared_while_the_model_runs_discards_its_output():
@@ -610,6 +613,35 @@ def test_core_with_the_real_inference_api(tiny_checkpoint):
     assert r.latency_s > 0 and "diffusion" in r.timing
     with pytest.raises(ConfigError, match="num_inference_steps"):
         load_model(NodeConfig(checkpoint=str(tiny_checkpoint), num_inference_steps=501, warmup=False))
+
+
+def test_a_looping_bag_replays_the_same_varied_noise_trajectories(tiny_checkpoint):
+    """noise=varied draws a new x_T every prediction; when time jumps back (a bag loops) the node
+    restarts the API's noise sequence, so the second pass publishes what the first did."""
+    from vla_ros.runtime.model import load_model, make_predictor
+
+    cfg = NodeConfig(checkpoint=str(tiny_checkpoint), num_inference_steps=2, warmup=False, noise="varied")
+    api, spec = load_model(cfg)
+    core = NodeCore(cfg, spec, logging.getLogger("test"), on_restart=api.reset)
+    core.on_command("go to the red door")
+    predict = make_predictor(api)
+
+    def one_pass():
+        rng = np.random.default_rng(0)  # the same frames each pass
+        out = []
+        for i in range(30):
+            t = T0 + i * 50 * MS
+            r = core.tick(t, predict)  # the bag's /clock jumps back first (or the frames do: the same)
+            if r.ok:
+                out.append(r.trajectory)
+            for cam in ("ego", "top"):
+                core.on_image(cam, t, "rgb8", 32, 32, 96, rng.integers(0, 255, 32 * 32 * 3, dtype=np.uint8).tobytes())
+        return np.stack(out)
+
+    first, second = one_pass(), one_pass()
+    assert core.events["time_jump"] >= 1 and len(first) >= 5
+    assert not np.allclose(first[0], first[1])  # varied: a new sample each prediction ...
+    np.testing.assert_allclose(first, second, atol=1e-6)  # ... and the same sequence again after the loop
 
 
 def test_noise_parameter_choices_are_the_api_s():

@@ -92,8 +92,14 @@ class TickResult:
 
 
 class NodeCore:
-    def __init__(self, cfg: NodeConfig, model: ModelSpec, log: Logger) -> None:
+    def __init__(self, cfg: NodeConfig, model: ModelSpec, log: Logger,
+                 on_restart: Callable[[], None] | None = None) -> None:
+        """``on_restart`` (e.g. the inference API's ``reset``) is called from ``tick`` -- the
+        thread that runs the model -- before the first prediction after the histories were
+        cleared (time jumped back: a bag looped), so a replayed pass repeats the first one."""
         self.cfg = cfg
+        self._on_restart = on_restart
+        self._restarted_generation = 0
         self.model = model
         self.log = log
         n = model.history_length
@@ -316,6 +322,10 @@ class NodeCore:
         """Check inputs, run the model if they are usable; None when there is nothing to publish."""
         self.ticks += 1
         decision, al, command, generation, odometry = self._observe(now_ns)
+        if generation != self._restarted_generation:
+            self._restarted_generation = generation
+            if self._on_restart is not None:
+                self._on_restart()
         spec = self.model
         result = None
         if decision.ok:
