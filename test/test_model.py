@@ -301,3 +301,88 @@ def test_odometry_input_starts_at_zero_and_unknown_differs_from_standing_still()
     torch.testing.assert_close(model.odometry_features(None, 2), torch.zeros(2, 3))
     with pytest.raises(ValueError, match="rows"):
         model.odometry_features(np.zeros((3, 2)), 2)
+
+
+# -- the target locator (model/locator.py) -------------------------------------------------
+
+def test_to_robot_frame():
+    from vla_ros.model.locator import to_robot_frame
+
+    robot = torch.tensor([[1.0, 1.0], [0.0, 0.0]])
+    north, west = torch.tensor([0.0, 1.0]), torch.tensor([-1.0, 0.0])
+    point = torch.tensor([[2.0, 1.0], [-1.0, 1.0]])
+    # facing north, a point to the east is on the right; facing west, a point north-west is ahead-right
+    out = to_robot_frame(point, robot, torch.stack([north, west]))
+    torch.testing.assert_close(out, torch.tensor([[0.0, -1.0], [1.0, -1.0]]))
+
+
+def _dots(n, size, rng):
+    """n images with a red, a green and a blue 3x3 dot at random places -> images, centres (n, 3, 2)
+    in the locator's coordinates (x right, y up, [-1, 1])."""
+    img = np.zeros((n, size, size, 3), np.uint8)
+    img[:] = (90, 110, 80)
+    cells = np.stack([rng.choice((size // 4) ** 2, 3, replace=False) for _ in range(n)])
+    rows, cols = cells // (size // 4) * 4 + 1, cells % (size // 4) * 4 + 1
+    colours = np.array([(220, 30, 30), (30, 200, 40), (30, 60, 230)], np.uint8)
+    for i in range(n):
+        for c in range(3):
+            img[i, rows[i, c]:rows[i, c] + 3, cols[i, c]:cols[i, c] + 3] = colours[c]
+    centre = lambda p: (p + 1.5) / size * 2 - 1  # noqa: E731 - pixel (top left) of a 3x3 dot -> its centre
+    return img, np.stack([centre(cols), -centre(rows)], -1).astype(np.float32)
+
+
+def test_locator_learns_to_point_at_the_colour_the_command_names():
+    """FiLM by the command + spatial soft-argmax: the keypoint moves to the named colour's dot."""
+    from vla_ros.model.locator import TargetLocator
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    size = 32
+    loc = TargetLocator(cmd_dim=3, image_size=size, channels=16)
+    opt = torch.optim.Adam(loc.parameters(), 3e-3)
+    img, xy = _dots(512, size, rng)
+    x, xy = torch.from_numpy(img).permute(0, 3, 1, 2).float() / 255, torch.from_numpy(xy)
+    for _ in range(300):
+        i, c = torch.randint(0, 448, (32,)), torch.randint(0, 3, (32,))
+        out = loc(x[i], torch.nn.functional.one_hot(c, 3).float())
+        loss = (out.target - xy[i, c]).abs().sum(-1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        i = torch.arange(448, 512)
+        errors = [(loc(x[i], torch.nn.functional.one_hot(torch.full((64,), c), 3).float()).target - xy[i, c]).norm(dim=-1)
+                  for c in range(3)]
+    err = torch.cat(errors)
+    # held-out images: within a dot's width (3 px = 0.19) of the named dot; chance is ~0.8
+    assert err.median() < 0.19, [float(e.median()) for e in errors]
+
+
+def test_model_with_the_locator_needs_the_top_camera_and_starts_as_the_model_without():
+    base = tiny_model()
+    x, cmds = images(2), ["go to the red cone", "go to the blue cone"]
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    before = base.predict(x, cmds, generator=g())
+    base.add_target_locator()  # what `vla train --init CKPT --target-locator` does
+    assert base.config.target_locator and base.locator is not None
+    torch.testing.assert_close(base.predict(x, cmds, generator=g()), before)  # zero-initialised input
+    frozen = base.frame_frozen(x).view(2, 2, 5, *base.frame_frozen(x).shape[1:])
+    with pytest.raises(ValueError, match="newest top-camera frame"):
+        base.condition_from_frozen(frozen, cmds)
+    torch.testing.assert_close(base.condition_from_frozen(frozen, cmds, top=base.newest_top(x)),
+                               base.condition(x, cmds))
+    with pytest.raises(ConfigError, match="needs a camera named 'top'"):
+        ModelConfig(cameras=("ego",), target_locator=True)
+
+
+def test_checkpoint_with_the_locator_round_trips(tmp_path):
+    model = tiny_model(target_locator=True)
+    with torch.no_grad():
+        model.target_proj[2].weight.normal_()  # as if trained: the located target changes the condition
+    save_checkpoint(model, tmp_path / "m.pth")
+    again, _ = load_checkpoint(tmp_path / "m.pth")
+    x = images(1)
+    torch.testing.assert_close(again.condition(x, ["go to the red cone"]), model.condition(x, ["go to the red cone"]))
+    assert not torch.allclose(model.condition(x, ["go to the red cone"]), model.condition(x, ["go to the blue cone"]))
+    with pytest.raises(CheckpointError, match="target_locator"):
+        load_checkpoint(tmp_path / "m.pth", expect=ModelConfig(**TINY))

@@ -244,3 +244,26 @@ def test_colour_grounding_tells_a_model_that_follows_the_colour_from_a_colour_bl
     assert blind["identified"] == pytest.approx(1 / 3, abs=0.05) and blind["model_spread_m"] == 0.0
     with pytest.raises(ValueError, match="full history"):
         colour_grounding(follows, data, steps=(2,), progress=False)
+
+
+def test_init_can_add_the_target_locator_which_trains_resumes_and_evaluates(trained, tiny_data, tmp_path):
+    import dataclasses
+
+    out, _ = trained
+    few = dataclasses.replace(TINY_TRAIN, steps=4, val_every=4, locator_pretrain_steps=5)
+    with_locator = dataclasses.replace(TINY_MODEL, target_locator=True)
+    train(with_locator, few, tiny_data[0], tmp_path / "loc", init=out / "best.pth", progress=False)
+    tuned, _ = load_checkpoint(tmp_path / "loc" / "last.pth")
+    assert tuned.config.target_locator and tuned.locator is not None
+    log = json.loads((tmp_path / "loc" / "train_log.json").read_text())
+    first = log["history"]["val"][0]
+    assert {"val_robot_err", "val_heading_err_deg"} <= set(first)  # the locator's own errors are reported
+    # step 0 is the checkpoint's model exactly (the located target enters through a zero-initialised layer)
+    start = json.loads((out / "train_log.json").read_text())["history"]["val"]
+    assert first["val_loss"] == pytest.approx(min(v["val_loss"] for v in start if v["val_ade"] == min(
+        w["val_ade"] for w in start)), rel=1e-4)
+    more = dataclasses.replace(few, steps=6)
+    assert train(with_locator, more, tiny_data[0], tmp_path / "loc", resume=tmp_path / "loc" / "last.pth",
+                 progress=False)["step"] == 6
+    r = evaluate(tmp_path / "loc" / "last.pth", tiny_data[1], sweep=False, progress=False)
+    assert np.isfinite(r["model"]["overall"]["ade"])

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from vla_ros.checkpoint import load_checkpoint
-from vla_ros.train import FrameBank, ade_fde, build_frame_bank, gather, gather_odometry
+from vla_ros.train import FrameBank, ade_fde, build_frame_bank, gather, gather_odometry, gather_top
 
 SWEEP_DDIM = (1, 2, 5, 10, 20, 50)
 
@@ -71,7 +71,7 @@ def _sample_all(model, bank: FrameBank, idx: np.ndarray, texts: list[str], batch
         sel = idx[b:b + batch]
         frozen, _ = gather(bank, sel, dev)
         odom = gather_odometry(bank, sel) if odometry else None
-        cond = model.condition_from_frozen(frozen, [texts[i] for i in sel], odom)
+        cond = model.condition_from_frozen(frozen, [texts[i] for i in sel], odom, gather_top(model, bank, sel))
         head = model.action_head
         noise = head.seeded_noise(len(sel), seed, device=dev)
         out.append(head.sample(cond, num_inference_steps=steps, use_ddim=use_ddim, noise=noise,

@@ -430,6 +430,11 @@ class VLAInferenceAPI:
         grid = torch.stack(grid_rows)[None] if grid_rows[0] is not None else None
         return torch.stack(frame_rows)[None], grid
 
+    def _locate(self, top: Any, cmd: torch.Tensor):
+        """The newest top frames (B, H, W, 3) uint8 + encoded commands (B, d) -> the locator's Located."""
+        x = self.model.preprocess(np.stack(top) if isinstance(top, list) else top)
+        return self.model.locate(x.to(cmd.dtype), cmd)
+
     def _frame_tokens(self, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
         """images (N, H, W, 3) uint8 -> frame tokens (N, d), grid tokens (N, G, d) or None."""
         model = self.model
@@ -536,7 +541,9 @@ class VLAInferenceAPI:
         cmd = self._encode_text(text)
         self._sync()
         t3 = time.perf_counter()
-        cond = self.model.fuse(frame_tok, grid_tok, cmd, odom)  # (1, N, d)
+        located = self._locate([cams[self.config.cameras.index("top")][-1]], cmd) \
+            if self.model.locator is not None else None
+        cond = self.model.fuse(frame_tok, grid_tok, cmd, odom, located)  # (1, N, d)
         self._sync()
         t4 = time.perf_counter()
         traj = self._diffuse(cond)[0]
@@ -570,10 +577,13 @@ class VLAInferenceAPI:
             frame_tok = frame_tok.view(B, C, T, -1)
             if grid_tok is not None:
                 grid_tok = grid_tok.view(B, C, T, *grid_tok.shape[1:])[:, :, -1]
-            cond = self.model.fuse(frame_tok, grid_tok, cmd, odom)
+            located = self._locate(images[:, c.cameras.index("top"), -1], cmd) \
+                if self.model.locator is not None else None
+            cond = self.model.fuse(frame_tok, grid_tok, cmd, odom, located)
         else:
             frozen = self.model.frame_frozen(images)
-            cond = self.model.condition_from_frozen_text(frozen.view(B, C, T, *frozen.shape[1:]), cmd, odom)
+            top = self.model.newest_top(images) if self.model.locator is not None else None
+            cond = self.model.condition_from_frozen_text(frozen.view(B, C, T, *frozen.shape[1:]), cmd, odom, top)
         return self._diffuse(cond).float().cpu().numpy()
 
     def benchmark(self, ego_images: Any, top_images: Any, instruction: str, num_runs: int = 10,

@@ -28,6 +28,7 @@ from vla_ros.config import ModelConfig, TrainConfig, to_dict
 from vla_ros.data.io import list_episodes, load_episode, load_meta, read_dataset_info
 from vla_ros.model.vla import SimpleVLA
 from vla_ros.sim.commands import KINDS, phrasings
+from vla_ros.sim.layout import TARGET_COLOURS, Layout
 
 
 @dataclass
@@ -43,6 +44,11 @@ class FrameBank:
     stride: int
     history: int
     frame_slot: np.ndarray | None = None  # (T,) step -> index into feats' frame axis (-1: not encoded)
+    # a model with the target locator: the top camera's frames and the keypoint labels
+    top: torch.Tensor | None = None  # (E, T, H, W, 3) uint8
+    robot_xy: torch.Tensor | None = None  # (E, T, 2) robot centre, top-camera coordinates (locator.py)
+    heading: torch.Tensor | None = None  # (E, T, 2) unit vector the robot faces
+    cones: dict[str, torch.Tensor] | None = None  # colour -> (E, 2) that cone, top-camera coordinates
 
     def history_index(self, t: np.ndarray) -> np.ndarray:
         """(S,) newest steps -> (S, L) steps oldest first."""
@@ -90,6 +96,9 @@ def build_frame_bank(model: SimpleVLA, data_dir: str | Path, cache_dir: str | Pa
     # frozen features are cached per episode file, so an interrupted run keeps what it encoded
     cache = Path(cache_dir) / f"frozen_{_feature_cache_key(model, [])}" if cache_dir is not None else None
     kinds, texts, trajs, states, per_ep = [], [], [], [], []
+    locate = getattr(model, "locator", None) is not None
+    tops, cones = [], []
+    half = float(world.get("arena_size", 12.0)) / 2  # the top camera spans the arena (sim/render.py)
     for f in tqdm(files, desc="encoding frames (frozen backbone)", unit="ep", disable=not progress):
         arrays, meta = load_episode(f, mmap=True)
         kinds.append(meta["kind"])
@@ -97,6 +106,10 @@ def build_frame_bank(model: SimpleVLA, data_dir: str | Path, cache_dir: str | Pa
         trajs.append(torch.from_numpy(np.array(arrays["traj"], dtype=np.float32)))
         states.append(np.array(arrays["state"], dtype=np.float64))
         n_steps = len(arrays["traj"])
+        if locate:
+            tops.append(torch.from_numpy(np.array(arrays["top"])))
+            layout = Layout.from_dict(meta["layout"])
+            cones.append({c: [layout.cone(c).x / half, layout.cone(c).y / half] for c in TARGET_COLOURS})
         keep = np.arange(n_steps) if every_frame else np.arange((n_steps - 1) % stride, n_steps, stride)
         tag = "" if every_frame else f"_s{stride}"
         entry = cache / f"{f.stem}{tag}_{_feature_cache_key(model, [f])}.pt" if cache is not None else None
@@ -125,7 +138,14 @@ def build_frame_bank(model: SimpleVLA, data_dir: str | Path, cache_dir: str | Pa
         slot[keep] = np.arange(len(keep))
     steps = [t for t in range(first, T) if slot is None or slot[t] >= 0]
     samples = np.array([(e, t) for e in range(len(files)) for t in steps], dtype=np.int64)
-    return FrameBank(feats, traj, np.stack(states), kinds, texts, samples, stride, history, slot)
+    bank = FrameBank(feats, traj, np.stack(states), kinds, texts, samples, stride, history, slot)
+    if locate:
+        st = torch.from_numpy(bank.states).float()
+        bank.top = torch.stack(tops)
+        bank.robot_xy = st[..., :2] / half
+        bank.heading = torch.stack([st[..., 2].cos(), st[..., 2].sin()], -1)
+        bank.cones = {c: torch.tensor([ep[c] for ep in cones]) for c in TARGET_COLOURS}
+    return bank
 
 
 def relabel_trajectories(bank: FrameBank, data_dir: str | Path, kinds: tuple[str, ...] = KINDS,
@@ -139,7 +159,6 @@ def relabel_trajectories(bank: FrameBank, data_dir: str | Path, kinds: tuple[str
     """
     from vla_ros.sim.config import WorldConfig
     from vla_ros.sim.expert import expert_trajectory
-    from vla_ros.sim.layout import Layout
 
     files = list_episodes(data_dir)
     E, T = bank.traj.shape[:2]
@@ -181,6 +200,31 @@ def gather(bank: FrameBank, idx: np.ndarray, device: torch.device) -> tuple[torc
     frozen = frozen.transpose(1, 2).float().to(device)
     traj = bank.traj[e, torch.from_numpy(t)].to(device)
     return frozen, traj
+
+
+def gather_top(model: SimpleVLA, bank: FrameBank, idx: np.ndarray) -> torch.Tensor | None:
+    """Samples ``idx`` -> their newest top-camera frames (B, 3, S, S) for the locator (None without one)."""
+    if model.locator is None:
+        return None
+    if bank.top is None:
+        raise ValueError("the frame bank holds no top-camera frames; build it with the locator model")
+    ep, t = torch.from_numpy(bank.samples[idx, 0]), torch.from_numpy(bank.samples[idx, 1])
+    return model.preprocess(bank.top[ep, t])
+
+
+def gather_keypoints(bank: FrameBank, idx: np.ndarray, kinds: list[str],
+                     device: torch.device) -> dict[str, torch.Tensor]:
+    """The locator's labels of samples ``idx`` answering commands of ``kinds``: robot, heading,
+    and the cone a goto command names (target_mask 0 for the other commands)."""
+    ep, t = torch.from_numpy(bank.samples[idx, 0]), torch.from_numpy(bank.samples[idx, 1])
+    target = torch.zeros(len(idx), 2)
+    mask = torch.zeros(len(idx))
+    for j, kind in enumerate(kinds):
+        if kind.startswith("goto_"):
+            target[j] = bank.cones[kind[5:]][ep[j]]
+            mask[j] = 1.0
+    return {"robot": bank.robot_xy[ep, t].to(device), "heading": bank.heading[ep, t].to(device),
+            "target": target.to(device), "target_mask": mask.to(device)}
 
 
 def gather_odometry(bank: FrameBank, idx: np.ndarray) -> np.ndarray:
@@ -245,21 +289,71 @@ def validate(model: SimpleVLA, bank: FrameBank, idx: np.ndarray, cfg: TrainConfi
              texts: list[str]) -> dict[str, float]:
     model.eval()
     g = torch.Generator().manual_seed(1234)
-    losses, ades, fdes = [], [], []
+    losses, ades, fdes, located = [], [], [], []
     for b in range(0, len(idx), cfg.batch_size):
         sel = idx[b:b + cfg.batch_size]
         frozen, traj = gather(bank, sel, device)
         cmds = [texts[i] for i in sel]
         odom = gather_odometry(bank, sel)
-        losses.append(float(model.loss(frozen, cmds, traj, generator=g, odometry=odom)))
-        pred = model.action_head.sample(model.condition_from_frozen(frozen, cmds, odom),
+        top = gather_top(model, bank, sel)
+        losses.append(float(model.loss(frozen, cmds, traj, generator=g, odometry=odom, top=top)))
+        pred = model.action_head.sample(model.condition_from_frozen(frozen, cmds, odom, top),
                                         generator=torch.Generator().manual_seed(0))
+        if top is not None:
+            located.append((model.locate(top, model.encode_text(cmds)),
+                            gather_keypoints(bank, sel, [bank.kinds[e] for e in bank.samples[sel, 0]], device)))
         a, f = ade_fde(pred.cpu().numpy(), traj.cpu().numpy())
         ades.append(a)
         fdes.append(f)
     model.train()
-    return {"val_loss": float(np.mean(losses)), "val_ade": float(np.concatenate(ades).mean()),
-            "val_fde": float(np.concatenate(fdes).mean())}
+    out = {"val_loss": float(np.mean(losses)), "val_ade": float(np.concatenate(ades).mean()),
+           "val_fde": float(np.concatenate(fdes).mean())}
+    if located:  # the locator's errors (top-camera units: half the image side)
+        err_t = torch.cat([(loc.target - kp["target"]).norm(dim=-1)[kp["target_mask"] > 0] for loc, kp in located])
+        err_r = torch.cat([(loc.robot - kp["robot"]).norm(dim=-1) for loc, kp in located])
+        cos = torch.cat([(loc.heading * kp["heading"]).sum(-1) for loc, kp in located]).clamp(-1, 1)
+        if len(err_t):
+            out["val_target_err"] = float(err_t.median())
+        out["val_robot_err"] = float(err_r.median())
+        out["val_heading_err_deg"] = float(torch.rad2deg(torch.acos(cos)).median())
+    return out
+
+
+def pretrain_locator(model: SimpleVLA, bank: FrameBank, train_idx: np.ndarray, cfg: TrainConfig,
+                     device: torch.device, progress: bool = True) -> dict[str, float]:
+    """Train the target locator alone on its keypoint labels (``cfg.locator_pretrain_steps``).
+
+    Every layout has a cone of each colour, so each sample is asked for a random one ("go to
+    the green cone" from a forward episode's frame as well): three times the target labels of
+    the goto episodes. The command encodings are fixed here (no gradient into the text layers).
+    Returns the last batch's losses.
+    """
+    from vla_ros.model.locator import locator_loss
+
+    rng = np.random.default_rng([cfg.seed, 7])
+    opt = torch.optim.Adam(model.locator.parameters(), lr=cfg.locator_pretrain_lr)
+    bar = tqdm(range(cfg.locator_pretrain_steps), desc="pre-training the target locator", unit="step",
+               disable=not progress)
+    model.train()
+    last: dict[str, float] = {}
+    for i in bar:
+        sel = rng.choice(train_idx, cfg.batch_size, replace=len(train_idx) < cfg.batch_size)
+        kinds = [f"goto_{TARGET_COLOURS[c]}" for c in rng.integers(len(TARGET_COLOURS), size=len(sel))]
+        with torch.no_grad():
+            cmd = model.encode_text([str(rng.choice(phrasings(k, "train"))) for k in kinds])
+        kp = gather_keypoints(bank, sel, kinds, device)
+        located = model.locator(gather_top(model, bank, sel), cmd)
+        loss = locator_loss(located, **kp)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i % 25 == 0 or i == len(bar) - 1:
+            with torch.no_grad():
+                last = {"loss": float(loss), "target_err": float((located.target - kp["target"]).norm(dim=-1).median()),
+                        "robot_err": float((located.robot - kp["robot"]).norm(dim=-1).median())}
+            bar.set_postfix(last)
+    bar.close()
+    return last
 
 
 def plot_curves(history: dict[str, list], out_png: Path) -> None:
@@ -318,14 +412,17 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
             raise ValueError(f"{resume} holds no training state (only last.pth does); cannot resume from it")
         model_cfg = checkpoint_config(payload, resume)  # the run's own config, never flags
     fine_tune = bool(init) and not state
-    new_params: list[torch.nn.Parameter] = []
+    added_odometry = added_locator = False
     if fine_tune:  # the checkpoint's own model and config, never flags ...
         model, _ = load_checkpoint(init, device=dev)
         if model_cfg.odometry_input and not model.config.odometry_input:
             # ... except that a model without the odometry input may gain it (zero-initialised,
             # so it starts out predicting exactly as the checkpoint did)
             model.add_odometry_input()
-            new_params = list(model.odom_proj.parameters())
+            added_odometry = True
+        if model_cfg.target_locator and not model.config.target_locator:  # likewise the target locator
+            model.add_target_locator()
+            added_locator = True
         model_cfg = model.config
     else:
         model = SimpleVLA(model_cfg).to(dev)
@@ -351,13 +448,17 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
                                     progress=progress) if train_cfg.relabel_prob > 0 else None
 
     params = [p for p in model.parameters() if p.requires_grad]
-    # the odometry layer has a parameter group of its own: when it was just added to a trained
-    # model it starts from zero and learns at 10x the rate (kept on resume)
-    odom_scale = float(state.get("odometry_lr_scale", 1.0)) if state else (10.0 if new_params else 1.0)
+    # the odometry layer and the target locator have parameter groups of their own: when one was
+    # just added to a trained model it starts from scratch and learns at 10x the rate (kept on resume)
+    odom_scale = float(state.get("odometry_lr_scale", 1.0)) if state else (10.0 if added_odometry else 1.0)
+    loc_scale = float(state.get("locator_lr_scale", 1.0)) if state else (10.0 if added_locator else 1.0)
     odom_ids = {id(p) for p in model.odom_proj.parameters()} if model.odom_proj is not None else set()
-    groups = [{"params": [p for p in params if id(p) not in odom_ids]}]
+    loc_ids = {id(p) for m in (model.locator, model.target_proj) if m is not None for p in m.parameters()}
+    groups = [{"params": [p for p in params if id(p) not in odom_ids | loc_ids]}]
     if odom_ids:
         groups.append({"params": [p for p in params if id(p) in odom_ids], "lr": train_cfg.lr * odom_scale})
+    if loc_ids:
+        groups.append({"params": [p for p in params if id(p) in loc_ids], "lr": train_cfg.lr * loc_scale})
     opt = torch.optim.AdamW(groups, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(train_cfg))
     ema = EMA(model, train_cfg.ema_decay)
@@ -388,6 +489,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
             save_checkpoint(model, out / "best.pth", meta=meta)
         ema.swap(model)
         train_state = {"step": step, "best_ade": best_ade, "raw_weights": raw, "odometry_lr_scale": odom_scale,
+                       "locator_lr_scale": loc_scale,
                        "ema": {k: v.cpu() for k, v in ema.shadow.items()}, "optimizer": opt.state_dict(),
                        "scheduler": sched.state_dict(),
                        "history": {"train": [list(x) for x in history["train"]], "val": history["val"]}}
@@ -399,6 +501,10 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
             {"step": step, "best_val_ade": best_ade, "history": {"train": history["train"], "val": history["val"]},
              "model_config": to_dict(model.config), "train_config": to_dict(train_cfg)}, indent=1))
 
+    if not state and model.locator is not None and (added_locator or not fine_tune) \
+            and train_cfg.locator_pretrain_steps > 0:
+        pretrain_locator(model, bank, train_idx, train_cfg, dev, progress)
+        ema = EMA(model, train_cfg.ema_decay)  # from the pre-trained locator
     if step == 0:  # the untrained model's validation figures start the curve
         ema.swap(model)
         history["val"].append({"step": 0, **validate(model, bank, val_idx, train_cfg, dev, val_text_list)})
@@ -422,7 +528,9 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
         cmds = [str(rng.choice(phrasings(k, "train"))) for k in kinds]
         odom = gather_odometry(bank, sel)
         odom[rng.random(len(sel)) < train_cfg.odometry_dropout] = np.nan  # "no odometry" is an input too
-        loss = model.loss(frozen, cmds, traj, odometry=odom)
+        top = gather_top(model, bank, sel)
+        keypoints = gather_keypoints(bank, sel, kinds, dev) if top is not None else None
+        loss = model.loss(frozen, cmds, traj, odometry=odom, top=top, keypoints=keypoints)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, train_cfg.grad_clip)

@@ -19,6 +19,8 @@ def cmd_train(args) -> int:
     train_cfg = dataclasses.replace(train_cfg, **overrides)
     if args.odometry_input is not None:
         model_cfg = dataclasses.replace(model_cfg, odometry_input=args.odometry_input == "on")
+    if args.target_locator is not None:
+        model_cfg = dataclasses.replace(model_cfg, target_locator=args.target_locator == "on")
     resume = args.resume
     if resume == "auto":
         from pathlib import Path
@@ -55,6 +57,10 @@ def register(sub) -> None:
                    help="override model.odometry_input (the robot's measured velocity as an input); with --init, "
                         "'on' adds the input to a checkpoint without it (zero-initialised), 'off' keeps the "
                         "checkpoint's own setting")
+    p.add_argument("--target-locator", choices=("on", "off"),
+                   help="override model.target_locator (find the commanded cone and the robot on the top camera, "
+                        "trained with the simulator's positions as extra labels); with --init, 'on' adds it to a "
+                        "checkpoint without it (its input zero-initialised), 'off' keeps the checkpoint's setting")
     p.add_argument("--half-frames", action="store_true",
                    help="encode and train on every other step only (half the CPU time; neighbours are near-duplicates)")
     p.set_defaults(func=cmd_train)

@@ -26,6 +26,7 @@ from torch import nn
 from vla_ros.config import ModelConfig
 from vla_ros.model.backbone import build_text, build_vision
 from vla_ros.model.head import DiffusionActionHead
+from vla_ros.model.locator import Located, TargetLocator, locator_loss
 
 
 class SimpleVLA(nn.Module):
@@ -50,7 +51,24 @@ class SimpleVLA(nn.Module):
         self.cmd_emb = nn.Parameter(torch.randn(d) * 0.02)
         self.norm = nn.LayerNorm(d)
         self.odom_proj = self._new_odometry_layer() if config.odometry_input else None
+        # the commanded target located on the top camera, relative to the robot (model/locator.py)
+        self.locator = TargetLocator(d, config.image_size) if config.target_locator else None
+        self.target_proj = self._new_target_layer() if config.target_locator else None
         self.action_head = DiffusionActionHead(config)
+
+    def _new_target_layer(self) -> nn.Module:
+        # the last layer zero-initialised: a model that gains the input predicts as before until trained
+        layer = nn.Sequential(nn.Linear(4, 64), nn.SiLU(), nn.Linear(64, self.config.cond_dim))
+        nn.init.zeros_(layer[2].weight)
+        nn.init.zeros_(layer[2].bias)
+        return layer
+
+    def add_target_locator(self) -> None:
+        """Give a model trained without it the target locator (its condition input starts at zero)."""
+        if self.locator is None:
+            self.locator = TargetLocator(self.config.cond_dim, self.config.image_size).to(self.device)
+            self.target_proj = self._new_target_layer().to(self.device)
+            self.config = dataclasses.replace(self.config, target_locator=True)
 
     def _new_odometry_layer(self) -> nn.Linear:
         # zero-initialised: a model that gains the input predicts exactly as before until trained
@@ -122,13 +140,34 @@ class SimpleVLA(nn.Module):
         index = {c: i for i, c in enumerate(unique)}
         return enc[torch.tensor([index[c] for c in commands], device=enc.device)]
 
+    # -- the commanded target on the top camera -------------------------------------------
+    def newest_top(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """images (B, C, T, H, W, 3) uint8 -> the newest top-camera frames (B, 3, S, S) in [0, 1]."""
+        x = torch.as_tensor(images)
+        return self.preprocess(x[:, self.config.cameras.index("top"), -1])
+
+    def locate(self, top: torch.Tensor | None, cmd: torch.Tensor) -> Located | None:
+        """top (B, 3, S, S) in [0, 1] (``newest_top``), encoded commands (B, d) -> Located, or
+        None for a model without the locator."""
+        if self.locator is None:
+            return None
+        if top is None:
+            raise ValueError("this model locates the commanded target on the top camera: give it the "
+                             "newest top-camera frame of each sample")
+        return self.locator(top, cmd)
+
     # -- fusion -------------------------------------------------------------------------
     def fuse(self, frame_tok: torch.Tensor, grid_tok: torch.Tensor | None, cmd: torch.Tensor,
-             odometry: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
+             odometry: torch.Tensor | np.ndarray | None = None, located: Located | None = None) -> torch.Tensor:
         """frame_tok (B, C, T, d), grid_tok (B, C, G, d) of the newest frames (None without
         spatial tokens), cmd (B, d), odometry (B, 2) or None (see ``odometry_features``; ignored
-        by a model without the input) -> (B, N, d)."""
+        by a model without the input), located (``locate``; a model with the locator needs it)
+        -> (B, N, d)."""
         b = cmd.shape[0]
+        if self.target_proj is not None:  # where the command points, relative to the robot
+            if located is None:
+                raise ValueError("this model needs the located target (SimpleVLA.locate) to fuse")
+            cmd = cmd + self.target_proj(located.features())
         if self.odom_proj is not None:  # the measured velocity joins the command in every token
             cmd = cmd + self.odom_proj(self.odometry_features(odometry, b))
         c = cmd[:, None, None, :]
@@ -141,13 +180,20 @@ class SimpleVLA(nn.Module):
         return torch.cat(tokens, 1)
 
     def condition_from_frozen(self, frozen: torch.Tensor, commands: Sequence[str],
-                              odometry: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
-        """frozen (B, C, T, ...) per-frame frozen features + B commands (+ odometry (B, 2)) -> cond (B, N, d)."""
-        return self.condition_from_frozen_text(frozen, self.encode_text(commands), odometry)
+                              odometry: torch.Tensor | np.ndarray | None = None,
+                              top: torch.Tensor | None = None) -> torch.Tensor:
+        """frozen (B, C, T, ...) per-frame frozen features + B commands (+ odometry (B, 2), + the
+        newest top frames (B, 3, S, S) for a model with the locator) -> cond (B, N, d)."""
+        return self.condition_from_frozen_text(frozen, self.encode_text(commands), odometry, top)
 
     def condition_from_frozen_text(self, frozen: torch.Tensor, cmd: torch.Tensor,
-                                   odometry: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
-        """frozen (B, C, T, ...) + encoded commands (B, d) (+ odometry (B, 2)) -> cond (B, N, d)."""
+                                   odometry: torch.Tensor | np.ndarray | None = None,
+                                   top: torch.Tensor | None = None,
+                                   located: Located | None = None) -> torch.Tensor:
+        """frozen (B, C, T, ...) + encoded commands (B, d) (+ odometry (B, 2), + top (B, 3, S, S)
+        or its ``located``) -> cond (B, N, d)."""
+        if located is None:
+            located = self.locate(top, cmd)
         b, n_cam, n_hist = frozen.shape[:3]
         # older frames give one token each; only the newest frame of each camera gives a grid
         old_tok, _ = self.frame_tokens(frozen[:, :, :-1].flatten(0, 2), grid=False)
@@ -155,7 +201,7 @@ class SimpleVLA(nn.Module):
         frame_tok = torch.cat([old_tok.view(b, n_cam, n_hist - 1, -1), new_tok.view(b, n_cam, 1, -1)], 2)
         if grid_tok is not None:
             grid_tok = grid_tok.view(b, n_cam, *grid_tok.shape[1:])
-        return self.fuse(frame_tok, grid_tok, cmd, odometry)
+        return self.fuse(frame_tok, grid_tok, cmd, odometry, located)
 
     def condition(self, images: torch.Tensor | np.ndarray, commands: Sequence[str],
                   odometry: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
@@ -167,14 +213,24 @@ class SimpleVLA(nn.Module):
             raise ValueError(f"images must be (B, {len(c.cameras)} cameras, {c.history_length} frames, H, W, 3),"
                              f" got {tuple(x.shape)}")
         frozen = self.frame_frozen(x)
-        return self.condition_from_frozen(frozen.view(*x.shape[:3], *frozen.shape[1:]), commands, odometry)
+        top = self.newest_top(x) if self.locator is not None else None
+        return self.condition_from_frozen(frozen.view(*x.shape[:3], *frozen.shape[1:]), commands, odometry, top)
 
     # -- training and inference ----------------------------------------------------------
     def loss(self, frozen: torch.Tensor, commands: Sequence[str], traj: torch.Tensor,
              generator: torch.Generator | None = None,
-             odometry: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
-        """Denoising loss of a batch: frozen (B, C, T, ...), commands B, traj (B, 16, 3), odometry (B, 2)."""
-        return self.action_head.loss(self.condition_from_frozen(frozen, commands, odometry), traj, generator)
+             odometry: torch.Tensor | np.ndarray | None = None, top: torch.Tensor | None = None,
+             keypoints: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Denoising loss of a batch: frozen (B, C, T, ...), commands B, traj (B, 16, 3), odometry
+        (B, 2), top (B, 3, S, S) for a model with the locator; ``keypoints`` (robot, heading,
+        target, target_mask: see ``locator_loss``) adds the locator's supervision."""
+        cmd = self.encode_text(commands)
+        located = self.locate(top, cmd)
+        loss = self.action_head.loss(self.condition_from_frozen_text(frozen, cmd, odometry, located=located),
+                                     traj, generator)
+        if located is not None and keypoints is not None:
+            loss = loss + locator_loss(located, **keypoints)
+        return loss
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor | np.ndarray, commands: Sequence[str],
