@@ -297,11 +297,12 @@ def validate(model: SimpleVLA, bank: FrameBank, idx: np.ndarray, cfg: TrainConfi
         odom = gather_odometry(bank, sel)
         top = gather_top(model, bank, sel)
         losses.append(float(model.loss(frozen, cmds, traj, generator=g, odometry=odom, top=top)))
-        pred = model.action_head.sample(model.condition_from_frozen(frozen, cmds, odom, top),
+        cmd = model.encode_text(cmds)
+        loc = model.locate(top, cmd)
+        pred = model.action_head.sample(model.condition_from_frozen_text(frozen, cmd, odom, located=loc),
                                         generator=torch.Generator().manual_seed(0))
-        if top is not None:
-            located.append((model.locate(top, model.encode_text(cmds)),
-                            gather_keypoints(bank, sel, [bank.kinds[e] for e in bank.samples[sel, 0]], device)))
+        if loc is not None:
+            located.append((loc, gather_keypoints(bank, sel, [bank.kinds[e] for e in bank.samples[sel, 0]], device)))
         a, f = ade_fde(pred.cpu().numpy(), traj.cpu().numpy())
         ades.append(a)
         fdes.append(f)
@@ -461,7 +462,10 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
         groups.append({"params": [p for p in params if id(p) in loc_ids], "lr": train_cfg.lr * loc_scale})
     opt = torch.optim.AdamW(groups, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(train_cfg))
-    ema = EMA(model, train_cfg.ema_decay)
+    if not state and model.locator is not None and (added_locator or not fine_tune) \
+            and train_cfg.locator_pretrain_steps > 0:
+        pretrain_locator(model, bank, train_idx, train_cfg, dev, progress)
+    ema = EMA(model, train_cfg.ema_decay)  # after the locator's pre-training: the EMA starts from it
     history: dict[str, list] = {"train": [], "val": []}
     step, best_ade = 0, float("inf")
     rng = np.random.default_rng(train_cfg.seed)
@@ -501,10 +505,6 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
             {"step": step, "best_val_ade": best_ade, "history": {"train": history["train"], "val": history["val"]},
              "model_config": to_dict(model.config), "train_config": to_dict(train_cfg)}, indent=1))
 
-    if not state and model.locator is not None and (added_locator or not fine_tune) \
-            and train_cfg.locator_pretrain_steps > 0:
-        pretrain_locator(model, bank, train_idx, train_cfg, dev, progress)
-        ema = EMA(model, train_cfg.ema_decay)  # from the pre-trained locator
     if step == 0:  # the untrained model's validation figures start the curve
         ema.swap(model)
         history["val"].append({"step": 0, **validate(model, bank, val_idx, train_cfg, dev, val_text_list)})

@@ -37,8 +37,8 @@ class Located:
     robot: torch.Tensor  # (N, 2) the robot's centre
     heading: torch.Tensor  # (N, 2) unit vector the robot faces
     relative: torch.Tensor  # (N, 2) target in the robot frame (x ahead, y left)
-    target_logp: torch.Tensor | None = None  # (N, R*R) log-softmax of the target heatmap
-    robot_logp: torch.Tensor | None = None  # (N, R*R) ... of the robot heatmap
+    target_logp: torch.Tensor  # (N, R*R) log-softmax of the target heatmap (cells: cell_centres)
+    robot_logp: torch.Tensor  # (N, R*R) ... of the robot heatmap
 
     def features(self) -> torch.Tensor:
         """(N, 4): relative x, y, distance, bearing / pi -- the input of the condition."""
@@ -72,10 +72,7 @@ class TargetLocator(nn.Module):
         oy, ox = torch.meshgrid(o, o, indexing="ij")
         self.register_buffer("window", torch.stack([ox, oy], -1), persistent=False)  # (W, W, 2) grid_sample offsets
         self.log_sharpness = nn.Parameter(torch.tensor(1.0))  # softmax logits are scaled by 10 * exp(.)
-        r = (image_size + 1) // 2
-        c = torch.linspace(-1 + 1 / r, 1 - 1 / r, r)  # pixel centres
-        ys, xs = torch.meshgrid(-c, c, indexing="ij")  # row 0 is the top (north) of the image
-        self.register_buffer("grid", torch.stack([xs, ys], -1).view(-1, 2), persistent=False)  # (R*R, 2)
+        self.register_buffer("grid", cell_centres((image_size + 1) // 2), persistent=False)  # (R*R, 2)
 
     def _log_softmax(self, logits: torch.Tensor) -> torch.Tensor:
         """(N, 1, R, R) -> (N, R*R) log weights."""
@@ -102,6 +99,14 @@ class TargetLocator(nn.Module):
         return Located(target, robot, heading, to_robot_frame(target, robot, heading), target_logp, robot_logp)
 
 
+def cell_centres(r: int, device: torch.device | None = None) -> torch.Tensor:
+    """(r*r, 2) centres of an r x r heatmap's cells in top-camera coordinates, row by row from
+    the top (north) of the image."""
+    c = torch.linspace(-1 + 1 / r, 1 - 1 / r, r, device=device)
+    ys, xs = torch.meshgrid(-c, c, indexing="ij")
+    return torch.stack([xs, ys], -1).view(-1, 2)
+
+
 def to_robot_frame(point: torch.Tensor, robot: torch.Tensor, heading: torch.Tensor) -> torch.Tensor:
     """(N, 2) points, robot positions and unit headings (same frame) -> (N, 2) points in the robot
     frame: x ahead, y to the left."""
@@ -119,22 +124,16 @@ def locator_loss(located: Located, robot: torch.Tensor, heading: torch.Tensor, t
     while a heatmap is flat its gradient barely says where the point is.
     """
     m = target_mask.float()
-    l_target = ((located.target - target).abs().sum(-1) * m).sum() / m.sum().clamp(min=1)
-    l_robot = (located.robot - robot).abs().sum(-1).mean()
+    r = int(round(located.target_logp.shape[1] ** 0.5))
+    cells = cell_centres(r, device=target.device)
+    sigma = 2.0 / r
+
+    def kl(logp: torch.Tensor, point: torch.Tensor) -> torch.Tensor:  # KL(q || p): 0 when they agree
+        logq = torch.log_softmax(-((cells[None] - point[:, None]) ** 2).sum(-1) / (2 * sigma ** 2), -1)
+        return (logq.exp() * (logq - logp)).sum(-1)
+
+    per_target = 3 * (located.target - target).abs().sum(-1) + kl(located.target_logp, target)  # (N,)
+    l_target = (per_target * m).sum() / m.sum().clamp(min=1)
+    l_robot = ((located.robot - robot).abs().sum(-1) + kl(located.robot_logp, robot)).mean()
     l_heading = (1 - (located.heading * heading).sum(-1)).mean()
-    loss = 3 * l_target + l_robot + l_heading
-    if located.target_logp is not None and located.robot_logp is not None:
-        n = located.target_logp.shape[1]
-        r = int(round(n ** 0.5))
-        c = torch.linspace(-1 + 1 / r, 1 - 1 / r, r, device=target.device)
-        ys, xs = torch.meshgrid(-c, c, indexing="ij")
-        cells = torch.stack([xs, ys], -1).view(-1, 2)  # (R*R, 2), as TargetLocator.grid
-        sigma = 2.0 / r
-
-        def ce(logp: torch.Tensor, point: torch.Tensor) -> torch.Tensor:  # KL(q || p): 0 when they agree
-            logq = torch.log_softmax(-((cells[None] - point[:, None]) ** 2).sum(-1) / (2 * sigma ** 2), -1)
-            return (logq.exp() * (logq - logp)).sum(-1)
-
-        loss = loss + (ce(located.target_logp, target) * m).sum() / m.sum().clamp(min=1) \
-            + ce(located.robot_logp, robot).mean()
-    return loss
+    return l_target + l_robot + l_heading
