@@ -129,8 +129,11 @@ class DiffusionActionHead(nn.Module):
         """Denoising loss. cond: (B, N, cond_dim); traj: (B, T, D) in robot-frame units."""
         x0 = self.to_unet(self.normalizer.normalize(traj))  # (B, D, T, 1) in [-1, 1]
         b = x0.shape[0]
-        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        t = torch.randint(0, self.config.num_timesteps, (b,), generator=generator, device="cpu").to(x0.device)
+        # a seeded generator draws on its own device (validation's is a CPU one, so its losses
+        # are the same figures on any device); an unseeded draw happens where x0 is
+        where = generator.device if generator is not None else x0.device
+        noise = torch.randn(x0.shape, generator=generator, device=where, dtype=x0.dtype).to(x0.device)
+        t = torch.randint(0, self.config.num_timesteps, (b,), generator=generator, device=where).to(x0.device)
         xt = self.train_scheduler.add_noise(x0, noise, t)
         pred = self.denoise(xt, t, self.cond_proj(cond))
         if self.config.prediction_type == "epsilon":
