@@ -213,6 +213,18 @@ def test_cpu_graphs_are_built_at_warmup_and_equal_eager(ckpt):
                                eager.predict_batch(images, ["turn left", "stop"]), atol=ATOL)
 
 
+def test_compile_compiles_the_lean_step_the_fast_path_runs(ckpt):
+    # The fast path never calls the diffusers UNet, so compiling only that was a silent no-op
+    # (measured on an H100: 12.6 ms diffusion either way; with the lean step compiled, 8.1 ms).
+    compiled = VLAInferenceAPI(ckpt, compile=True, cpu_graphs=False, warmup=False)  # ~30 s of compiling
+    plain = VLAInferenceAPI(ckpt, fast=False, warmup=False)
+    ego, top = frames(1), frames(2)
+    a = compiled.predict(ego, top, "turn left").trajectory
+    sampler = compiled._samplers[compiled.num_inference_steps]
+    assert sampler._compiled is not None and sampler.lean is not None
+    np.testing.assert_allclose(a, plain.predict(ego, top, "turn left").trajectory, atol=ATOL)
+
+
 def test_cpu_graphs_follow_weights_changed_in_place(ckpt):
     graphs = VLAInferenceAPI(ckpt)
     eager = VLAInferenceAPI(ckpt, cpu_graphs=False, warmup=False)

@@ -65,7 +65,8 @@ class DDIMSampler(nn.Module):
     CPU) each lean call runs as a frozen TorchScript graph (:mod:`vla_ros.model.cpu_graph`).
     """
 
-    def __init__(self, head: DiffusionActionHead, steps: int, lean: bool = True, cpu_graph: bool = False) -> None:
+    def __init__(self, head: DiffusionActionHead, steps: int, lean: bool = True, cpu_graph: bool = False,
+                 compile: bool = False) -> None:
         super().__init__()
         cfg = head.config
         if not 1 <= steps <= cfg.num_timesteps:
@@ -98,6 +99,9 @@ class DDIMSampler(nn.Module):
                 self.lean = FastUNet(head.unet)
             except UnsupportedUNet:
                 self.lean = None  # an unusual UNet layout: diffusers runs every call
+        # torch.compile of the lean step (the lean path never calls the diffusers UNet, so
+        # compiling that would change nothing here); the frozen CPU graphs take precedence
+        self._compiled = torch.compile(self._lean_step) if compile and self.lean is not None else None
 
     def forward(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """context (B, N, cross_dim) projected tokens, x (B, D, T, 1) noise -> x_0 (B, D, T, 1)."""
@@ -117,7 +121,7 @@ class DDIMSampler(nn.Module):
         x = x.squeeze(-1)  # (B, D, T)
         step = self._step_graph(x, kv) if self.cpu_graph else None
         if step is None:
-            step = self._lean_step
+            step = self._compiled if self._compiled is not None else self._lean_step
         for tb, coef in self._rows:
             x = step(x, tb, kv, coef)
         return x.unsqueeze(-1)
@@ -210,7 +214,9 @@ class VLAInferenceAPI:
             errors of successive replans independent, so they average out along the path;
             ``"zero"`` starts DDIM from x_T = 0, the deterministic path through the middle of the
             noise distribution (no draw, so no draw's bias).
-        compile: ``torch.compile`` the UNet (default: off; on CUDA it is used inside the graph).
+        compile: ``torch.compile`` the fast path's lean UNet step (on CUDA inside the graph) and
+            the plain path's UNet (default: off). On the CPU the frozen graphs take precedence
+            (``cpu_graphs=False`` to use it).
         cpu_graphs: on the CPU fast path, run the image encoder and each lean UNet step as
             frozen TorchScript graphs (built at warm-up, checked against eager; default on).
         num_samples: K > 1 draws K samples (K seeded noises, one batch) and returns their mean
@@ -253,6 +259,7 @@ class VLAInferenceAPI:
         self._samplers: dict[int, DDIMSampler] = {}
         self._graphs: dict[tuple, _CudaGraphSampler] = {}
         self.cache_stats = {"frame_hits": 0, "frame_misses": 0, "text_hits": 0, "text_misses": 0}
+        self.compile = bool(compile)
         if compile:
             self.model.action_head.unet = torch.compile(self.model.action_head.unet)
         self.warmed_up = False
@@ -488,7 +495,8 @@ class VLAInferenceAPI:
         steps = head.num_inference_steps
         sampler = self._samplers.get(steps)
         if sampler is None:
-            sampler = self._samplers[steps] = DDIMSampler(head, steps, cpu_graph=self.cpu_graphs)
+            sampler = self._samplers[steps] = DDIMSampler(head, steps, cpu_graph=self.cpu_graphs,
+                                                          compile=self.compile)
         context = head.cond_proj(cond)
         if self.device.type == "cuda":
             key = (steps, tuple(context.shape))
