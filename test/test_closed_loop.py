@@ -138,6 +138,53 @@ def test_catches_up_from_rest_and_does_not_back_up_at_a_stop():
     assert states2[:, 3].min() >= 0.0 and abs(states2[-1, 3]) < 1e-9
 
 
+def _replanned_from_own_speed(horizon: float, seconds: float = 4.0) -> np.ndarray:
+    """Replan every 0.2 s as a model that sees odometry does: the plan's first segment at the
+    robot's measured speed, then speeding up at 1 m/s^2 to 0.6 m/s. Returns the speeds."""
+    hist, tracker = PoseHistory(), TrajectoryTracker(WC, TrackerConfig(feedforward_horizon=horizon))
+    state = np.array([0.0, 0.0, 0.0, 0.1, 0.0])
+    hist.add(NS, state)
+    speeds = []
+    for k in range(int(seconds / 0.1)):
+        now = NS + k * NS // 10
+        if k % 2 == 0:
+            seg = np.minimum(0.6, state[3] + 0.2 * np.arange(16))  # m/s per 0.2 s segment
+            tracker.receive(now, np.stack([np.cumsum(seg) * 0.2, np.zeros(16), np.zeros(16)], 1),
+                            0.2, 0, "", now, hist)
+        ctl = tracker.command(now, state)
+        state = unicycle_step(state, ctl.v, ctl.omega, WC)
+        hist.add(now + NS // 10, state)
+        speeds.append(state[3])
+    return np.array(speeds)
+
+
+def test_feedforward_over_a_horizon_follows_the_plans_acceleration():
+    # following only each plan's first segment keeps the robot at the speed it has (the trap a
+    # model with odometry fell into in closed loop); the default horizon (0.6 s) speeds it up
+    assert _replanned_from_own_speed(horizon=0.0).max() < 0.15
+    assert _replanned_from_own_speed(horizon=TrackerConfig().feedforward_horizon)[-10:].min() > 0.55
+    with pytest.raises(ConfigError, match="feedforward_horizon"):
+        TrackerConfig(feedforward_horizon=-1)
+
+
+def test_plan_mean_velocity_weights_segments_and_counts_the_end_as_standing():
+    hist = PoseHistory()
+    hist.add(NS, np.zeros(5))
+    tracker = TrajectoryTracker(WC)
+    seg = np.array([0.2, 0.4] + [0.6] * 14)
+    tracker.receive(NS, np.stack([np.cumsum(seg) * 0.2, np.zeros(16), np.zeros(16)], 1), 0.2, 0, "", NS, hist)
+    plan = tracker.plan
+    v, w = plan.mean_velocity(NS, NS + int(0.4 * NS))
+    assert v == pytest.approx(0.3) and w == pytest.approx(0.0)
+    v, _ = plan.mean_velocity(NS + int(0.1 * NS), NS + int(0.3 * NS))  # half of each of the first two
+    assert v == pytest.approx(0.3)
+    v, _ = plan.mean_velocity(plan.end_ns - int(0.2 * NS), plan.end_ns + int(0.2 * NS))  # cut at the end
+    assert v == pytest.approx(0.6)
+    assert plan.mean_velocity(plan.end_ns, plan.end_ns + NS) == (0.0, 0.0)
+    v, _ = plan.mean_velocity(NS - int(0.1 * NS), NS + int(0.3 * NS))  # stamped ahead of the clock
+    assert v == pytest.approx(0.3)
+
+
 def test_skips_waypoints_already_in_the_past():
     """A trajectory that arrives 1 s late is joined where it is *now*, not at its first waypoint."""
     hist, tracker = PoseHistory(), TrajectoryTracker(WC)

@@ -205,6 +205,25 @@ class Plan:
         v = ((b[0] - a[0]) * math.cos(h) + (b[1] - a[1]) * math.sin(h)) / self.dt
         return float(v), float((b[2] - a[2]) / self.dt)
 
+    def mean_velocity(self, t0_ns: int, t1_ns: int) -> tuple[float, float]:
+        """Mean reference (v, omega) over [t0, t1]: each segment's velocity weighted by its
+        overlap with the window. The window is cut at the plan's end (a plan is followed to its
+        last waypoint as planned; past it the tracker stops the robot); (0, 0) from the end on."""
+        if t0_ns < self.stamp_ns:  # a plan stamped a little ahead of the clock: from its start
+            t0_ns, t1_ns = self.stamp_ns, t1_ns + (self.stamp_ns - t0_ns)
+        t1_ns = min(t1_ns, self.end_ns)
+        if t1_ns <= t0_ns:
+            return self.velocity_at(t0_ns)
+        v = w = 0.0
+        for j in range(len(self.times_ns) - 1):
+            lo, hi = max(t0_ns, int(self.times_ns[j])), min(t1_ns, int(self.times_ns[j + 1]))
+            if hi > lo:
+                vj, wj = self.velocity_at((lo + hi) // 2)
+                v += vj * (hi - lo)
+                w += wj * (hi - lo)
+        span = float(t1_ns - t0_ns)
+        return v / span, w / span
+
 
 @dataclass
 class Control:
@@ -224,6 +243,11 @@ class TrackerConfig:
     k_y: float = 6.0  # 1/m^2: cross-track error -> yaw rate (scaled by the reference speed)
     k_theta: float = 3.0  # 1/m: heading error -> yaw rate (scaled by the reference speed)
     timeout: float = 1.0  # s (stamp clock) without any trajectory -> stop
+    # s of plan the feed-forward (v_r, w_r) is averaged over. A model that sees the robot's
+    # speed plans from that speed and accelerates later; following only the first segment of
+    # each plan, replanned every 0.2 s, repeats the current speed (and each plan's small bias)
+    # forever: the robot never speeds up. 0 = the plan's velocity in the coming step alone.
+    feedforward_horizon: float = 0.6
     pose_tolerance: float = 0.15  # s a stamp may be newer than the newest pose (clocks a tick apart)
     allow_reverse: bool = False  # reverse only when the reference itself drives backwards
 
@@ -231,6 +255,9 @@ class TrackerConfig:
         for name in ("k_x", "k_y", "k_theta"):
             _require(getattr(self, name) >= 0, f"tracker.{name}={getattr(self, name)}: must be >= 0")
         _require(self.timeout > 0, f"tracker.timeout={self.timeout}: must be > 0 seconds")
+        _require(0 <= self.feedforward_horizon <= 5.0,
+                 f"tracker.feedforward_horizon={self.feedforward_horizon}: must be within [0, 5] seconds "
+                 "(0 = the coming step only)")
 
 
 class TrajectoryTracker:
@@ -240,7 +267,8 @@ class TrajectoryTracker:
     :class:`PoseHistory`); ``command(now, state)`` returns the (v, omega) to apply from ``now``
     for one simulation step:
 
-        reference pose q_r = plan at now;  (v_r, w_r) = plan velocity over [now, now + step]
+        reference pose q_r = plan at now;  (v_r, w_r) = plan's mean velocity over
+        [now, now + max(step, feedforward_horizon)] (cut at the plan's end)
         errors in the robot frame: e_x, e_y, e_th = R(-yaw) (q_r - q)
         v = v_r cos(e_th) + k_x e_x,    w = w_r + v_r (k_y e_y + k_theta sin(e_th))
 
@@ -306,7 +334,10 @@ class TrajectoryTracker:
             return Control(0.0, 0.0, "expired", f"trajectory stamped {_s(plan.stamp_ns):.2f} s has run out")
         step = wc.sim_dt if step_s is None else step_s
         ref = plan.pose_at(now_ns)
-        v_r, w_r = plan.velocity_at(now_ns + _ns(step / 2))  # feed-forward over the coming step
+        if cfg.feedforward_horizon > 0:  # feed-forward: where the plan goes over the horizon
+            v_r, w_r = plan.mean_velocity(now_ns, now_ns + _ns(max(step, cfg.feedforward_horizon)))
+        else:  # ... or over the coming step alone
+            v_r, w_r = plan.velocity_at(now_ns + _ns(step / 2))
         x, y, yaw = float(state[0]), float(state[1]), float(state[2])
         c, s = math.cos(yaw), math.sin(yaw)
         dx, dy = ref[0] - x, ref[1] - y
@@ -701,6 +732,11 @@ class SimNodeConfig:
     duration: float = _opt(8.0, "Seconds of control per episode after the warm-up (scored).")
     trajectory_timeout: float = _opt(1.0, "Stop the robot when no trajectory has arrived for this many "
                                           "seconds (simulated time).")
+    tracker_horizon: float = _opt(0.6, "Seconds of each trajectory the tracker's feed-forward velocity is "
+                                       "averaged over (0 = the coming simulation step only). The model plans "
+                                       "from the robot's measured speed and accelerates later in the plan; "
+                                       "following only the first 0.2 s of each plan keeps the robot at the "
+                                       "speed it has.")
     episode_gap: float = _opt(1.0, "Simulated seconds between episodes (no frames: the VLA node's "
                                    "camera history of the last episode goes stale).")
     publish_clock: bool = _opt(True, "Publish /clock with the simulated time (run the VLA node with "
@@ -729,6 +765,8 @@ class SimNodeConfig:
                      f"(one of {', '.join(KINDS)})")
         _require(16 <= self.image_size <= 1024, f"image_size={self.image_size}: must be within [16, 1024]")
         _require(self.real_time_factor > 0, f"real_time_factor={self.real_time_factor}: must be > 0")
+        _require(0 <= self.tracker_horizon <= 5.0,
+                 f"tracker_horizon={self.tracker_horizon}: must be within [0, 5] seconds (0 = the coming step only)")
         _require(self.lockstep_period > 0, f"lockstep_period={self.lockstep_period}: must be > 0 seconds")
         _require(self.lockstep_timeout > 0, f"lockstep_timeout={self.lockstep_timeout}: must be > 0 seconds")
         _require(0 <= self.stop_grace < self.lockstep_timeout,

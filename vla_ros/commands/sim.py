@@ -72,6 +72,7 @@ class SimOptions:
     namespace: str = ""
     domain_id: int | None = None
     trajectory_timeout: float = 1.0
+    tracker_horizon: float = 0.6  # sim_node's tracker_horizon (s of plan in the feed-forward)
     lockstep_timeout: float = 60.0
     startup_timeout: float = 300.0
     out_dir: str | None = None  # episode records and node logs ('' / None = a temporary folder)
@@ -95,6 +96,7 @@ def _sim_parameters(opts: SimOptions, out_dir: Path) -> dict[str, Any]:
         "image_size": int(opts.image_size), "mode": "real_time" if opts.real_time else "lockstep",
         "real_time_factor": float(opts.real_time_factor), "warmup": float(opts.warmup),
         "duration": float(opts.duration), "trajectory_timeout": float(opts.trajectory_timeout),
+        "tracker_horizon": float(opts.tracker_horizon),
         "lockstep_timeout": float(opts.lockstep_timeout), "startup_timeout": float(opts.startup_timeout),
         "output_dir": str(out_dir),
     }
@@ -314,7 +316,8 @@ def run_in_process_episodes(opts: SimOptions, on_event: Callable[[dict], None] |
     cfg = SimNodeConfig(seed=opts.seed, seeds=",".join(map(str, opts.seeds)), episodes=opts.episodes,
                         kinds=opts.kinds, command=opts.command, split=opts.split)
     mc = api.config
-    sim = ClosedLoopSim(WorldConfig(image_size=opts.image_size), TrackerConfig(timeout=opts.trajectory_timeout),
+    sim = ClosedLoopSim(WorldConfig(image_size=opts.image_size),
+                        TrackerConfig(timeout=opts.trajectory_timeout, feedforward_horizon=opts.tracker_horizon),
                         warmup=opts.warmup, duration=opts.duration)
     records = []
     for i in range(opts.episodes):
@@ -385,7 +388,8 @@ def options_from_args(args) -> SimOptions:
         rate_hz=args.rate_hz, num_inference_steps=args.num_inference_steps, num_samples=args.num_samples,
         noise=args.noise, odometry=not args.no_odometry, cpu_threads=args.cpu_threads,
         params_file=args.params_file, namespace=args.namespace, domain_id=args.domain_id,
-        trajectory_timeout=args.trajectory_timeout, lockstep_timeout=args.lockstep_timeout, out_dir=args.out,
+        trajectory_timeout=args.trajectory_timeout, tracker_horizon=args.tracker_horizon,
+        lockstep_timeout=args.lockstep_timeout, out_dir=args.out,
         no_ros=args.no_ros)
 
 
@@ -401,6 +405,7 @@ def cmd_sim(args) -> int:
         SimNodeConfig(seed=opts.seed, episodes=opts.episodes, kinds=opts.kinds, command=opts.command,
                       split=opts.split, image_size=opts.image_size, duration=opts.duration, warmup=opts.warmup,
                       real_time_factor=opts.real_time_factor, trajectory_timeout=opts.trajectory_timeout,
+                      tracker_horizon=opts.tracker_horizon,
                       mode="real_time" if opts.real_time else "lockstep")
     except ConfigError as exc:
         raise UserError(str(exc)) from None
@@ -486,6 +491,9 @@ def register(subparsers) -> None:
     p.add_argument("--namespace", default="", help="namespace of both nodes")
     p.add_argument("--trajectory-timeout", type=float, default=1.0,
                    help="sim_node stops the robot after this long without a trajectory (s)")
+    p.add_argument("--tracker-horizon", type=float, default=0.6,
+                   help="seconds of each trajectory the robot's tracker follows in its feed-forward velocity "
+                        "(default 0.6; 0 = the coming 0.1 s step only)")
     p.add_argument("--lockstep-timeout", type=float, default=60.0,
                    help="wall seconds sim_node waits for an answer before running on without the node")
     p.set_defaults(func=cmd_sim)

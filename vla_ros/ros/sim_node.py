@@ -96,7 +96,8 @@ class SimNode(Node):
     def _set_up(self, stop_event: threading.Event | None) -> None:
         self._stop_event = stop_event or threading.Event()
         self.cfg = cfg = declare_sim_config(self)
-        self.sim = ClosedLoopSim(WorldConfig(image_size=cfg.image_size), TrackerConfig(timeout=cfg.trajectory_timeout),
+        tracker = TrackerConfig(timeout=cfg.trajectory_timeout, feedforward_horizon=cfg.tracker_horizon)
+        self.sim = ClosedLoopSim(WorldConfig(image_size=cfg.image_size), tracker,
                                  warmup=cfg.warmup, duration=cfg.duration)
         self.lock = threading.Condition()
         self._answer_ns = -1  # newest header.stamp received (any status)
