@@ -33,11 +33,13 @@ from torch import nn
 
 from vla_ros import paths
 from vla_ros.checkpoint import load_checkpoint
-from vla_ros.config import MAX_ODOMETRY, NOISE_MODES, ModelConfig
+from vla_ros.config import GUIDANCE_MODES, MAX_ODOMETRY, NOISE_MODES, ModelConfig
 from vla_ros.errors import InputError
 from vla_ros.model.cpu_graph import freeze_graph, param_versions
 from vla_ros.model.fast_unet import FastUNet, UnsupportedUNet
+from vla_ros.model.guidance import TargetGuidance
 from vla_ros.model.head import DiffusionActionHead, build_scheduler
+from vla_ros.sim.config import WorldConfig
 
 MAX_COMMAND_CHARS = 2000  # longer commands are rejected (the text encoder reads 64 tokens anyway)
 MIN_IMAGE_SIDE = 8
@@ -219,6 +221,10 @@ class VLAInferenceAPI:
             (``cpu_graphs=False`` to use it).
         cpu_graphs: on the CPU fast path, run the image encoder and each lean UNet step as
             frozen TorchScript graphs (built at warm-up, checked against eager; default on).
+        guidance: ``"none"`` (default) or ``"target"``: with a target-locator checkpoint, the
+            trajectories of commands that name a target are turned toward the located target and
+            end short of it (:mod:`vla_ros.model.guidance`; ``guidance_settings``: ``max_turn``
+            rad, ``stop_distance`` m).
         num_samples: K > 1 draws K samples (K seeded noises, one batch) and returns their mean
             (circular mean for the heading): a steadier estimate of the expected trajectory for
             closed-loop control, at the cost of a K times larger diffusion batch.
@@ -227,7 +233,8 @@ class VLAInferenceAPI:
     def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu", fast: bool = True,
                  warmup: bool = True, num_inference_steps: int | None = None, use_ddim: bool | None = None,
                  seed: int = 0, compile: bool = False, cache_size: int = 64, num_samples: int = 1,
-                 cpu_graphs: bool = True, noise: str = "fixed") -> None:
+                 cpu_graphs: bool = True, noise: str = "fixed", guidance: str = "none",
+                 guidance_settings: dict | None = None) -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise InputError(f"device={device!r} asked for, but CUDA is not available here; use device='cpu'")
         self.checkpoint = Path(checkpoint) if checkpoint else paths.default_checkpoint()
@@ -260,6 +267,18 @@ class VLAInferenceAPI:
         self._graphs: dict[tuple, _CudaGraphSampler] = {}
         self.cache_stats = {"frame_hits": 0, "frame_misses": 0, "text_hits": 0, "text_misses": 0}
         self.compile = bool(compile)
+        if guidance not in GUIDANCE_MODES:
+            raise InputError(f"guidance={guidance!r}: choose one of {GUIDANCE_MODES}")
+        self.guidance = guidance
+        self._guide: TargetGuidance | None = None
+        if guidance == "target":
+            if self.model.locator is None:
+                raise InputError("guidance='target' steers toward the target the model's locator finds; this "
+                                 f"checkpoint ({self.checkpoint}) has none (train one with --target-locator on)")
+            world = (self.payload.get("meta") or {}).get("world_config") or {}
+            half = float(world.get("arena_size", WorldConfig().arena_size)) / 2  # the top view's half-side
+            with torch.inference_mode():
+                self._guide = TargetGuidance.for_model(self.model, half, **(guidance_settings or {}))
         if compile:
             self.model.action_head.unet = torch.compile(self.model.action_head.unet)
         self.warmed_up = False
@@ -554,8 +573,10 @@ class VLAInferenceAPI:
         cond = self.model.fuse(frame_tok, grid_tok, cmd, odom, located)  # (1, N, d)
         self._sync()
         t4 = time.perf_counter()
-        traj = self._diffuse(cond)[0]
-        traj_np = traj.float().cpu().numpy()
+        traj = self._diffuse(cond)
+        if self._guide is not None:
+            traj = self._guide(traj, located.relative, cmd)
+        traj_np = traj[0].float().cpu().numpy()
         t5 = time.perf_counter()
         ms = lambda a, b: (b - a) * 1e3  # noqa: E731
         timing = {"input_checks": ms(t0, t1), "image_encoding": ms(t1, t2), "text_encoding": ms(t2, t3),
@@ -592,7 +613,11 @@ class VLAInferenceAPI:
             frozen = self.model.frame_frozen(images)
             top = self.model.newest_top(images) if self.model.locator is not None else None
             cond = self.model.condition_from_frozen_text(frozen.view(B, C, T, *frozen.shape[1:]), cmd, odom, top)
-        return self._diffuse(cond).float().cpu().numpy()
+            located = self._locate(images[:, c.cameras.index("top"), -1], cmd) if self._guide is not None else None
+        traj = self._diffuse(cond)
+        if self._guide is not None:
+            traj = self._guide(traj, located.relative, cmd)
+        return traj.float().cpu().numpy()
 
     def benchmark(self, ego_images: Any, top_images: Any, instruction: str, num_runs: int = 10,
                   new_frame_each_run: bool = True) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vla_ros import paths
-from vla_ros.config import NOISE_MODES
+from vla_ros.config import GUIDANCE_MODES, NOISE_MODES
 
 __all__ = ["register", "cmd_sim", "SimOptions", "run_episodes", "sim_descriptions", "missing_checkpoint_message",
            "write_outputs", "print_event"]
@@ -66,6 +66,7 @@ class SimOptions:
     num_inference_steps: int = 0
     num_samples: int = 1  # diffusion samples averaged per tick (vla_node's num_samples)
     noise: str = "fixed"  # vla_node's noise: fixed | varied
+    guidance: str = "none"  # vla_node's guidance: none | target
     odometry: bool = True  # vla_node's use_odometry (the robot's measured velocity for the model)
     cpu_threads: int = 1  # torch threads of the model (0 = torch's default: one per core)
     params_file: str | None = None
@@ -126,6 +127,8 @@ def sim_descriptions(opts: SimOptions, out_dir: Path, checkpoint: Path) -> list:
             d.parameters["num_samples"] = int(opts.num_samples)
         if opts.noise != "fixed":
             d.parameters["noise"] = opts.noise
+        if opts.guidance != "none":
+            d.parameters["guidance"] = opts.guidance
         if not opts.odometry:
             d.parameters["use_odometry"] = False
         if opts.cpu_threads:
@@ -310,7 +313,7 @@ def run_in_process_episodes(opts: SimOptions, on_event: Callable[[dict], None] |
         torch.set_num_threads(opts.cpu_threads)
     t0 = time.perf_counter()
     api = VLAInferenceAPI(checkpoint, device=opts.device, num_inference_steps=opts.num_inference_steps or None,
-                          num_samples=opts.num_samples, noise=opts.noise)
+                          num_samples=opts.num_samples, noise=opts.noise, guidance=opts.guidance)
     if on_event:
         on_event({"event": "ready", "wait_s": time.perf_counter() - t0})
     cfg = SimNodeConfig(seed=opts.seed, seeds=",".join(map(str, opts.seeds)), episodes=opts.episodes,
@@ -386,7 +389,7 @@ def options_from_args(args) -> SimOptions:
         split=args.split, checkpoint=args.checkpoint or "", device=args.device, image_size=args.image_size,
         duration=args.duration, warmup=args.warmup, real_time=args.real_time, real_time_factor=args.real_time_factor,
         rate_hz=args.rate_hz, num_inference_steps=args.num_inference_steps, num_samples=args.num_samples,
-        noise=args.noise, odometry=not args.no_odometry, cpu_threads=args.cpu_threads,
+        noise=args.noise, guidance=args.guidance, odometry=not args.no_odometry, cpu_threads=args.cpu_threads,
         params_file=args.params_file, namespace=args.namespace, domain_id=args.domain_id,
         trajectory_timeout=args.trajectory_timeout, tracker_horizon=args.tracker_horizon,
         lockstep_timeout=args.lockstep_timeout, out_dir=args.out,
@@ -481,6 +484,9 @@ def register(subparsers) -> None:
     p.add_argument("--noise", choices=NOISE_MODES, default="fixed",
                    help="vla_node's initial noise: one draw every tick (fixed, default), a new draw per tick (varied) "
                         "or x_T = 0 (zero)")
+    p.add_argument("--guidance", choices=GUIDANCE_MODES, default="none",
+                   help="vla_node's guidance: target steers goto trajectories toward the cone the checkpoint's "
+                        "target locator finds (needs a locator checkpoint); none (default) = as sampled")
     p.add_argument("--no-odometry", action="store_true",
                    help="vla_node without the odom input (use_odometry false): the model is told the robot's "
                         "velocity is unknown, as on a robot without odometry")

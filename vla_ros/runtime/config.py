@@ -19,7 +19,7 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
-from vla_ros.config import NOISE_MODES, ConfigError, _require, from_dict, to_dict
+from vla_ros.config import GUIDANCE_MODES, NOISE_MODES, ConfigError, _require, from_dict, to_dict
 
 __all__ = [
     "NODE_NAME",
@@ -65,6 +65,11 @@ class NodeConfig:
                  "always give the same trajectory); 'varied' draws anew every tick from a seeded "
                  "sequence, so successive replans do not repeat one draw's bias (drift, creep); "
                  "'zero' starts from x_T = 0 (deterministic, no draw's bias).")
+    guidance: Literal["none", "target"] = _opt(
+        "none", "Sampling-time guidance: 'target' turns the trajectory of a command that names a target "
+               "toward the target the checkpoint's locator finds on the top camera (at most 45 deg per "
+               "plan) and ends it 0.5 m short of it; needs a checkpoint trained with the target locator. "
+               "'none' = the model's trajectories as sampled.")
     cpu_threads: int = _opt(0, "Torch intra-op CPU threads; 0 = torch's default (one per core). Lower it "
                                "when the node shares the CPU with other nodes.")
     # -- timing -------------------------------------------------------------------------
@@ -101,6 +106,7 @@ class NodeConfig:
         _require(1 <= self.num_samples <= 64,
                  f"num_samples={self.num_samples}: must be within [1, 64] (1 = one sample, the default)")
         _require(self.noise in NOISE_MODES, f"noise={self.noise!r}: choose one of {list(NOISE_MODES)}")
+        _require(self.guidance in GUIDANCE_MODES, f"guidance={self.guidance!r}: choose one of {list(GUIDANCE_MODES)}")
         _require(0.0 < self.rate_hz <= 100.0,
                  f"rate_hz={self.rate_hz}: must be in (0, 100] ticks per second (default 3)")
         _require(0.0 < self.odometry_tolerance <= 5.0,

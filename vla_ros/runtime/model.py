@@ -47,6 +47,7 @@ def load_model(cfg: NodeConfig) -> tuple[Any, ModelSpec]:
         num_inference_steps=cfg.num_inference_steps or None,
         num_samples=cfg.num_samples,
         noise=cfg.noise,
+        guidance=cfg.guidance,
     )
     return api, ModelSpec.from_config(api.config)
 
