@@ -274,7 +274,9 @@ class VLAInferenceAPI:
         if guidance == "target":
             if self.model.locator is None:
                 raise InputError("guidance='target' steers toward the target the model's locator finds; this "
-                                 f"checkpoint ({self.checkpoint}) has none (train one with --target-locator on)")
+                                 f"checkpoint ({self.checkpoint}) has none. Use one that has: the packaged "
+                                 f"{paths.default_checkpoint().with_name('locator.pth')}, or one trained with "
+                                 "vla train --init CKPT --target-locator on")
             world = (self.payload.get("meta") or {}).get("world_config") or {}
             half = float(world.get("arena_size", WorldConfig().arena_size)) / 2  # the top view's half-side
             with torch.inference_mode():
