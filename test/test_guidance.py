@@ -88,6 +88,10 @@ def test_guidance_needs_a_locator_and_a_known_mode(locator_ckpt, tmp_path):
         VLAInferenceAPI(no_locator, warmup=False, guidance="target")
     with pytest.raises(InputError, match="guidance='off'"):
         VLAInferenceAPI(locator_ckpt, warmup=False, guidance="off")
+    with pytest.raises(InputError, match="unknown"):
+        VLAInferenceAPI(locator_ckpt, warmup=False, guidance="target", guidance_settings={"max_trun": 1.0})
+    with pytest.raises(InputError, match="max_turn"):
+        VLAInferenceAPI(locator_ckpt, warmup=False, guidance="target", guidance_settings={"max_turn": 45})
 
 
 def test_node_parameter_and_vla_sim_flag_reach_vla_node(tmp_path):

@@ -279,8 +279,16 @@ class VLAInferenceAPI:
                                  "vla train --init CKPT --target-locator on")
             world = (self.payload.get("meta") or {}).get("world_config") or {}
             half = float(world.get("arena_size", WorldConfig().arena_size)) / 2  # the top view's half-side
-            with torch.inference_mode():
-                self._guide = TargetGuidance.for_model(self.model, half, **(guidance_settings or {}))
+            settings = dict(guidance_settings or {})
+            unknown = set(settings) - {"max_turn", "stop_distance"}
+            if unknown:
+                raise InputError(f"guidance_settings: unknown {sorted(unknown)}; known: max_turn (rad), "
+                                 "stop_distance (m)")
+            try:
+                with torch.inference_mode():
+                    self._guide = TargetGuidance.for_model(self.model, half, **settings)
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
         if compile:
             self.model.action_head.unet = torch.compile(self.model.action_head.unet)
         self.warmed_up = False

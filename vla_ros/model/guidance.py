@@ -69,6 +69,14 @@ class TargetGuidance:
     max_turn: float = math.radians(45.0)
     stop_distance: float = 0.5
 
+    def __post_init__(self) -> None:
+        if not 0.0 < self.max_turn <= math.pi:
+            raise ValueError(f"guidance max_turn={self.max_turn}: must be within (0, pi] radians (default 45 deg)")
+        if not 0.0 <= self.stop_distance <= 10.0:
+            raise ValueError(f"guidance stop_distance={self.stop_distance}: must be within [0, 10] m (default 0.5)")
+        if not self.metres_per_unit > 0:
+            raise ValueError(f"guidance metres_per_unit={self.metres_per_unit}: must be > 0")
+
     @classmethod
     def for_model(cls, model, metres_per_unit: float, **settings) -> "TargetGuidance":
         """Centroids from ``model.encode_text`` of every training phrasing of every kind."""
