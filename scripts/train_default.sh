@@ -24,7 +24,7 @@
 #    (model.target_locator: finds the commanded cone on the top camera): the locator is
 #    pre-trained alone (1200 steps), then 1000 steps fine-tune everything on the same episodes.
 #    Run with guidance: target (vla sim --guidance target), it steers goto trajectories to the
-#    located cone. Measured (README): closed loop 21-22/32 with no collision (default 18/32).
+#    located cone. Measured (README): closed loop 22-23/32 with no collision (default 18/32).
 #
 # Measured on the 2-core development machine: data ~3 min, frame encoding ~15 min, 3000 steps
 # ~57 min (1.0-1.2 s a step; slower while other jobs share the CPU); each DAgger round 3-4.5 min

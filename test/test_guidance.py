@@ -39,6 +39,9 @@ def test_steering_ends_short_of_the_target_and_leaves_a_standing_robot():
     near = steer_to_target(_straight(), torch.tensor([[1.0, 0.0]]), math.radians(45), 0.5)
     path = torch.diff(near[0, :, :2], dim=0, prepend=torch.zeros(1, 2)).norm(dim=-1).sum()
     assert float(path) == pytest.approx(0.5, abs=1e-5)
+    # cut, not slowed: the waypoints before the stopping point keep their timing, the rest wait there
+    torch.testing.assert_close(near[0, :5], _straight()[0, :5])
+    assert torch.allclose(near[0, 5:, 0], torch.tensor(0.5)) and float(near[0, 5:, 1].abs().max()) == 0.0
     at_goal = steer_to_target(_straight(), torch.tensor([[0.3, 0.0]]), math.radians(45), 0.5)
     assert float(at_goal[..., :2].abs().max()) == 0.0  # inside the stopping distance: stay
     standing = torch.zeros(1, 16, 3)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from vla_ros import paths
+from vla_ros.config import GUIDANCE_MODES
 
 __all__ = ["register", "cmd_demo", "DEMO_KINDS"]
 
@@ -41,7 +42,7 @@ def cmd_demo(args) -> int:
     out = Path(args.out)
     opts = SimOptions(episodes=len(kinds), seed=args.seed, seeds=seeds, kinds=",".join(kinds), split=args.split,
                       checkpoint=str(checkpoint), device=args.device, image_size=args.image_size,
-                      duration=args.duration, cpu_threads=args.cpu_threads,
+                      duration=args.duration, cpu_threads=args.cpu_threads, guidance=args.guidance,
                       out_dir=None if args.no_ros else str(out / "run"), no_ros=args.no_ros)
     how = "in this process (no ROS)" if args.no_ros else "sim_node + vla_node (lockstep, sim time)"
     print(f"vla demo: {len(kinds)} episodes with {checkpoint} through {how}", flush=True)
@@ -83,6 +84,9 @@ def register(subparsers) -> None:
                    help="command phrasings: 'eval' = held-out ones the model never saw")
     p.add_argument("--checkpoint", help=f"model (default: {paths.default_checkpoint()})")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--guidance", choices=GUIDANCE_MODES, default="none",
+                   help="target: steer goto trajectories to the cone the checkpoint's locator finds "
+                        "(with --checkpoint checkpoints/locator.pth)")
     p.add_argument("--image-size", type=int, default=128, help="camera image side (default 128)")
     p.add_argument("--duration", type=float, default=7.0, help="seconds of control per episode (default 7)")
     p.add_argument("--cpu-threads", type=int, default=1, help="torch CPU threads of the model (0 = one per core)")

@@ -9,7 +9,8 @@ a target, each sampled trajectory (T, 3) in the robot frame is
 
 1. turned about the robot so that its last waypoint points at the target, by at most
    ``max_turn`` per plan (the robot turns further over the next plans), and
-2. scaled down, keeping its shape, so that its path ends ``stop_distance`` short of the target.
+2. cut where its path comes within ``stop_distance`` of the target: the waypoints before keep
+   their timing (the planned speed), the later ones wait at that point.
 
 The rest is the model's: the speed profile, braking for an obstacle (a short trajectory stays
 short), the curvature. Which commands name a target is learnt from the phrasings the model was
@@ -34,8 +35,9 @@ __all__ = ["GUIDANCE_MODES", "TargetGuidance", "steer_to_target"]
 def steer_to_target(traj: torch.Tensor, target: torch.Tensor, max_turn: float, stop_distance: float
                     ) -> torch.Tensor:
     """traj (B, T, 3) robot-frame waypoints (x ahead, y left, heading), target (B, 2) metres in
-    the robot frame -> (B, T, 3) turned toward the target (at most ``max_turn`` rad) and shortened
-    to end ``stop_distance`` before it. A trajectory shorter than 5 cm (standing) is only shortened."""
+    the robot frame -> (B, T, 3) turned toward the target (at most ``max_turn`` rad) and cut at
+    the arc length that ends ``stop_distance`` before it (later waypoints wait there). A
+    trajectory shorter than 5 cm (standing) is not turned."""
     xy, heading = traj[..., :2], traj[..., 2]
     end = xy[:, -1]  # (B, 2)
     moving = end.norm(dim=-1) > 0.05
@@ -45,11 +47,21 @@ def steer_to_target(traj: torch.Tensor, target: torch.Tensor, max_turn: float, s
     c, s = torch.cos(turn)[:, None], torch.sin(turn)[:, None]
     xy = torch.stack([c * xy[..., 0] - s * xy[..., 1], s * xy[..., 0] + c * xy[..., 1]], -1)  # (B, T, 2)
     heading = heading + turn[:, None]
-    seg = torch.diff(xy, dim=1, prepend=torch.zeros_like(xy[:, :1])).norm(dim=-1)  # (B, T)
-    path = seg.sum(-1)  # (B,)
-    room = (target.norm(dim=-1) - stop_distance).clamp(min=0.0)
-    scale = torch.where(path > room, room / path.clamp(min=1e-6), torch.ones_like(path))
-    return torch.cat([xy * scale[:, None, None], heading[..., None]], -1)
+    # cut the path at arc length `room`: waypoints before it keep their timing (the planned
+    # speed), the ones after it wait at the stopping point
+    prev = torch.cat([torch.zeros_like(xy[:, :1]), xy[:, :-1]], 1)  # (B, T, 2) each segment's start
+    seg = (xy - prev).norm(dim=-1)  # (B, T)
+    cum = seg.cumsum(-1)  # (B, T) arc length at each waypoint
+    room = (target.norm(dim=-1) - stop_distance).clamp(min=0.0)[:, None]  # (B, 1)
+    past = cum > room  # (B, T)
+    k = past.float().argmax(-1)  # first waypoint past the stopping point (0 if none)
+    rows = torch.arange(len(xy), device=xy.device)
+    before = cum[rows, k] - seg[rows, k]  # arc length at that segment's start
+    u = ((room[:, 0] - before) / seg[rows, k].clamp(min=1e-9)).clamp(0.0, 1.0)[:, None]
+    stop = prev[rows, k] + u * (xy[rows, k] - prev[rows, k])  # (B, 2) the point at arc length `room`
+    xy = torch.where(past[..., None], stop[:, None], xy)
+    heading = torch.where(past, heading[rows, k][:, None], heading)
+    return torch.cat([xy, heading[..., None]], -1)
 
 
 @dataclass
