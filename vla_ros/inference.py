@@ -611,19 +611,19 @@ class VLAInferenceAPI:
         cmd = torch.cat([self._encode_text(self._check_command(t)) for t in instructions])
         B, C, T = images.shape[:3]
         odom = self._check_odometry(odometry, B)
+        # located once: the condition and the guidance both use it
+        located = self._locate(images[:, c.cameras.index("top"), -1], cmd) \
+            if self.model.locator is not None else None
         if self.cpu_graphs:  # every frame through the frozen encoder graph, all with grid tokens
             frame_tok, grid_tok = self._frame_tokens(images.reshape(-1, *images.shape[3:]))
             frame_tok = frame_tok.view(B, C, T, -1)
             if grid_tok is not None:
                 grid_tok = grid_tok.view(B, C, T, *grid_tok.shape[1:])[:, :, -1]
-            located = self._locate(images[:, c.cameras.index("top"), -1], cmd) \
-                if self.model.locator is not None else None
             cond = self.model.fuse(frame_tok, grid_tok, cmd, odom, located)
         else:
             frozen = self.model.frame_frozen(images)
-            top = self.model.newest_top(images) if self.model.locator is not None else None
-            cond = self.model.condition_from_frozen_text(frozen.view(B, C, T, *frozen.shape[1:]), cmd, odom, top)
-            located = self._locate(images[:, c.cameras.index("top"), -1], cmd) if self._guide is not None else None
+            cond = self.model.condition_from_frozen_text(frozen.view(B, C, T, *frozen.shape[1:]), cmd, odom,
+                                                         located=located)
         traj = self._diffuse(cond)
         if self._guide is not None:
             traj = self._guide(traj, located.relative, cmd)
