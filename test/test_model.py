@@ -386,3 +386,38 @@ def test_checkpoint_with_the_locator_round_trips(tmp_path):
     assert not torch.allclose(model.condition(x, ["go to the red cone"]), model.condition(x, ["go to the blue cone"]))
     with pytest.raises(CheckpointError, match="target_locator"):
         load_checkpoint(tmp_path / "m.pth", expect=ModelConfig(**TINY))
+
+
+def test_freezing_the_text_encoder_keeps_the_training_phrasings_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    model = SimpleVLA(num_timesteps=50, num_inference_steps=5, cond_dim=64).eval()
+    with torch.no_grad():  # a "tuned" text LoRA: its B matrices start at zero
+        for n, p in model.text.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+    train = ["go to the red cone", "turn left", "stop the robot", "follow the lane", "go straight", "halt"]
+    with torch.no_grad():
+        before = model.encode_text(train)
+        tuned_raw = model.text(["freeze right there"])
+    fit = model.freeze_text_encoder(train, ridge=1e-4)
+    assert model.config.text_lora is False and fit["fit_rel_error"] < 0.02
+    assert not any("lora_" in n for n, _ in model.text.named_parameters())
+    assert not any(p.requires_grad for p in model.text.parameters())  # the pretrained encoder stays frozen
+    with torch.no_grad():
+        after = model.encode_text(train)
+        pure = model.text(["freeze right there"])
+    assert (after - before).norm(dim=-1).max() < 0.02 * before.norm(dim=-1).min()
+    assert float(torch.cosine_similarity(tuned_raw, pure)) < 0.99  # the encoder really changed
+    path = save_checkpoint(model, tmp_path / "frozen_text.pth")
+    loaded, _ = load_checkpoint(path)
+    assert loaded.config.text_lora is False
+    with torch.no_grad():
+        assert torch.allclose(loaded.encode_text(train), after, atol=1e-5)
+    with pytest.raises(ValueError, match="no LoRA to drop"):
+        loaded.freeze_text_encoder(train)
+    # a checkpoint written before the field existed had LoRA on its text encoder
+    payload = torch.load(path, weights_only=True)
+    del payload["model_config"]["text_lora"]
+    from vla_ros.checkpoint import checkpoint_config
+
+    assert checkpoint_config(payload).text_lora is True

@@ -104,11 +104,12 @@ def test_init_fine_tunes_a_checkpoint_and_keeps_its_normaliser(trained, tiny_dat
     start, _ = load_checkpoint(out / "best.pth")
     few = dataclasses.replace(TINY_TRAIN, steps=4, val_every=4)
     # flags name another architecture: --init uses the checkpoint's own config
-    other = dataclasses.replace(TINY_MODEL, cond_dim=32)
+    # (text_lora off drops a MiniLM's text LoRA; the tiny text encoder has none: nothing to drop)
+    other = dataclasses.replace(TINY_MODEL, cond_dim=32, text_lora=False)
     summary = train(other, few, tiny_data[0], tmp_path / "ft", init=out / "best.pth", progress=False)
     assert summary["step"] == 4
     tuned, payload = load_checkpoint(tmp_path / "ft" / "last.pth")
-    assert tuned.config.cond_dim == TINY_MODEL.cond_dim
+    assert tuned.config.cond_dim == TINY_MODEL.cond_dim and tuned.config.text_lora == start.config.text_lora
     assert payload["meta"]["init"] == str(out / "best.pth")
     n0, n1 = start.action_head.normalizer, tuned.action_head.normalizer
     for name, buf in n0.named_buffers():

@@ -92,6 +92,7 @@ def checkpoint_config(payload: dict[str, Any], path: str | Path = "checkpoint") 
         stored = dict(payload["model_config"])
         # written before the odometry input existed: those models have none
         stored.setdefault("odometry_input", False)
+        stored.setdefault("text_lora", True)  # ... nor the choice of a frozen text encoder
         return from_dict(ModelConfig, stored, where=f"{path}:model_config")
     except (ConfigError, KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: its model config is not valid for this vla_ros: {exc}") from None

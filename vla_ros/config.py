@@ -214,6 +214,12 @@ class ModelConfig:
     hf_text_path: str = ""  # local directory of a text encoder for "hf" ('' = MiniLM)
     pretrained: bool = True  # load the packaged pretrained weights (False: random init)
     use_lora: bool = True
+    # LoRA on the text encoder too (with use_lora). Off: the pretrained MiniLM stays as it is and
+    # only the projection after it is learnt. Tuning MiniLM on the ~80 training phrasings moves its
+    # encodings far (cosine 0.66 to the pretrained ones) and loses what it knew of unseen wordings:
+    # the tuned encoder reads the held-out "freeze right there" as a right turn, the pretrained one
+    # as a stop (README, "Unseen wordings"). Checkpoints written before this field have it on.
+    text_lora: bool = True
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0
@@ -308,7 +314,7 @@ class ModelConfig:
     # cannot be used with another (the seed's "retraining required").
     ARCHITECTURE_FIELDS: typing.ClassVar[tuple[str, ...]] = (
         "trajectory_length", "action_dim", "history_length", "cameras", "image_size", "backbone",
-        "hf_vision_path", "hf_text_path", "use_lora", "lora_r", "vision_lora_blocks", "cond_dim",
+        "hf_vision_path", "hf_text_path", "use_lora", "text_lora", "lora_r", "vision_lora_blocks", "cond_dim",
         "spatial_tokens", "odometry_input", "target_locator", "num_timesteps", "unet_channels", "attention_head_dim",
         "cross_attention_dim", "layers_per_block", "norm_num_groups", "beta_schedule",
         "prediction_type",

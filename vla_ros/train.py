@@ -424,6 +424,13 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
         if model_cfg.target_locator and not model.config.target_locator:  # likewise the target locator
             model.add_target_locator()
             added_locator = True
+        if not model_cfg.text_lora and model.has_text_lora:
+            # ... and a model may drop its text encoder's LoRA for the pretrained encoder (its
+            # projection refitted so that the training phrasings encode as before)
+            split = str(read_dataset_info(data_dir).get("split") or "train")
+            refit = model.freeze_text_encoder([p for k in KINDS for p in phrasings(k, split)])
+            print(f"text encoder: LoRA dropped for the pretrained MiniLM; projection refitted on the "
+                  f"{split} phrasings (relative error {refit['fit_rel_error']:.4f})")
         model_cfg = model.config
     else:
         model = SimpleVLA(model_cfg).to(dev)

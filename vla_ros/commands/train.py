@@ -21,6 +21,8 @@ def cmd_train(args) -> int:
         model_cfg = dataclasses.replace(model_cfg, odometry_input=args.odometry_input == "on")
     if args.target_locator is not None:
         model_cfg = dataclasses.replace(model_cfg, target_locator=args.target_locator == "on")
+    if args.text_lora is not None:
+        model_cfg = dataclasses.replace(model_cfg, text_lora=args.text_lora == "on")
     resume = args.resume
     if resume == "auto":
         from pathlib import Path
@@ -61,6 +63,10 @@ def register(sub) -> None:
                    help="override model.target_locator (find the commanded cone and the robot on the top camera, "
                         "trained with the simulator's positions as extra labels); with --init, 'on' adds it to a "
                         "checkpoint without it (its input zero-initialised), 'off' keeps the checkpoint's setting")
+    p.add_argument("--text-lora", choices=("on", "off"),
+                   help="override model.text_lora (LoRA on the text encoder as well); with --init, 'off' "
+                        "drops a checkpoint's text LoRA for the pretrained encoder (the projection refitted "
+                        "so the training phrasings encode as before), 'on' keeps the checkpoint's setting")
     p.add_argument("--half-frames", action="store_true",
                    help="encode and train on every other step only (half the CPU time; neighbours are near-duplicates)")
     p.set_defaults(func=cmd_train)

@@ -220,7 +220,7 @@ class HFVision(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         _freeze(self.model)
-        if cfg.use_lora:
+        if cfg.use_lora and cfg.text_lora:
             targets = [n for n, m in self.model.named_modules()
                        if isinstance(m, nn.Linear) and n.split(".")[-1] in _ATTN_NAMES
                        and "head" not in n.split(".")]
@@ -280,7 +280,7 @@ class MiniLMText(_StayEval):
             self.model = AutoModel.from_config(AutoConfig.from_pretrained(model_dir, local_files_only=True))
         self.feature_dim = int(self.model.config.hidden_size)
         _freeze(self.model)
-        if cfg.use_lora:
+        if cfg.use_lora and cfg.text_lora:
             targets = [n for n, m in self.model.named_modules()
                        if isinstance(m, nn.Linear) and n.split(".")[-1] in ("query", "key", "value",
                                                                             "q_proj", "k_proj", "v_proj")]

@@ -77,6 +77,40 @@ class SimpleVLA(nn.Module):
         nn.init.zeros_(layer.bias)
         return layer
 
+    @property
+    def has_text_lora(self) -> bool:
+        """Whether the text encoder carries LoRA layers (MiniLM with ``text_lora`` on)."""
+        return any("lora_" in n for n, _ in self.text.named_parameters())
+
+    def freeze_text_encoder(self, phrasings: Sequence[str], ridge: float = 1e-3) -> dict[str, float]:
+        """Replace the LoRA-tuned text encoder by the pretrained one it was tuned from
+        (``config.text_lora`` off) and refit ``txt_proj`` so that ``phrasings`` (the training
+        commands) encode as before: ridge regression from the pretrained encodings (P, D) to the
+        old command encodings (P, d). Other wordings then follow the pretrained encoder's notion
+        of similarity. Returns the fit's mean relative error on ``phrasings`` and the old
+        encodings' mean cosine to the new pretrained ones."""
+        if not self.has_text_lora:
+            raise ValueError("this model's text encoder has no LoRA to drop (model.text_lora is off, "
+                             "or the backbone's text encoder is not MiniLM)")
+        texts = list(dict.fromkeys(phrasings))
+        if len(texts) < 2:
+            raise ValueError(f"refitting the text projection needs at least 2 distinct phrasings, got {len(texts)}")
+        with torch.no_grad():
+            old_raw = self.text(texts).float()  # (P, D) the tuned encoder's output
+            y = self.encode_text(texts).float()  # (P, d)
+            config = dataclasses.replace(self.config, text_lora=False)
+            text = build_text(config).to(self.device)
+            x = text(texts).float()  # (P, D) the pretrained encoder's output
+            mx, my = x.mean(0), y.mean(0)
+            xc, yc = x - mx, y - my
+            eye = torch.eye(x.shape[1], device=x.device)
+            wt = torch.linalg.solve(xc.T @ xc + ridge * eye, xc.T @ yc)  # (D, d)
+            self.txt_proj.weight.copy_(wt.T.to(self.txt_proj.weight.dtype))
+            self.txt_proj.bias.copy_((my - mx @ wt).to(self.txt_proj.bias.dtype))
+            err = ((xc @ wt - yc).norm(dim=-1) / yc.norm(dim=-1).clamp_min(1e-9)).mean()
+        self.text, self.config = text, config
+        return {"fit_rel_error": float(err), "tuned_vs_pretrained_cos": float((old_raw * x).sum(-1).mean())}
+
     def add_odometry_input(self) -> None:
         """Give a model trained without odometry the (zero-initialised) input, for fine-tuning."""
         if self.odom_proj is None:
