@@ -128,6 +128,11 @@ def test_hf_backbone_from_a_local_directory(tmp_path):
     assert lora and all("lora_" in n for n in lora)
     out = model.predict(images(), ["go forward"], generator=torch.Generator().manual_seed(0))
     assert out.shape == (1, 16, 3) and torch.isfinite(out).all()
+    # text_lora off takes LoRA off the text encoder only, not off the vision model
+    frozen_text = SimpleVLA(backbone="hf", hf_vision_path=str(tmp_path / "vit"), image_size=64, cond_dim=64,
+                            text_lora=False)
+    assert any("lora_" in n for n, _ in frozen_text.vision.named_parameters())
+    assert not frozen_text.has_text_lora and model.has_text_lora
 
 
 def test_hf_backbone_rejects_hub_names():

@@ -220,7 +220,7 @@ class HFVision(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         _freeze(self.model)
-        if cfg.use_lora and cfg.text_lora:
+        if cfg.use_lora:
             targets = [n for n, m in self.model.named_modules()
                        if isinstance(m, nn.Linear) and n.split(".")[-1] in _ATTN_NAMES
                        and "head" not in n.split(".")]
