@@ -120,6 +120,17 @@ def test_generate_refuses_to_overwrite_and_eval_split(tmp_path, tiny_dataset):
         generate_dataset(tmp_path / "x", episodes=1, seed=3, config=TINY, split="test", progress=False)
 
 
+def test_generate_only_the_kinds_asked_for(tmp_path):
+    out = generate_dataset(tmp_path / "lane", episodes=3, seed=5, config=TINY, progress=False,
+                           kinds=["follow_lane", "stop"])
+    kinds = [load_episode(f)[1]["kind"] for f in list_episodes(out)]
+    assert kinds == [episode_kind(5, i, ("follow_lane", "stop")) for i in range(3)]
+    assert set(kinds) == {"follow_lane", "stop"}
+    assert json.loads((out / "dataset.json").read_text())["kinds"] == {k: kinds.count(k) for k in sorted(set(kinds))}
+    with pytest.raises(ValueError, match="follow_lanes"):
+        generate_dataset(tmp_path / "x", episodes=1, seed=5, config=TINY, progress=False, kinds=["follow_lanes"])
+
+
 def test_top_pixel_transform(tiny_dataset):
     cfg = TINY
     half = cfg.arena_size / 2

@@ -13,7 +13,8 @@ def cmd_generate(args) -> int:
     out = generate_dataset(args.out, episodes=args.episodes, seed=args.seed, config=cfg, split=args.split,
                            workers=args.workers, overwrite=args.overwrite, first_index=args.first_index,
                            policy=args.policy, replan_period=args.replan_period,
-                           policy_noise=args.policy_noise)
+                           policy_noise=args.policy_noise,
+                           kinds=[k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None)
     driver = f", driven by {args.policy} and labelled by the expert" if args.policy else ""
     print(f"wrote {args.episodes} {args.split} episodes{driver} to {out} (format: vla_ros/data/FORMAT.md)")
     return 0
@@ -40,6 +41,9 @@ def register(sub) -> None:
     g.add_argument("--steps", type=int, default=40, help="recorded steps per episode")
     g.add_argument("--workers", type=int, default=1, help="worker processes (same output)")
     g.add_argument("--overwrite", action="store_true")
+    g.add_argument("--kinds", metavar="K1,K2",
+                   help="only these command kinds, comma-separated (cycled, balanced; default all), e.g. "
+                        "follow_lane for more on-policy data of one weak command")
     g.add_argument("--first-index", type=int, default=0,
                    help="number episodes from here (to join datasets in one directory)")
     g.add_argument("--policy", metavar="CHECKPOINT",

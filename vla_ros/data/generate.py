@@ -7,11 +7,12 @@ import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from ..sim.commands import KINDS, SPLITS
-from ..config import NOISE_MODES
+from ..config import NOISE_MODES, ConfigError
 from ..sim.config import WorldConfig
 from ..sim.episode import FORMAT_VERSION, run_episode
 from ..sim.world import World
@@ -25,9 +26,11 @@ def episode_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
 
 
-def episode_kind(seed: int, index: int) -> str:
-    """Command kinds cycle through ``KINDS`` (balanced), starting at a seed-dependent offset."""
-    return KINDS[(index + int(seed)) % len(KINDS)]
+def episode_kind(seed: int, index: int, kinds: Sequence[str] | None = None) -> str:
+    """Command kinds cycle through ``kinds`` (default: all of ``KINDS``; balanced), starting at a
+    seed-dependent offset."""
+    kinds = tuple(kinds or KINDS)
+    return kinds[(index + int(seed)) % len(kinds)]
 
 
 _WORLD: World | None = None
@@ -52,12 +55,12 @@ def _driver(policy: dict | None, config: WorldConfig):
 
 
 def _make_one(args) -> dict:
-    out_dir, index, seed, split, config_dict, compress, policy = args
+    out_dir, index, seed, split, config_dict, compress, policy, kinds = args
     global _WORLD
     config = WorldConfig.from_dict(config_dict)
     if _WORLD is None or _WORLD.config != config:
         _WORLD = World(config)
-    ep = run_episode(seed=episode_seed(seed, index), kind=episode_kind(seed, index), split=split,
+    ep = run_episode(seed=episode_seed(seed, index), kind=episode_kind(seed, index, kinds), split=split,
                      config=config, world=_WORLD, episode_index=index, driver=_driver(policy, config))
     ep.meta["dataset_seed"] = int(seed)
     save_episode(out_dir, index, ep.arrays, ep.meta, compress=compress)
@@ -69,7 +72,7 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
                      progress: bool = True, workers: int = 1, compress: bool = False,
                      overwrite: bool = False, first_index: int = 0, policy: str | None = None,
                      replan_period: float = 0.2, history_spacing: float = 0.2,
-                     policy_noise: str = "fixed") -> Path:
+                     policy_noise: str = "fixed", kinds: Sequence[str] | None = None) -> Path:
     """Generate ``episodes`` episodes into ``out_dir`` and return its path.
 
     Writes ``episode_NNNN.npz`` + ``episode_NNNN.json`` per episode and ``dataset.json``.
@@ -82,7 +85,8 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
     ``replan_period`` s from frames ``history_spacing`` s apart, while the expert still labels
     every step (on-policy data, see :mod:`vla_ros.data.dagger`); ``policy_noise``: "fixed" (one
     noise draw, like the node), "varied" (a new draw per prediction, see :class:`LearnerDriver`) or
-    "zero" (x_T = 0).
+    "zero" (x_T = 0). ``kinds``: only these command kinds (cycled, balanced), e.g. more on-policy
+    data for one weak command; default all.
     """
     config = config or WorldConfig()
     if split not in SPLITS:
@@ -100,6 +104,11 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
         hist = checkpoint_config(read_checkpoint(policy), policy).history_length
         pol = {"checkpoint": str(policy), "history_length": int(hist), "history_spacing": float(history_spacing),
                "replan_period": float(replan_period), "noise": policy_noise}
+    if kinds is not None:
+        kinds = tuple(kinds)
+        unknown = [k for k in kinds if k not in KINDS]
+        if not kinds or unknown:
+            raise ConfigError(f"kinds={list(kinds)}: choose one or more of {', '.join(KINDS)}")
     if int(first_index) < 0:
         raise ValueError(f"first_index={first_index}: must be >= 0")
     out = Path(out_dir)
@@ -111,7 +120,7 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
     for p in existing:
         p.unlink()
         p.with_suffix(".json").unlink(missing_ok=True)
-    jobs = [(str(out), i, int(seed), split, config.to_dict(), compress, pol)
+    jobs = [(str(out), i, int(seed), split, config.to_dict(), compress, pol, kinds)
             for i in range(int(first_index), int(first_index) + int(episodes))]
     bar = None
     if progress:
