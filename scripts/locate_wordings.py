@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from vla_ros import paths
+from vla_ros.errors import InputError
 from vla_ros.inference import VLAInferenceAPI
 from vla_ros.sim.commands import phrasings
-from vla_ros.sim.config import WorldConfig
+from vla_ros.sim.geometry import world_to_robot
 from vla_ros.sim.layout import TARGET_COLOURS
 from vla_ros.sim.world import World
 
@@ -37,21 +37,19 @@ def main() -> int:
     ap.add_argument("--json", help="write the figures as JSON")
     args = ap.parse_args()
     ckpt = args.checkpoint or paths.default_checkpoint().with_name("locator.pth")
-    api = VLAInferenceAPI(ckpt, warmup=False)
-    if api.model.locator is None:
-        raise SystemExit(f"{ckpt}: this model has no target locator (train one with --target-locator on)")
-    world_cfg = (api.payload.get("meta") or {}).get("world_config") or {}
-    half = float(world_cfg.get("arena_size", WorldConfig().arena_size)) / 2  # locator units -> metres
+    try:  # guidance needs the locator (a clear error without one) and knows its units in metres
+        api = VLAInferenceAPI(ckpt, warmup=False, guidance="target")
+    except InputError as exc:
+        raise SystemExit(str(exc)) from None
+    half = api._guide.metres_per_unit  # locator units -> metres
     world = World()
     errors: dict[str, list[float]] = {}
     for seed in tqdm(range(args.seed, args.seed + args.worlds), desc="worlds", unit="world"):
         for colour in TARGET_COLOURS:
             kind = f"goto_{colour}"
             obs = world.reset(seed, kind=kind, split="eval")
-            x, y, yaw = world.state[:3]
             cone = world.layout.cone(colour)
-            dx, dy = cone.x - x, cone.y - y
-            truth = torch.tensor([math.cos(yaw) * dx + math.sin(yaw) * dy, -math.sin(yaw) * dx + math.cos(yaw) * dy])
+            truth = torch.as_tensor(world_to_robot([cone.x, cone.y], world.state), dtype=torch.float32)
             texts = [*phrasings(kind, "eval"), f"go to the {colour} cone"]
             with torch.inference_mode():
                 cmd = api.model.encode_text(texts)  # (W, d)

@@ -122,6 +122,7 @@ def test_the_packaged_locator_model_finds_the_named_cone_on_held_out_episodes():
     red; scripts/locate_wordings.py), so the colour-neutral held-out wording is used for every
     world, plus "crimson", which the pretrained text encoder made the locator find."""
     from vla_ros import paths
+    from vla_ros.sim.geometry import world_to_robot
     from vla_ros.sim.world import World
 
     api = VLAInferenceAPI(paths.default_checkpoint().with_name("locator.pth"), warmup=False, guidance="target")
@@ -129,10 +130,8 @@ def test_the_packaged_locator_model_finds_the_named_cone_on_held_out_episodes():
     errors = []
     for seed, kind in [(5005, "goto_red"), (5006, "goto_green"), (5007, "goto_blue"), (5013, "goto_red")]:
         obs = world.reset(seed, kind=kind, split="eval")
-        x, y, yaw = world.state[:3]
         cone = world.layout.cone(kind[5:])
-        dx, dy = cone.x - x, cone.y - y
-        truth = torch.tensor([math.cos(yaw) * dx + math.sin(yaw) * dy, -math.sin(yaw) * dx + math.cos(yaw) * dy])
+        truth = torch.as_tensor(world_to_robot([cone.x, cone.y], world.state), dtype=torch.float32)
         texts = [f"navigate toward the {kind[5:]} marker"] + (["head to the crimson cone"] if seed == 5013 else [])
         with torch.inference_mode():
             assert bool(api._guide.names_target[api._guide.kind_of(api.model.encode_text([world.text]))].all())

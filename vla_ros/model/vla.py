@@ -87,8 +87,7 @@ class SimpleVLA(nn.Module):
         (``config.text_lora`` off) and refit ``txt_proj`` so that ``phrasings`` (the training
         commands) encode as before: ridge regression from the pretrained encodings (P, D) to the
         old command encodings (P, d). Other wordings then follow the pretrained encoder's notion
-        of similarity. Returns the fit's mean relative error on ``phrasings`` and the old
-        encodings' mean cosine to the new pretrained ones."""
+        of similarity. Returns the fit's mean relative error on ``phrasings``."""
         if not self.has_text_lora:
             raise ValueError("this model's text encoder has no LoRA to drop (model.text_lora is off, "
                              "or the backbone's text encoder is not MiniLM)")
@@ -96,7 +95,6 @@ class SimpleVLA(nn.Module):
         if len(texts) < 2:
             raise ValueError(f"refitting the text projection needs at least 2 distinct phrasings, got {len(texts)}")
         with torch.no_grad():
-            old_raw = self.text(texts).float()  # (P, D) the tuned encoder's output
             y = self.encode_text(texts).float()  # (P, d)
             config = dataclasses.replace(self.config, text_lora=False)
             text = build_text(config).to(self.device)
@@ -109,7 +107,7 @@ class SimpleVLA(nn.Module):
             self.txt_proj.bias.copy_((my - mx @ wt).to(self.txt_proj.bias.dtype))
             err = ((xc @ wt - yc).norm(dim=-1) / yc.norm(dim=-1).clamp_min(1e-9)).mean()
         self.text, self.config = text, config
-        return {"fit_rel_error": float(err), "tuned_vs_pretrained_cos": float((old_raw * x).sum(-1).mean())}
+        return {"fit_rel_error": float(err)}
 
     def add_odometry_input(self) -> None:
         """Give a model trained without odometry the (zero-initialised) input, for fine-tuning."""
