@@ -335,6 +335,32 @@ def test_expert_stops_before_an_obstacle_in_the_way():
         assert states[-1, 0] > 0.4  # but it did drive up to it
 
 
+@pytest.mark.parametrize("offset, side", [(0.1, -1), (-0.1, 1)])
+def test_expert_drives_around_an_obstacle_on_its_way_to_the_cone(offset, side):
+    """goto: a barrel on the line to the cone is passed on the side away from it (a little left
+    of the line: on the right), with the safety margin kept, and the robot reaches the cone; with
+    world.expert_detour off the expert stops before the barrel instead."""
+    cfg = WorldConfig()
+    bar = Obstacle("barrel", 2.0, offset, size=0.3, height=0.8)
+    layout = straight_layout(cfg, cones=[Cone("red", 4.5, 0.0)], obstacles=[bar])
+    w = World(cfg)
+    w.reset(seed=0, kind="goto_red", layout=layout, state=[0, 0, 0, 0.6, 0])
+    states, _, braked = w.expert_plan()
+    assert not braked and states[-1, 3] > 0.4 and side * states[-1, 1] > 0.3  # drives on, turning aside
+    path = []
+    for _ in range(120):  # closed loop on the expert's own plan
+        assert float(w.obstacle_clearance(w.state[:2])) > cfg.safety_margin - 0.05
+        path.append(w.state.copy())
+        w.step(*w.expert_plan()[1][0])
+    path = np.array(path)
+    assert side * path[np.argmin(np.abs(path[:, 0] - 2.0)), 1] > 0.5  # beside the barrel, away from it
+    assert np.hypot(w.state[0] - 4.5, w.state[1]) <= cfg.goal_distance + 0.05
+    stopper = World(WorldConfig(expert_detour=False))
+    stopper.reset(seed=0, kind="goto_red", layout=layout, state=[0, 0, 0, 0.6, 0])
+    states, _, braked = stopper.expert_plan()
+    assert braked and abs(states[-1, 3]) < 1e-6 and states[-1, 0] < 2.0 - 0.3
+
+
 def test_no_expert_trajectory_passes_through_an_obstacle():
     cfg = WorldConfig(episode_steps=16, num_obstacles=6, blocking_obstacle_prob=0.6)
     w = World(cfg)

@@ -950,7 +950,8 @@ def summarize(records: Sequence[EpisodeRecord | dict]) -> dict:
 def expert_reference(records: Sequence[EpisodeRecord | dict], world_config: WorldConfig | None = None) -> dict:
     """The expert (reading the true state) driven through the same loop on the same episodes:
     the success a perfect copy of it would reach here. Worlds with an obstacle across the way
-    make goto / lane episodes fail even for it, so this is the figure to read a model's against.
+    make lane / forward episodes fail even for it (it stops before the obstacle; a goto expert
+    drives around it), so this is the figure to read a model's against.
 
     Returns ``{"episodes", "successes", "success_rate", "per_kind": {kind: {"episodes",
     "successes", "success_rate"}}}``; cheap (no rendering, no model).

@@ -50,6 +50,7 @@ class WorldConfig:
     turn_yaw_rate: float = 0.5  # rad/s of turn_left / turn_right
     goal_distance: float = 0.5  # goto_<colour> stops with the robot centre this far from the cone
     safety_margin: float = 0.15  # gap kept between the robot's disc and an obstacle
+    expert_detour: bool = True  # goto_<colour>: drive around an obstacle on the way (False: stop before it)
     lookahead: float = 1.2  # pure-pursuit look-ahead distance on the lane (m)
     action_noise: float = 0.05  # std of the executed command noise (fraction of limits)
     perturb_prob: float = 0.04  # chance per step of starting a steering perturbation

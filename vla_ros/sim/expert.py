@@ -1,9 +1,11 @@
 """The expert: a feedback controller per command kind, and the 16-step ground-truth trajectory
 obtained by rolling that controller forward on the unicycle (so it is kinematically consistent).
 
-Every trajectory stops short of obstacles: the controller is first rolled out ignoring them; if
+Every trajectory stays clear of obstacles: the controller is first rolled out ignoring them; if
 that path comes within ``robot_radius + safety_margin`` of an obstacle surface (while getting
-closer), it is rolled out again with a braking speed cap that stops at the last safe arc length.
+closer), a goto command (with ``expert_detour``, the default) drives around the obstacle through a
+via point beside it, on the side away from it; when that is not safe either, or for any other
+command, it is rolled out again with a braking speed cap that stops at the last safe arc length.
 """
 
 from __future__ import annotations
@@ -58,24 +60,33 @@ def controller(kind: str, state, layout: Layout, config: WorldConfig) -> tuple[f
         return v, w
     if kind.startswith("goto_"):
         cone = layout.cone(kind[5:])
-        dx, dy = cone.x - x, cone.y - y
-        dist = math.hypot(dx, dy)
-        remaining = dist - config.goal_distance
-        if remaining <= 0.02:
-            return 0.0, 0.0
-        alpha = _wrap(math.atan2(dy, dx) - yaw)
-        v = min(cruise, math.sqrt(2 * 0.5 * remaining), remaining / config.sim_dt)
-        v *= max(0.0, math.cos(alpha)) ** 2
-        w = 1.6 * alpha
-        return v, w
+        return _seek(state, cone.x, cone.y, config, stop_distance=config.goal_distance)
     raise ValueError(f"unknown command kind {kind!r}")
 
 
+def _seek(state, tx: float, ty: float, config: WorldConfig, stop_distance: float | None) -> tuple[float, float]:
+    """Drive to point (tx, ty): slow down to stop ``stop_distance`` from it (None: pass through at cruise)."""
+    x, y, yaw = float(state[0]), float(state[1]), float(state[2])
+    dx, dy = tx - x, ty - y
+    alpha = _wrap(math.atan2(dy, dx) - yaw)
+    v = config.cruise_speed
+    if stop_distance is not None:
+        remaining = math.hypot(dx, dy) - stop_distance
+        if remaining <= 0.02:
+            return 0.0, 0.0
+        v = min(v, math.sqrt(2 * 0.5 * remaining), remaining / config.sim_dt)
+    v *= max(0.0, math.cos(alpha)) ** 2
+    return v, 1.6 * alpha
+
+
 def rollout(kind: str, state, layout: Layout, config: WorldConfig, steps: int,
-            stop_at: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+            stop_at: float | None = None, via: tuple[float, float, float, float] | None = None,
+            ) -> tuple[np.ndarray, np.ndarray]:
     """Simulate the controller for ``steps`` sim steps from ``state``.
 
     With ``stop_at`` (metres of travel), the speed is capped to brake to a stop there.
+    With ``via = (x, y, ux, uy)`` (goto only), the robot first drives through point (x, y) and
+    follows the controller once it is past it along direction (ux, uy) (or within 0.3 m of it).
     Returns ``states`` (steps + 1, 5) including the start and ``commands`` (steps, 2).
     """
     st = tuple(float(v) for v in np.asarray(state, dtype=np.float64)[:5])
@@ -84,7 +95,13 @@ def rollout(kind: str, state, layout: Layout, config: WorldConfig, steps: int,
     a_brake = 0.6 * config.max_decel
     travelled = 0.0
     for _ in range(steps):
-        v, w = controller(kind, st, layout, config)
+        if via is not None and ((st[0] - via[0]) * via[2] + (st[1] - via[1]) * via[3] >= 0.0
+                                or math.hypot(st[0] - via[0], st[1] - via[1]) < 0.3):
+            via = None  # passed the via point: on to the goal
+        if via is not None:
+            v, w = _seek(st, via[0], via[1], config, stop_distance=None)
+        else:
+            v, w = controller(kind, st, layout, config)
         if stop_at is not None:
             cap = math.sqrt(2 * a_brake * max(stop_at - travelled, 0.0))
             if v > cap:
@@ -117,6 +134,10 @@ def plan(kind: str, state, layout: Layout, config: WorldConfig, avoid_obstacles:
     if len(bad) == 0:
         return states[: n + 1], cmds[:n], False
     k = int(bad[0]) + 1  # first state that is too close (and closer than the previous one)
+    if config.expert_detour and kind.startswith("goto_"):
+        around = _detour(kind, state, layout, config, n, lookahead_steps, states[k, :2])
+        if around is not None:
+            return around[0], around[1], False
     seg = np.hypot(np.diff(states[:k, 0]), np.diff(states[:k, 1]))
     stop_at = max(float(seg.sum()) - 0.02, 0.0)  # arc length of the last safe state
     states2, cmds2 = rollout(kind, state, layout, config, n, stop_at=stop_at)
@@ -125,6 +146,36 @@ def plan(kind: str, state, layout: Layout, config: WorldConfig, avoid_obstacles:
         # braking along the path was not enough (e.g. already too fast and too close): hard stop
         states2, cmds2 = rollout("stop", state, layout, config, n)
     return states2, cmds2, True
+
+
+def _safe(layout: Layout, states: np.ndarray, config: WorldConfig) -> bool:
+    """No state comes within the safety margin of an obstacle, or (when the robot already is
+    within it) closer than it is now, less 5 cm, and never closer than 3 cm."""
+    c = _clearance(layout, states[:, :2], config)
+    floor = max(min(config.safety_margin, float(c[0]) - 0.05), 0.03)
+    return bool(np.all(c[1:] >= floor))
+
+
+def _detour(kind: str, state, layout: Layout, config: WorldConfig, n: int, lookahead_steps: int,
+            blocked_at: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """A way to the cone around the obstacle that blocks the direct path at ``blocked_at``: the
+    controller through a via point beside the obstacle, on the side away from it (seen along the
+    line to the cone), else the other side. ``None`` if neither rollout is safe."""
+    ob = min(layout.obstacles, key=lambda o: float(o.surface_distance(blocked_at)))
+    cone = layout.cone(kind[5:])
+    x, y = float(state[0]), float(state[1])
+    dist = math.hypot(cone.x - x, cone.y - y)
+    if dist < 1e-6:
+        return None
+    ux, uy = (cone.x - x) / dist, (cone.y - y) / dist
+    lateral = -uy * (ob.x - x) + ux * (ob.y - y)  # > 0: the obstacle lies left of the line to the cone
+    gap = ob.bounding_radius + config.robot_radius + config.safety_margin + 0.35
+    for side in ((-1.0, 1.0) if lateral > 0 else (1.0, -1.0)):
+        via = (ob.x - side * uy * gap, ob.y + side * ux * gap, ux, uy)
+        states, cmds = rollout(kind, state, layout, config, n + lookahead_steps, via=via)
+        if _safe(layout, states, config):
+            return states[: n + 1], cmds[:n]
+    return None
 
 
 def states_to_trajectory(states: np.ndarray, config: WorldConfig) -> np.ndarray:

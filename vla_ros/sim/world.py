@@ -184,7 +184,8 @@ class World:
                         and math.hypot(p[0] - sx, p[1] - sy) > 1.5 and free(p, ob.bounding_radius, 0.5)):
                     layout.obstacles.append(ob)
                     break
-        # sometimes one obstacle right on the expert's path: the expert must stop before it
+        # sometimes one obstacle right on the expert's path: a goto expert drives around it
+        # (world.expert_detour), the others must stop before it
         if kind != "stop" and rng.random() < cfg.blocking_obstacle_prob:
             seg = np.hypot(np.diff(path_xy[:, 0]), np.diff(path_xy[:, 1]))
             arc = np.concatenate([[0.0], np.cumsum(seg)])
