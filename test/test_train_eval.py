@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vla_ros.checkpoint import load_checkpoint, read_checkpoint
-from vla_ros.config import ModelConfig, TrainConfig
+from vla_ros.config import ConfigError, ModelConfig, TrainConfig
 from vla_ros.data.generate import generate_dataset
 from vla_ros.evaluate import constant_velocity, evaluate, format_report, plot_report
 from vla_ros.sim.config import WorldConfig
@@ -202,10 +202,67 @@ def test_every_recorded_state_is_labelled_for_every_command(tiny_data, tmp_path)
     torch.testing.assert_close(some, labels[:, :, [KINDS.index("stop"), KINDS.index("forward")]])
 
 
-def test_relabelled_training_runs_and_the_kinds_are_checked(tiny_data, tmp_path):
+def test_labels_recorded_by_an_older_expert_are_recomputed_by_the_current_one(tmp_path):
+    """Goto episodes recorded while the expert still stopped before an obstacle on the way (as
+    every dataset from before world.expert_detour: their config lacks the key) get the current
+    expert's labels, which drive around it; the other kinds keep theirs, and training uses them."""
     import dataclasses
 
-    from vla_ros.config import ConfigError
+    from vla_ros.data.io import list_episodes, load_meta
+    from vla_ros.model.vla import SimpleVLA
+    from vla_ros.sim.expert import expert_trajectory
+    from vla_ros.sim.layout import Layout
+    from vla_ros.train import build_frame_bank, refresh_labels
+
+    old = WorldConfig(image_size=32, episode_steps=16, blocking_obstacle_prob=1.0, expert_detour=False)
+    data = generate_dataset(tmp_path / "data", episodes=6, seed=4, config=old, progress=False,
+                            kinds=["goto_red", "forward"])
+    for f in list_episodes(data):  # as written before the field existed
+        meta_path = f.with_suffix(".json")
+        meta = json.loads(meta_path.read_text())
+        del meta["config"]["expert_detour"]
+        meta_path.write_text(json.dumps(meta))
+    model = SimpleVLA(dataclasses.replace(TINY_MODEL, image_size=32))
+    bank = build_frame_bank(model, data, progress=False)
+    recorded = bank.traj.clone()
+    changed = refresh_labels(bank, data, ("goto_red",), cache_dir=tmp_path / "cache", progress=False)
+    steps = np.unique(bank.samples[:, 1])
+    assert changed > 0
+    for e, f in enumerate(list_episodes(data)):
+        if bank.kinds[e] != "goto_red":
+            torch.testing.assert_close(bank.traj[e], recorded[e])
+            continue
+        meta = load_meta(f)
+        layout, t = Layout.from_dict(meta["layout"]), int(steps[-1])
+        now = expert_trajectory("goto_red", bank.states[e, t], layout, WorldConfig(image_size=32))
+        torch.testing.assert_close(bank.traj[e, t], torch.from_numpy(now), atol=1e-5, rtol=0)
+    # from the cache, the same labels
+    again = build_frame_bank(model, data, progress=False)
+    assert refresh_labels(again, data, ("goto_red",), cache_dir=tmp_path / "cache", progress=False) == changed
+    torch.testing.assert_close(again.traj, bank.traj)
+    with pytest.raises(ConfigError, match="refresh_labels"):
+        TrainConfig(refresh_labels=("fly",))
+
+
+def test_validation_episodes_stay_put_when_a_round_is_appended():
+    """The held-out episodes are spread over the data and mostly kept when new episodes are
+    appended (a DAgger round), instead of being the newest round itself."""
+    from pathlib import Path
+
+    from vla_ros.train import validation_episodes
+
+    files = [Path(f"episode_{i:04d}.npz") for i in range(1360)]
+    before = validation_episodes(files[:1200], 120)
+    after = validation_episodes(files, 136)
+    assert len(before) == 120 and len(after) == 136
+    new = {e for e in after if e >= 1200}
+    assert 5 <= len(new) <= 35  # about its share (16), not all 136
+    assert len(before & after) >= 100
+    assert validation_episodes(files[:8], 2) == validation_episodes(list(files[:8]), 2)
+
+
+def test_relabelled_training_runs_and_the_kinds_are_checked(tiny_data, tmp_path):
+    import dataclasses
 
     every = dataclasses.replace(TINY_TRAIN, steps=4, val_every=4, relabel_prob=1.0, relabel_kinds=("stop",))
     assert train(TINY_MODEL, every, tiny_data[0], tmp_path / "run", progress=False)["step"] == 4

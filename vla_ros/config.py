@@ -358,6 +358,10 @@ class TrainConfig:
     # (scripts/colour_grounding.py), and relabelling to them taught it to drive to the average
     # cone (held-out goto ADE 0.15 -> 0.30 m)
     relabel_kinds: tuple[str, ...] = ("forward", "turn_left", "turn_right", "stop", "follow_lane")
+    # kinds whose recorded labels are replaced by the current expert's plan from the same
+    # recorded state (vla train --refresh-labels): data recorded before the expert changed, e.g.
+    # goto episodes from before it drove around an obstacle on its way instead of stopping
+    refresh_labels: tuple[str, ...] = ()
     # model.target_locator: steps that train the locator alone on its keypoint labels (each
     # sample asked for a random cone colour), before the whole model, when it starts from scratch
     # (a new model, or one that --init just gave it), so that the head is trained on a locator
@@ -391,6 +395,9 @@ class TrainConfig:
         _require(not unknown and len(self.relabel_kinds) > 0,
                  f"train.relabel_kinds={list(self.relabel_kinds)}: name one or more of {list(KINDS)}"
                  + (f" (unknown: {unknown})" if unknown else ""))
+        unknown = [k for k in self.refresh_labels if k not in KINDS]
+        _require(not unknown, f"train.refresh_labels={list(self.refresh_labels)}: unknown kind(s) {unknown}; "
+                              f"choose from {list(KINDS)}")
 
 
 def seed_model_config(**overrides: Any) -> ModelConfig:

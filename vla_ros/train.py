@@ -148,47 +148,102 @@ def build_frame_bank(model: SimpleVLA, data_dir: str | Path, cache_dir: str | Pa
     return bank
 
 
-def relabel_trajectories(bank: FrameBank, data_dir: str | Path, kinds: tuple[str, ...] = KINDS,
-                         cache_dir: str | Path | None = None, progress: bool = True) -> torch.Tensor:
-    """(E, T, K, 16, 3): the expert's trajectory for each of ``kinds`` (K of them, in that order)
-    from the recorded state of every sample step (zeros at steps that are not samples).
+def _expert_version() -> str:
+    """Hash of the expert's source: labels computed by another version of it are not reused."""
+    from vla_ros.sim import expert
 
-    Every episode file keeps its world config, layout and states, so the expert can answer any
-    command from any state it recorded; for the episode's own kind this is its stored label.
-    Cached per episode file and kind next to the frozen features.
-    """
+    return hashlib.sha1(Path(expert.__file__).read_bytes()).hexdigest()[:12]
+
+
+def _expert_labels(bank: FrameBank, files: list[Path], episodes: list[int], kinds_of: Any,
+                   cache: Path | None, desc: str, progress: bool) -> dict[tuple[int, str], torch.Tensor]:
+    """``{(episode, kind): (steps, 16, 3)}``: the current expert's plan for each of ``kinds_of(e)``
+    from the recorded state of every sample step of episode ``e``; cached per episode file, kind
+    and expert version."""
     from vla_ros.sim.config import WorldConfig
     from vla_ros.sim.expert import expert_trajectory
 
-    files = list_episodes(data_dir)
-    E, T = bank.traj.shape[:2]
-    if len(files) != E:
-        raise ValueError(f"{data_dir}: {len(files)} episodes, but the frame bank holds {E}")
     steps = np.unique(bank.samples[:, 1])
-    out = torch.zeros(E, T, len(kinds), *bank.traj.shape[2:])
-    cache = Path(cache_dir) / "relabel" if cache_dir is not None else None
-    for e, f in enumerate(tqdm(files, desc="labelling every state for every command", unit="ep",
-                               disable=not progress)):
+    version = _expert_version()
+    out = {}
+    for e in tqdm(episodes, desc=desc, unit="ep", disable=not progress):
+        f = files[e]
         h = hashlib.sha1()
         _hash_files(h, [f])
         h.update(str(steps.tolist()).encode())
+        h.update(version.encode())
         key = h.hexdigest()[:16]
-        entries = [cache / f"{f.stem}_{kind}_{key}.npy" if cache is not None else None for kind in kinds]
         meta = None
-        for k, (kind, entry) in enumerate(zip(kinds, entries)):
+        for kind in kinds_of(e):
+            entry = cache / f"{f.stem}_{kind}_{key}.npy" if cache is not None else None
             if entry is not None and entry.exists():
-                out[e, steps, k] = torch.from_numpy(np.load(entry))
+                out[e, kind] = torch.from_numpy(np.load(entry))
                 continue
             if meta is None:
                 meta = load_meta(f)
                 config, layout = WorldConfig.from_dict(meta["config"]), Layout.from_dict(meta["layout"])
             labels = np.stack([expert_trajectory(kind, bank.states[e, t], layout, config)
                                for t in steps]).astype(np.float32)  # (steps, 16, 3)
-            out[e, steps, k] = torch.from_numpy(labels)
+            out[e, kind] = torch.from_numpy(labels)
             if entry is not None:
                 entry.parent.mkdir(parents=True, exist_ok=True)
                 np.save(entry, labels)
     return out
+
+
+def _episode_files(bank: FrameBank, data_dir: str | Path) -> list[Path]:
+    files = list_episodes(data_dir)
+    if len(files) != bank.traj.shape[0]:
+        raise ValueError(f"{data_dir}: {len(files)} episodes, but the frame bank holds {bank.traj.shape[0]}")
+    return files
+
+
+def relabel_trajectories(bank: FrameBank, data_dir: str | Path, kinds: tuple[str, ...] = KINDS,
+                         cache_dir: str | Path | None = None, progress: bool = True) -> torch.Tensor:
+    """(E, T, K, 16, 3): the expert's trajectory for each of ``kinds`` (K of them, in that order)
+    from the recorded state of every sample step (zeros at steps that are not samples).
+
+    Every episode file keeps its world config, layout and states, so the expert can answer any
+    command from any state it recorded; for the episode's own kind this is its stored label
+    (unless the expert changed since). Cached per episode file and kind next to the frozen features.
+    """
+    files = _episode_files(bank, data_dir)
+    E, T = bank.traj.shape[:2]
+    steps = np.unique(bank.samples[:, 1])
+    out = torch.zeros(E, T, len(kinds), *bank.traj.shape[2:])
+    cache = Path(cache_dir) / "relabel" if cache_dir is not None else None
+    labels = _expert_labels(bank, files, list(range(E)), lambda e: kinds, cache,
+                            "labelling every state for every command", progress)
+    for (e, kind), lab in labels.items():
+        out[e, steps, kinds.index(kind)] = lab
+    return out
+
+
+def refresh_labels(bank: FrameBank, data_dir: str | Path, kinds: tuple[str, ...],
+                   cache_dir: str | Path | None = None, progress: bool = True) -> int:
+    """Replace the recorded label of every sample of an episode of ``kinds`` with the current
+    expert's plan from the same recorded state (data recorded before the expert changed, e.g.
+    goto episodes from before it drove around obstacles). Returns how many labels changed."""
+    files = _episode_files(bank, data_dir)
+    steps = np.unique(bank.samples[:, 1])
+    episodes = [e for e, k in enumerate(bank.kinds) if k in kinds]
+    cache = Path(cache_dir) / "relabel" if cache_dir is not None else None
+    labels = _expert_labels(bank, files, episodes, lambda e: (bank.kinds[e],), cache,
+                            "labels from the current expert", progress)
+    changed = 0
+    for (e, _), lab in labels.items():
+        changed += int(((bank.traj[e, steps] - lab).abs().amax(dim=(-1, -2)) > 1e-4).sum())
+        bank.traj[e, steps] = lab
+    return changed
+
+
+def validation_episodes(files: list[Path], n: int) -> set[int]:
+    """Indices of the ``n`` validation episodes among ``files``: those whose file name hashes
+    lowest. Appending episodes (a DAgger round joined to the data so far) keeps most of the
+    earlier choice and draws from every source in proportion; taking the last ``n`` files would
+    hold out mostly the newest round, the data the round was run for."""
+    order = sorted(range(len(files)), key=lambda e: hashlib.sha1(files[e].name.encode()).hexdigest())
+    return set(order[:n])
 
 
 def gather(bank: FrameBank, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -437,7 +492,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
     bank = build_frame_bank(model, data_dir, cache_dir=out / "cache", progress=progress, every_frame=every_frame)
     n_ep = bank.feats.shape[0]
     n_val_ep = max(1, int(round(n_ep * train_cfg.val_fraction))) if n_ep > 1 else 0
-    val_eps = set(range(n_ep - n_val_ep, n_ep))
+    val_eps = validation_episodes(list_episodes(data_dir), n_val_ep)
     is_val = np.array([e in val_eps for e in bank.samples[:, 0]])
     train_idx = np.flatnonzero(~is_val) if n_val_ep else np.arange(len(bank.samples))
     val_idx = np.flatnonzero(is_val) if n_val_ep else train_idx
@@ -447,6 +502,11 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
     val_texts = {i: bank.texts[bank.samples[i, 0]] for i in val_idx}
     val_text_list = [val_texts.get(i, "") for i in range(len(bank.samples))] if len(val_idx) else []
 
+    if train_cfg.refresh_labels:
+        changed = refresh_labels(bank, data_dir, tuple(train_cfg.refresh_labels), cache_dir=out / "cache",
+                                 progress=progress)
+        print(f"labels of {', '.join(train_cfg.refresh_labels)} episodes recomputed by the current expert: "
+              f"{changed} changed")
     # normalise with the training trajectories (stored in the checkpoint)
     e, t = bank.samples[train_idx, 0], bank.samples[train_idx, 1]
     if not fine_tune:  # fine-tuning keeps the checkpoint's normaliser

@@ -16,6 +16,8 @@ def cmd_train(args) -> int:
     overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("seed", args.seed),
                                    ("val_every", args.val_every), ("lr", args.lr),
                                    ("relabel_prob", args.relabel_prob)) if v is not None}
+    if args.refresh_labels is not None:
+        overrides["refresh_labels"] = tuple(k.strip() for k in args.refresh_labels.split(",") if k.strip())
     train_cfg = dataclasses.replace(train_cfg, **overrides)
     if args.odometry_input is not None:
         model_cfg = dataclasses.replace(model_cfg, odometry_input=args.odometry_input == "on")
@@ -54,6 +56,10 @@ def register(sub) -> None:
     p.add_argument("--relabel-prob", type=float, metavar="P",
                    help="override train.relabel_prob: share of samples given another command (train.relabel_kinds), "
                         "labelled with the expert's plan for it from the same state (0 = off)")
+    p.add_argument("--refresh-labels", metavar="K1,K2",
+                   help="override train.refresh_labels: recompute the labels of these kinds' episodes with the "
+                        "current expert from the recorded states (data recorded before the expert changed), "
+                        "e.g. goto_red,goto_green,goto_blue")
     p.add_argument("--max-minutes", type=float, help="stop (and save last.pth) after this many minutes")
     p.add_argument("--odometry-input", choices=("on", "off"),
                    help="override model.odometry_input (the robot's measured velocity as an input); with --init, "
