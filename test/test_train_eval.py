@@ -149,6 +149,15 @@ def test_on_policy_data_is_driven_by_the_checkpoint_and_labelled_by_the_expert(t
     with pytest.raises(ValueError, match="policy_noise"):
         generate_dataset(tmp_path / "bad", episodes=1, seed=3, config=world, progress=False,
                          policy=str(out / "best.pth"), policy_noise="random")
+    with pytest.raises(ValueError, match="policy_guidance"):
+        generate_dataset(tmp_path / "bad", episodes=1, seed=3, config=world, progress=False,
+                         policy=str(out / "best.pth"), policy_guidance="cone")
+    # the guidance reaches the driving model's API: this one has no locator to steer with
+    from vla_ros.errors import InputError
+
+    with pytest.raises(InputError, match="locator"):
+        generate_dataset(tmp_path / "guided", episodes=1, seed=3, config=world, progress=False,
+                         policy=str(out / "best.pth"), policy_guidance="target", overwrite=True)
 
 
 def test_init_from_a_checkpoint_without_odometry_adds_the_input_and_trains_it(trained, tiny_data, tmp_path):

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from vla_ros.config import NOISE_MODES
+from vla_ros.config import GUIDANCE_MODES, NOISE_MODES
 
 
 def cmd_generate(args) -> int:
     from vla_ros.data.generate import generate_dataset
     from vla_ros.sim.config import WorldConfig
 
-    cfg = WorldConfig(image_size=args.image_size, episode_steps=args.steps)
+    extra = {} if args.blocking_obstacle_prob is None else {"blocking_obstacle_prob": args.blocking_obstacle_prob}
+    cfg = WorldConfig(image_size=args.image_size, episode_steps=args.steps, **extra)
     out = generate_dataset(args.out, episodes=args.episodes, seed=args.seed, config=cfg, split=args.split,
                            workers=args.workers, overwrite=args.overwrite, first_index=args.first_index,
                            policy=args.policy, replan_period=args.replan_period,
-                           policy_noise=args.policy_noise,
+                           policy_noise=args.policy_noise, policy_guidance=args.policy_guidance,
                            kinds=[k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None)
     driver = f", driven by {args.policy} and labelled by the expert" if args.policy else ""
     print(f"wrote {args.episodes} {args.split} episodes{driver} to {out} (format: vla_ros/data/FORMAT.md)")
@@ -44,6 +45,9 @@ def register(sub) -> None:
     g.add_argument("--kinds", metavar="K1,K2",
                    help="only these command kinds, comma-separated (cycled, balanced; default all), e.g. "
                         "follow_lane for more on-policy data of one weak command")
+    g.add_argument("--blocking-obstacle-prob", type=float, metavar="P",
+                   help="chance that a world puts an obstacle on the expert's path (world.blocking_obstacle_prob, "
+                        "default 0.25; not for stop), e.g. 1 for more data of driving around obstacles")
     g.add_argument("--first-index", type=int, default=0,
                    help="number episodes from here (to join datasets in one directory)")
     g.add_argument("--policy", metavar="CHECKPOINT",
@@ -53,6 +57,9 @@ def register(sub) -> None:
     g.add_argument("--policy-noise", choices=NOISE_MODES, default="fixed",
                    help="fixed: one noise draw for every prediction (what the node does); varied: a new draw "
                         "per prediction, seeded by episode and step (visits what the model's samples do); zero: x_T = 0")
+    g.add_argument("--policy-guidance", choices=GUIDANCE_MODES, default="none",
+                   help="target: the policy drives with target guidance (a model with the locator), as "
+                        "`vla sim --guidance target` runs it")
     g.set_defaults(func=cmd_generate)
     s = dsub.add_parser("show", help="draw a few samples: both cameras and the ground truth over the top view")
     s.add_argument("data", help="dataset directory")

@@ -93,12 +93,13 @@ class LearnerDriver:
         return ctl.v, ctl.omega
 
 
-def checkpoint_predictor(checkpoint: str, seed: int = 0, noise: str = "fixed") -> Predictor:
+def checkpoint_predictor(checkpoint: str, seed: int = 0, noise: str = "fixed", guidance: str = "none") -> Predictor:
     """The fast inference API of a checkpoint as a predictor: noise seed ``seed`` (fixed, like the
-    node) unless a call passes ``noise_seed``; ``noise="zero"``: x_T = 0 on every call."""
+    node) unless a call passes ``noise_seed``; ``noise="zero"``: x_T = 0 on every call;
+    ``guidance``: the API's (``"target"`` steers goto trajectories to the located cone)."""
     from ..inference import VLAInferenceAPI
 
-    api = VLAInferenceAPI(checkpoint, seed=seed, noise="zero" if noise == "zero" else "fixed")
+    api = VLAInferenceAPI(checkpoint, seed=seed, noise="zero" if noise == "zero" else "fixed", guidance=guidance)
 
     def predict(ego, top, text, odometry=None, noise_seed: int | None = None) -> np.ndarray:
         api.seed = seed if noise_seed is None else int(noise_seed)

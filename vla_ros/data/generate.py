@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from ..sim.commands import KINDS, SPLITS
-from ..config import NOISE_MODES, ConfigError
+from ..config import GUIDANCE_MODES, NOISE_MODES, ConfigError
 from ..sim.config import WorldConfig
 from ..sim.episode import FORMAT_VERSION, run_episode
 from ..sim.world import World
@@ -46,7 +46,8 @@ def _driver(policy: dict | None, config: WorldConfig):
     if _DRIVER is None or _DRIVER[0] != key:
         from .dagger import LearnerDriver, checkpoint_predictor
 
-        predictor = checkpoint_predictor(policy["checkpoint"], noise=policy["noise"])
+        predictor = checkpoint_predictor(policy["checkpoint"], noise=policy["noise"],
+                                         guidance=policy.get("guidance", "none"))
         _DRIVER = (key, LearnerDriver(predictor, config, history_length=policy["history_length"],
                                       history_spacing=policy["history_spacing"],
                                       replan_period=policy["replan_period"], name=f"learner:{policy['checkpoint']}",
@@ -72,7 +73,8 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
                      progress: bool = True, workers: int = 1, compress: bool = False,
                      overwrite: bool = False, first_index: int = 0, policy: str | None = None,
                      replan_period: float = 0.2, history_spacing: float = 0.2,
-                     policy_noise: str = "fixed", kinds: Sequence[str] | None = None) -> Path:
+                     policy_noise: str = "fixed", kinds: Sequence[str] | None = None,
+                     policy_guidance: str = "none") -> Path:
     """Generate ``episodes`` episodes into ``out_dir`` and return its path.
 
     Writes ``episode_NNNN.npz`` + ``episode_NNNN.json`` per episode and ``dataset.json``.
@@ -85,8 +87,9 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
     ``replan_period`` s from frames ``history_spacing`` s apart, while the expert still labels
     every step (on-policy data, see :mod:`vla_ros.data.dagger`); ``policy_noise``: "fixed" (one
     noise draw, like the node), "varied" (a new draw per prediction, see :class:`LearnerDriver`) or
-    "zero" (x_T = 0). ``kinds``: only these command kinds (cycled, balanced), e.g. more on-policy
-    data for one weak command; default all.
+    "zero" (x_T = 0); ``policy_guidance``: "target" drives the policy with target guidance, as
+    ``vla sim --guidance target`` runs it (a model with the locator). ``kinds``: only these
+    command kinds (cycled, balanced), e.g. more on-policy data for one weak command; default all.
     """
     config = config or WorldConfig()
     if split not in SPLITS:
@@ -96,6 +99,8 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
     pol = None
     if policy_noise not in NOISE_MODES:
         raise ValueError(f"policy_noise={policy_noise!r}: choose one of {NOISE_MODES}")
+    if policy_guidance not in GUIDANCE_MODES:
+        raise ValueError(f"policy_guidance={policy_guidance!r}: choose one of {GUIDANCE_MODES}")
     if policy is not None:
         from ..checkpoint import checkpoint_config, read_checkpoint
 
@@ -104,6 +109,8 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
         hist = checkpoint_config(read_checkpoint(policy), policy).history_length
         pol = {"checkpoint": str(policy), "history_length": int(hist), "history_spacing": float(history_spacing),
                "replan_period": float(replan_period), "noise": policy_noise}
+        if policy_guidance != "none":  # (kept out of the record otherwise, as before the option)
+            pol["guidance"] = policy_guidance
     if kinds is not None:
         kinds = tuple(kinds)
         unknown = [k for k in kinds if k not in KINDS]
