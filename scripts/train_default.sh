@@ -29,6 +29,11 @@
 #    located cone. Measured (README): closed loop 23/32 and 21/32 on two held-out sets of 32
 #    episodes, with no collision (default 18/32 and 16/32).
 #
+# The packaged checkpoints predate two changes that make a rerun differ from them: validation now
+# holds out a spread-out 10% of the episodes (hashed file names), not the last 10% (mostly the
+# newest DAgger round), and the goto expert drives around an obstacle on its way
+# (world.expert_detour) where it used to stop before it.
+#
 # Measured on the 2-core development machine: data ~3 min, frame encoding ~15 min, 3000 steps
 # ~57 min (1.0-1.2 s a step; slower while other jobs share the CPU); each DAgger round 3-4.5 min
 # of driving and 12-16 min of fine-tuning: about 2.7 h in all with the default five rounds, and
