@@ -17,7 +17,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -155,7 +155,7 @@ def _expert_version() -> str:
     return hashlib.sha1(Path(expert.__file__).read_bytes()).hexdigest()[:12]
 
 
-def _expert_labels(bank: FrameBank, files: list[Path], episodes: list[int], kinds_of: Any,
+def _expert_labels(bank: FrameBank, files: list[Path], episodes: list[int], kinds_of: Callable[[int], Sequence[str]],
                    cache: Path | None, desc: str, progress: bool) -> dict[tuple[int, str], torch.Tensor]:
     """``{(episode, kind): (steps, 16, 3)}``: the current expert's plan for each of ``kinds_of(e)``
     from the recorded state of every sample step of episode ``e``; cached per episode file, kind
