@@ -34,7 +34,7 @@ __all__ = [
 NOISE_MODES = ("fixed", "varied", "zero")
 # sampling-time guidance of the trajectories (vla_ros.model.guidance): none, or toward the located target
 # ('none', not 'off': YAML and ROS parameter strings read a bare off as false)
-GUIDANCE_MODES = ("none", "target")
+GUIDANCE_MODES = ("none", "target", "scene")
 # The robot's measured velocity (odometry): |v| m/s or |omega| rad/s above this is a units mistake, not a robot.
 MAX_ODOMETRY = 20.0
 
@@ -242,6 +242,12 @@ class ModelConfig:
     # extra labels. The backbone's features lose the cones' colours, so without it the model
     # drives to no cone in particular (scripts/colour_grounding.py). Needs a "top" camera.
     target_locator: bool = False
+    # A map of the scene on the top camera (model/scene_map.py): which cells an obstacle covers
+    # and which are road. Not an input of the condition: the sampling-time guidance 'scene' uses
+    # it to aim a goto trajectory around an obstacle, keep a lane trajectory on the road, and
+    # cut any trajectory before an obstacle (README, "Scene guidance"). Trained on its own with
+    # the simulator's layouts as labels (vla scene-map). Needs a "top" camera.
+    scene_map: bool = False
 
     # -- diffusion action head (the seed's table) -------------------------------------
     num_timesteps: int = 500  # training timesteps
@@ -272,6 +278,9 @@ class ModelConfig:
         _require(self.traj_dt > 0, f"model.traj_dt={self.traj_dt}: must be > 0 seconds")
         _require(not self.target_locator or "top" in self.cameras,
                  f"model.target_locator needs a camera named 'top' (the overhead camera); cameras are "
+                 f"{list(self.cameras)}")
+        _require(not self.scene_map or "top" in self.cameras,
+                 f"model.scene_map needs a camera named 'top' (the overhead camera); cameras are "
                  f"{list(self.cameras)}")
         _require(self.backbone != "hf" or bool(self.hf_vision_path),
                  "model.hf_vision_path: backbone 'hf' needs a local model directory; set "
@@ -315,7 +324,7 @@ class ModelConfig:
     ARCHITECTURE_FIELDS: typing.ClassVar[tuple[str, ...]] = (
         "trajectory_length", "action_dim", "history_length", "cameras", "image_size", "backbone",
         "hf_vision_path", "hf_text_path", "use_lora", "text_lora", "lora_r", "vision_lora_blocks", "cond_dim",
-        "spatial_tokens", "odometry_input", "target_locator", "num_timesteps", "unet_channels", "attention_head_dim",
+        "spatial_tokens", "odometry_input", "target_locator", "scene_map", "num_timesteps", "unet_channels", "attention_head_dim",
         "cross_attention_dim", "layers_per_block", "norm_num_groups", "beta_schedule",
         "prediction_type",
     )

@@ -221,10 +221,13 @@ class VLAInferenceAPI:
             (``cpu_graphs=False`` to use it).
         cpu_graphs: on the CPU fast path, run the image encoder and each lean UNet step as
             frozen TorchScript graphs (built at warm-up, checked against eager; default on).
-        guidance: ``"none"`` (default) or ``"target"``: with a target-locator checkpoint, the
-            trajectories of commands that name a target are turned toward the located target and
-            end short of it (:mod:`vla_ros.model.guidance`; ``guidance_settings``: ``max_turn``
-            rad, ``stop_distance`` m).
+        guidance: ``"none"`` (default), ``"target"`` or ``"scene"``: with a target-locator
+            checkpoint, ``"target"`` turns the trajectories of commands that name a target toward
+            the located target and ends them short of it; ``"scene"`` (a checkpoint that also has
+            the scene map) aims them beside a mapped obstacle on the way, keeps lane-following
+            trajectories on the mapped road and cuts any moving trajectory before a mapped
+            obstacle (:mod:`vla_ros.model.guidance`; ``guidance_settings``: ``max_turn`` rad,
+            ``stop_distance``, ``robot_radius``, ``safety_margin`` m).
         num_samples: K > 1 draws K samples (K seeded noises, one batch) and returns their mean
             (circular mean for the heading): a steadier estimate of the expected trajectory for
             closed-loop control, at the cost of a K times larger diffusion batch.
@@ -271,19 +274,27 @@ class VLAInferenceAPI:
             raise InputError(f"guidance={guidance!r}: choose one of {GUIDANCE_MODES}")
         self.guidance = guidance
         self._guide: TargetGuidance | None = None
-        if guidance == "target":
+        if guidance in ("target", "scene"):
             if self.model.locator is None:
-                raise InputError("guidance='target' steers toward the target the model's locator finds; this "
+                raise InputError(f"guidance={guidance!r} steers toward the target the model's locator finds; this "
                                  f"checkpoint ({self.checkpoint}) has none. Use one that has: the packaged "
                                  f"{paths.default_checkpoint().with_name('locator.pth')}, or one trained with "
                                  "vla train --init CKPT --target-locator on")
+            if guidance == "scene" and self.model.scene_map is None:
+                raise InputError("guidance='scene' steers around the obstacles and along the road that the model's "
+                                 f"scene map finds; this checkpoint ({self.checkpoint}) has none. Use one that has: "
+                                 f"the packaged {paths.default_checkpoint().with_name('scene.pth')}, or add one "
+                                 "with vla scene-map --init CKPT --data DIR --out FILE")
             world = (self.payload.get("meta") or {}).get("world_config") or {}
-            half = float(world.get("arena_size", WorldConfig().arena_size)) / 2  # the top view's half-side
-            settings = dict(guidance_settings or {})
-            unknown = set(settings) - {"max_turn", "stop_distance"}
+            defaults = WorldConfig()
+            half = float(world.get("arena_size", defaults.arena_size)) / 2  # the top view's half-side
+            settings = {"robot_radius": float(world.get("robot_radius", defaults.robot_radius)),
+                        "safety_margin": float(world.get("safety_margin", defaults.safety_margin))}
+            settings.update(guidance_settings or {})
+            unknown = set(settings) - {"max_turn", "stop_distance", "robot_radius", "safety_margin"}
             if unknown:
                 raise InputError(f"guidance_settings: unknown {sorted(unknown)}; known: max_turn (rad), "
-                                 "stop_distance (m)")
+                                 "stop_distance (m), robot_radius (m), safety_margin (m)")
             try:
                 with torch.inference_mode():
                     self._guide = TargetGuidance.for_model(self.model, half, **settings)
@@ -466,6 +477,14 @@ class VLAInferenceAPI:
         grid = torch.stack(grid_rows)[None] if grid_rows[0] is not None else None
         return torch.stack(frame_rows)[None], grid
 
+    def _apply_guidance(self, traj: torch.Tensor, located, cmd: torch.Tensor, top: Any) -> torch.Tensor:
+        """traj (B, T, 3) sampled -> guided (``guidance``); top: the newest top frames (B, H, W, 3) uint8."""
+        if self.guidance == "scene":
+            x = self.model.preprocess(np.stack(top) if isinstance(top, list) else top)
+            probs = torch.sigmoid(self.model.scene_map(x.to(cmd.device, cmd.dtype)).float())  # (B, 2, R, R)
+            return self._guide.scene(traj, located, cmd, probs)
+        return self._guide(traj, located.relative, cmd)
+
     def _locate(self, top: Any, cmd: torch.Tensor):
         """The newest top frames (B, H, W, 3) uint8 + encoded commands (B, d) -> the locator's Located."""
         x = self.model.preprocess(np.stack(top) if isinstance(top, list) else top)
@@ -578,14 +597,14 @@ class VLAInferenceAPI:
         cmd = self._encode_text(text)
         self._sync()
         t3 = time.perf_counter()
-        located = self._locate([cams[self.config.cameras.index("top")][-1]], cmd) \
-            if self.model.locator is not None else None
+        newest_top = [cams[self.config.cameras.index("top")][-1]] if self.model.locator is not None else None
+        located = self._locate(newest_top, cmd) if newest_top is not None else None
         cond = self.model.fuse(frame_tok, grid_tok, cmd, odom, located)  # (1, N, d)
         self._sync()
         t4 = time.perf_counter()
         traj = self._diffuse(cond)
         if self._guide is not None:
-            traj = self._guide(traj, located.relative, cmd)
+            traj = self._apply_guidance(traj, located, cmd, newest_top)
         traj_np = traj[0].float().cpu().numpy()
         t5 = time.perf_counter()
         ms = lambda a, b: (b - a) * 1e3  # noqa: E731
@@ -626,7 +645,7 @@ class VLAInferenceAPI:
                                                          located=located)
         traj = self._diffuse(cond)
         if self._guide is not None:
-            traj = self._guide(traj, located.relative, cmd)
+            traj = self._apply_guidance(traj, located, cmd, images[:, c.cameras.index("top"), -1])
         return traj.float().cpu().numpy()
 
     def benchmark(self, ego_images: Any, top_images: Any, instruction: str, num_runs: int = 10,

@@ -489,6 +489,8 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
         model_cfg = model.config
     else:
         model = SimpleVLA(model_cfg).to(dev)
+    if model.scene_map is not None:  # trained alone, on layouts (vla scene-map); kept as it is here
+        model.scene_map.requires_grad_(False)
     bank = build_frame_bank(model, data_dir, cache_dir=out / "cache", progress=progress, every_frame=every_frame)
     n_ep = bank.feats.shape[0]
     n_val_ep = max(1, int(round(n_ep * train_cfg.val_fraction))) if n_ep > 1 else 0

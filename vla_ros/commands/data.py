@@ -58,8 +58,8 @@ def register(sub) -> None:
                    help="fixed: one noise draw for every prediction (what the node does); varied: a new draw "
                         "per prediction, seeded by episode and step (visits what the model's samples do); zero: x_T = 0")
     g.add_argument("--policy-guidance", choices=GUIDANCE_MODES, default="none",
-                   help="target: the policy drives with target guidance (a model with the locator), as "
-                        "`vla sim --guidance target` runs it")
+                   help="target / scene: the policy drives with that guidance (a model with the locator; scene: "
+                        "and the scene map), as `vla sim --guidance target|scene` runs it")
     g.set_defaults(func=cmd_generate)
     s = dsub.add_parser("show", help="draw a few samples: both cameras and the ground truth over the top view")
     s.add_argument("data", help="dataset directory")

@@ -86,7 +86,8 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--guidance", choices=GUIDANCE_MODES, default="none",
                    help="target: steer goto trajectories to the cone the checkpoint's locator finds "
-                        "(with --checkpoint checkpoints/locator.pth)")
+                        "(with --checkpoint checkpoints/locator.pth); scene: also around the obstacles and along "
+                        "the road its scene map finds (with --checkpoint checkpoints/scene.pth)")
     p.add_argument("--image-size", type=int, default=128, help="camera image side (default 128)")
     p.add_argument("--duration", type=float, default=7.0, help="seconds of control per episode (default 7)")
     p.add_argument("--cpu-threads", type=int, default=1, help="torch CPU threads of the model (0 = one per core)")

@@ -486,7 +486,8 @@ def register(subparsers) -> None:
                         "or x_T = 0 (zero)")
     p.add_argument("--guidance", choices=GUIDANCE_MODES, default="none",
                    help="vla_node's guidance: target steers goto trajectories toward the cone the checkpoint's "
-                        "target locator finds (needs a locator checkpoint); none (default) = as sampled")
+                        "target locator finds (needs a locator checkpoint); scene also steers around the obstacles "
+                        "and along the road of its scene map (checkpoints/scene.pth); none (default) = as sampled")
     p.add_argument("--no-odometry", action="store_true",
                    help="vla_node without the odom input (use_odometry false): the model is told the robot's "
                         "velocity is unknown, as on a robot without odometry")

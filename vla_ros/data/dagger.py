@@ -96,7 +96,8 @@ class LearnerDriver:
 def checkpoint_predictor(checkpoint: str, seed: int = 0, noise: str = "fixed", guidance: str = "none") -> Predictor:
     """The fast inference API of a checkpoint as a predictor: noise seed ``seed`` (fixed, like the
     node) unless a call passes ``noise_seed``; ``noise="zero"``: x_T = 0 on every call;
-    ``guidance``: the API's (``"target"`` steers goto trajectories to the located cone)."""
+    ``guidance``: the API's (``"target"`` steers goto trajectories to the located cone, ``"scene"``
+    also around mapped obstacles and along the mapped road)."""
     from ..inference import VLAInferenceAPI
 
     api = VLAInferenceAPI(checkpoint, seed=seed, noise="zero" if noise == "zero" else "fixed", guidance=guidance)

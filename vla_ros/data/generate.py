@@ -87,8 +87,8 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
     ``replan_period`` s from frames ``history_spacing`` s apart, while the expert still labels
     every step (on-policy data, see :mod:`vla_ros.data.dagger`); ``policy_noise``: "fixed" (one
     noise draw, like the node), "varied" (a new draw per prediction, see :class:`LearnerDriver`) or
-    "zero" (x_T = 0); ``policy_guidance``: "target" drives the policy with target guidance, as
-    ``vla sim --guidance target`` runs it (a model with the locator). ``kinds``: only these
+    "zero" (x_T = 0); ``policy_guidance``: "target" / "scene" drives the policy with that guidance, as
+    ``vla sim --guidance target|scene`` runs it (a model with the locator, and for "scene" the scene map). ``kinds``: only these
     command kinds (cycled, balanced), e.g. more on-policy data for one weak command; default all.
     """
     config = config or WorldConfig()

@@ -27,6 +27,7 @@ from vla_ros.config import ModelConfig
 from vla_ros.model.backbone import build_text, build_vision
 from vla_ros.model.head import DiffusionActionHead
 from vla_ros.model.locator import Located, TargetLocator, locator_loss
+from vla_ros.model.scene_map import SceneMap
 
 
 class SimpleVLA(nn.Module):
@@ -54,6 +55,8 @@ class SimpleVLA(nn.Module):
         # the commanded target located on the top camera, relative to the robot (model/locator.py)
         self.locator = TargetLocator(d, config.image_size) if config.target_locator else None
         self.target_proj = self._new_target_layer() if config.target_locator else None
+        # obstacles and road on the top camera, for the guidance only (model/scene_map.py)
+        self.scene_map = SceneMap(config.image_size) if config.scene_map else None
         self.action_head = DiffusionActionHead(config)
 
     def _new_target_layer(self) -> nn.Module:
@@ -69,6 +72,12 @@ class SimpleVLA(nn.Module):
             self.locator = TargetLocator(self.config.cond_dim, self.config.image_size).to(self.device)
             self.target_proj = self._new_target_layer().to(self.device)
             self.config = dataclasses.replace(self.config, target_locator=True)
+
+    def add_scene_map(self) -> None:
+        """Give a model trained without it the scene map (untrained: ``vla scene-map`` trains it)."""
+        if self.scene_map is None:
+            self.scene_map = SceneMap(self.config.image_size).to(self.device)
+            self.config = dataclasses.replace(self.config, scene_map=True)
 
     def _new_odometry_layer(self) -> nn.Linear:
         # zero-initialised: a model that gains the input predicts exactly as before until trained

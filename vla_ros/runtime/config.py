@@ -65,11 +65,14 @@ class NodeConfig:
                  "always give the same trajectory); 'varied' draws anew every tick from a seeded "
                  "sequence, so successive replans do not repeat one draw's bias (drift, creep); "
                  "'zero' starts from x_T = 0 (deterministic, no draw's bias).")
-    guidance: Literal["none", "target"] = _opt(
+    guidance: Literal["none", "target", "scene"] = _opt(
         "none", "Sampling-time guidance: 'target' turns the trajectory of a command that names a target "
                "toward the target the checkpoint's locator finds on the top camera (at most 45 deg per "
                "plan) and ends it 0.5 m short of it; needs a checkpoint trained with the target locator. "
-               "'none' = the model's trajectories as sampled.")
+               "'scene' does the same but aims beside the target where an obstacle of the checkpoint's "
+               "scene map is in the way, turns lane-following trajectories to stay on the mapped road, and "
+               "cuts every moving trajectory before a mapped obstacle; needs the locator and the scene "
+               "map (checkpoints/scene.pth). 'none' = the model's trajectories as sampled.")
     cpu_threads: int = _opt(0, "Torch intra-op CPU threads; 0 = torch's default (one per core). Lower it "
                                "when the node shares the CPU with other nodes.")
     # -- timing -------------------------------------------------------------------------
