@@ -216,3 +216,37 @@ def test_vla_scene_map_trains_the_map_alone_and_the_guidance_uses_it(scene_ckpt,
         train_scene_map(init, [data], init, steps=1)
     assert main(["scene-map", "--init", str(init), "--data", str(tmp_path / "nowhere"), "--out", str(out)]) != 0
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_packaged_scene_map_sees_obstacles_and_road_and_finds_the_way_around_on_held_out_worlds():
+    """checkpoints/scene.pth on the first frame of held-out worlds (the real encoders): the map
+    against the layout's labels, and, in the blocked goto worlds, the aim it chooses against the
+    true obstacles."""
+    from vla_ros import paths
+    from vla_ros.scene_train import map_metrics
+    from vla_ros.sim.geometry import world_to_robot
+
+    api = VLAInferenceAPI(paths.default_checkpoint().with_name("scene.pth"), warmup=False, guidance="scene")
+    world = World()
+    for seed, kind in [(5015, "goto_blue"), (6013, "goto_red"), (5004, "follow_lane"), (6012, "follow_lane")]:
+        obs = world.reset(seed, kind=kind, split="eval")
+        with torch.inference_mode():
+            logits = api.model.scene_map(api.model.preprocess(obs["top"][None])).float()
+        m = map_metrics(logits, torch.from_numpy(scene_map_labels(world.layout, world.config.arena_size, R))[None])
+        assert m["obstacle_recall"] > 0.8 and m["obstacle_precision"] > 0.7 and m["road_accuracy"] > 0.98, (seed, m)
+        if not kind.startswith("goto_"):
+            continue
+        assert world.info["blocking_obstacle"]
+        st = world.state
+        view = SceneView(torch.sigmoid(logits[0]), torch.tensor(st[:2] / HALF, dtype=torch.float32),
+                         torch.tensor([math.cos(st[2]), math.sin(st[2])], dtype=torch.float32), HALF, ignore_radius=0.45)
+        cone = world.layout.cone(kind[5:])
+        target = torch.as_tensor(world_to_robot([cone.x, cone.y], st), dtype=torch.float32)
+        reach = min(3.0, float(target.norm()) - 0.5)
+        assert clear_aim(view, target, 0.25, 0.15, reach, offsets=(0.0,)) is None  # the straight way is blocked
+        aim = clear_aim(view, target, 0.25, 0.15, reach)
+        assert aim is not None and aim != 0.0
+        b = math.atan2(float(target[1]), float(target[0])) + aim
+        s = np.arange(0.1, reach + 1e-6, 0.05)
+        way = np.stack([st[0] + s * math.cos(st[2] + b), st[1] + s * math.sin(st[2] + b)], -1)
+        assert float(world.obstacle_clearance(way).min()) > 0.05, seed  # clear of the true obstacles
