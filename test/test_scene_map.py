@@ -156,6 +156,8 @@ def test_api_scene_guidance_needs_the_map_and_runs_both_paths(scene_ckpt, tmp_pa
                                              num_inference_steps=10, target_locator=True), tmp_path / "loc.pth")
     with pytest.raises(InputError, match="vla scene-map"):
         VLAInferenceAPI(locator_only, warmup=False, guidance="scene")
+    with pytest.raises(InputError, match="self_radius"):
+        VLAInferenceAPI(scene_ckpt, warmup=False, guidance="scene", guidance_settings={"self_radius": -1.0})
     api = VLAInferenceAPI(scene_ckpt, warmup=False, guidance="scene")
     ego, top = frames(1), frames(2)
     goto, stop = phrasings("goto_red", "train")[0], phrasings("stop", "train")[0]

@@ -291,10 +291,10 @@ class VLAInferenceAPI:
             settings = {"robot_radius": float(world.get("robot_radius", defaults.robot_radius)),
                         "safety_margin": float(world.get("safety_margin", defaults.safety_margin))}
             settings.update(guidance_settings or {})
-            unknown = set(settings) - {"max_turn", "stop_distance", "robot_radius", "safety_margin"}
+            unknown = set(settings) - {"max_turn", "stop_distance", "robot_radius", "safety_margin", "self_radius"}
             if unknown:
                 raise InputError(f"guidance_settings: unknown {sorted(unknown)}; known: max_turn (rad), "
-                                 "stop_distance (m), robot_radius (m), safety_margin (m)")
+                                 "stop_distance, robot_radius, safety_margin, self_radius (m)")
             try:
                 with torch.inference_mode():
                     self._guide = TargetGuidance.for_model(self.model, half, **settings)

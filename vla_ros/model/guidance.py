@@ -109,10 +109,11 @@ def _needed_clearance(view: SceneView, robot_radius: float, margin: float, devic
 def clear_aim(view: SceneView, target: torch.Tensor, robot_radius: float, margin: float, reach: float,
               offsets: tuple[float, ...] = DETOUR_OFFSETS) -> float | None:
     """target (2,) metres in the robot frame -> the first of ``offsets`` (rad, to the left of the
-    target's bearing) whose straight way, ``reach`` metres long, keeps the robot's disc ``margin``
-    from every mapped obstacle (already closer: not 5 cm closer than now). Of the two sides of one
-    offset, the one with more room. None when no aim is clear. The way is checked, not the
-    model's plan: a braking model's short plan would pass any check."""
+    target's bearing; ordered 0, +a1, -a1, +a2, -a2, ... as ``DETOUR_OFFSETS``) whose straight
+    way, ``reach`` metres long, keeps the robot's disc ``margin`` from every mapped obstacle
+    (already closer: not 5 cm closer than now). Of the two sides of one offset, the one with more
+    room. None when no aim is clear. The way is checked, not the model's plan: a braking model's
+    short plan would pass any check."""
     need = _needed_clearance(view, robot_radius, margin, target.device)
     bearing = math.atan2(float(target[1]), float(target[0]))
     length = float(reach)
@@ -193,9 +194,9 @@ class TargetGuidance:
             raise ValueError(f"guidance stop_distance={self.stop_distance}: must be within [0, 10] m (default 0.5)")
         if not self.metres_per_unit > 0:
             raise ValueError(f"guidance metres_per_unit={self.metres_per_unit}: must be > 0")
-        if not (0.0 < self.robot_radius <= 5.0 and 0.0 <= self.safety_margin <= 5.0):
-            raise ValueError(f"guidance robot_radius={self.robot_radius}, safety_margin={self.safety_margin}: "
-                             "must be within (0, 5] and [0, 5] m")
+        if not (0.0 < self.robot_radius <= 5.0 and 0.0 <= self.safety_margin <= 5.0 and 0.0 <= self.self_radius <= 5.0):
+            raise ValueError(f"guidance robot_radius={self.robot_radius}, safety_margin={self.safety_margin}, "
+                             f"self_radius={self.self_radius}: must be within (0, 5], [0, 5] and [0, 5] m")
 
     @classmethod
     def for_model(cls, model, metres_per_unit: float, **settings) -> "TargetGuidance":
