@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from vla_ros.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from vla_ros.checkpoint import load_checkpoint, save_checkpoint
 from vla_ros.data.io import list_episodes, load_meta, open_npz
 from vla_ros.errors import UserError
-from vla_ros.model.scene_map import scene_map_labels, scene_map_loss
+from vla_ros.model.scene_map import MAP_CHANNELS, scene_map_labels, scene_map_loss
 from vla_ros.sim.config import WorldConfig
 from vla_ros.train import validation_episodes
 
@@ -59,7 +59,7 @@ def map_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """(N, 2, R, R) logits and labels -> per-cell obstacle precision / recall / IoU, road accuracy / IoU."""
     pred, lab = logits > 0, labels > 0.5
     out = {}
-    for c, name in enumerate(("obstacle", "road")):
+    for c, name in enumerate(MAP_CHANNELS):
         p, y = pred[:, c], lab[:, c]
         tp, fp, fn = (p & y).sum().item(), (p & ~y).sum().item(), (~p & y).sum().item()
         out[f"{name}_precision"] = tp / max(tp + fp, 1)
@@ -81,14 +81,13 @@ def train_scene_map(init: str | Path, data: Sequence[str | Path], out: str | Pat
     out = Path(out)
     if out.resolve() == Path(init).resolve():
         raise UserError(f"--out {out} is the --init checkpoint: write the model with the map to a new file")
-    payload = read_checkpoint(init)
-    half = any(v.dtype == torch.float16 for v in payload["state_dict"].values())
     model, payload = load_checkpoint(init, device=device)
+    half = any(v.dtype == torch.float16 for v in payload["state_dict"].values())  # as stored: keep its precision
     if "top" not in model.config.cameras:
         raise UserError(f"{init} has cameras {list(model.config.cameras)}: the scene map needs a 'top' camera")
+    torch.manual_seed(seed)  # the map's initial weights too
     model.add_scene_map()
     net = model.scene_map.float().train()
-    torch.manual_seed(seed)
     torch.nn.init.zeros_(net.net[-1].bias)
 
     t0 = time.time()

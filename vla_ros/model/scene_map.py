@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vla_ros.model.locator import cell_centres
+from vla_ros.model.locator import cell_centres, to_robot_frame
 
 __all__ = ["SceneMap", "SceneView", "scene_map_labels", "scene_map_loss", "MAP_CHANNELS"]
 
@@ -41,17 +41,12 @@ class SceneMap(nn.Module):
     def __init__(self, image_size: int, channels: int = 32) -> None:
         super().__init__()
         ch = channels
-        self.image_size = image_size
         self.net = nn.Sequential(
             nn.Conv2d(3, 16, 5, stride=2, padding=2), nn.ReLU(),
             nn.Conv2d(16, ch, 3, padding=1), nn.ReLU(),
             nn.Conv2d(ch, ch, 3, padding=2, dilation=2), nn.ReLU(),  # context: a box's inside, the road's edges
             nn.Conv2d(ch, ch, 3, padding=4, dilation=4), nn.ReLU(),
             nn.Conv2d(ch, len(MAP_CHANNELS), 1))
-
-    @property
-    def cells(self) -> int:
-        return (self.image_size + 1) // 2
 
     def forward(self, top: torch.Tensor) -> torch.Tensor:
         return self.net(top)  # (N, 2, R, R)
@@ -109,28 +104,20 @@ class SceneView:
         self.cell = 2.0 * self.metres_per_unit / r  # metres per cell
         centres = cell_centres(r, self.probs.device)  # (R*R, 2)
         occupied = self.probs[0].reshape(-1) > self.threshold
-        pts = self._to_robot(centres[occupied])  # (M, 2) metres, robot frame
+        obstacle_cells = centres[occupied]  # (M, 2) top-camera units
+        pts = to_robot_frame(obstacle_cells, self.robot[None], self.heading[None].expand(len(obstacle_cells), 2)
+                             ) * self.metres_per_unit  # (M, 2) metres, robot frame
         self._obstacles = pts[pts.norm(dim=-1) > self.ignore_radius]
         # the road probability averaged over a window narrower than the road (1.3 m at 12 m / 64
         # cells): 1 along the middle of the road, falling toward its edges
         k = max(3, int(round(ROAD_WINDOW / self.cell)) // 2 * 2 + 1)
         self._road = F.avg_pool2d(self.probs[1][None, None].float(), k, 1, k // 2, count_include_pad=False)
 
-    def _to_robot(self, pts: torch.Tensor) -> torch.Tensor:
-        v = pts - self.robot
-        h = self.heading
-        return torch.stack([(v * h).sum(-1), h[0] * v[..., 1] - h[1] * v[..., 0]], -1) * self.metres_per_unit
-
     def _to_image(self, xy: torch.Tensor) -> torch.Tensor:
         """(..., 2) robot-frame metres -> (..., 2) top-camera units."""
         p = xy / self.metres_per_unit
         h = self.heading
         return self.robot + torch.stack([h[0] * p[..., 0] - h[1] * p[..., 1], h[1] * p[..., 0] + h[0] * p[..., 1]], -1)
-
-    @property
-    def obstacles(self) -> torch.Tensor:
-        """(M, 2) centres of the cells an obstacle covers, robot frame, metres."""
-        return self._obstacles
 
     def obstacle_gap(self, xy: torch.Tensor) -> torch.Tensor:
         """(..., 2) robot-frame points -> (...) distance to the nearest obstacle surface (metres:
