@@ -93,6 +93,10 @@ def checkpoint_config(payload: dict[str, Any], path: str | Path = "checkpoint") 
         # written before the odometry input existed: those models have none
         stored.setdefault("odometry_input", False)
         stored.setdefault("text_lora", True)  # ... nor the choice of a frozen text encoder
+        stored.setdefault("fusion", "additive")  # ... nor token fusion
+        stored.setdefault("frame_token_source", "tuned")
+        stored.setdefault("target_locator", False)  # ... nor the target locator
+        stored.setdefault("scene_map", False)
         return from_dict(ModelConfig, stored, where=f"{path}:model_config")
     except (ConfigError, KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: its model config is not valid for this vla_ros: {exc}") from None

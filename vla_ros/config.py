@@ -229,6 +229,24 @@ class ModelConfig:
     vision_lora_blocks: int = 1
     cond_dim: int = 2048  # width of the condition tokens handed to the action head
     spatial_tokens: bool = True  # newest frame of each camera also as a grid of tokens
+    # How the command meets the images (model/fusion.py). "additive" (the packaged models): the
+    # command (+ odometry, + target) is added to every token of width cond_dim; it shifts every
+    # key of the head's cross-attention alike, so it cannot select a place
+    # (scripts/colour_grounding.py: 0.32 identified). "tokens" (experimental, docs/results.md:
+    # its head did not yet learn to use its condition in 1,000 steps): the command, the
+    # odometry and the located target are tokens of their own, and a small transformer
+    # (fusion_layers, fusion_heads, width fusion_dim) mixes them with the frame and grid tokens.
+    fusion: Literal["tokens", "additive"] = "additive"
+    fusion_dim: int = 256
+    fusion_layers: int = 2
+    fusion_heads: int = 4
+    # learnt readout tokens (Octo): if > 0, only they are handed to the head (its cross-attention
+    # reads R tokens, not 45). 0: every token is (model/fusion.py says why that is the default)
+    fusion_readouts: int = 0
+    # Where each frame's own token comes from. "frozen": the cached frozen features, pooled (the
+    # LoRA'd last block then runs only on the newest frames, for their grid tokens: 5x fewer
+    # frames per training step). "tuned": the LoRA'd block's pooled output (additive models).
+    frame_token_source: Literal["frozen", "tuned"] = "tuned"
     # The robot's measured velocity (odometry: forward speed v, yaw rate omega at the newest
     # frame) as an input. The cameras barely show speed (0.1 m between frames is ~1 top-camera
     # pixel), so without it a sample's first waypoints are a guess and a fixed noise draw turns
@@ -291,6 +309,10 @@ class ModelConfig:
         _require(0 <= self.vision_lora_blocks <= 16,
                  f"model.vision_lora_blocks={self.vision_lora_blocks}: must be in [0, 16]")
         _require(self.cond_dim >= 8, f"model.cond_dim={self.cond_dim}: must be >= 8 (the seed uses 2048)")
+        _require(self.fusion_readouts >= 0, f"model.fusion_readouts={self.fusion_readouts}: must be >= 0")
+        _require(self.fusion_layers >= 1, f"model.fusion_layers={self.fusion_layers}: must be >= 1")
+        _require(self.fusion_heads >= 1 and self.fusion_dim % self.fusion_heads == 0,
+                 f"model.fusion_heads={self.fusion_heads} must be >= 1 and divide model.fusion_dim={self.fusion_dim}")
         _require(self.num_timesteps >= 2, f"model.num_timesteps={self.num_timesteps}: must be >= 2")
         _require(1 <= self.num_inference_steps <= self.num_timesteps,
                  f"model.num_inference_steps={self.num_inference_steps} exceeds "
@@ -324,7 +346,8 @@ class ModelConfig:
     ARCHITECTURE_FIELDS: typing.ClassVar[tuple[str, ...]] = (
         "trajectory_length", "action_dim", "history_length", "cameras", "image_size", "backbone",
         "hf_vision_path", "hf_text_path", "use_lora", "text_lora", "lora_r", "vision_lora_blocks", "cond_dim",
-        "spatial_tokens", "odometry_input", "target_locator", "scene_map", "num_timesteps", "unet_channels", "attention_head_dim",
+        "spatial_tokens", "fusion", "fusion_dim", "fusion_layers", "fusion_heads",
+        "fusion_readouts", "frame_token_source", "odometry_input", "target_locator", "scene_map", "num_timesteps", "unet_channels", "attention_head_dim",
         "cross_attention_dim", "layers_per_block", "norm_num_groups", "beta_schedule",
         "prediction_type",
     )

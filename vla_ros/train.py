@@ -387,7 +387,12 @@ def pretrain_locator(model: SimpleVLA, bank: FrameBank, train_idx: np.ndarray, c
     from vla_ros.model.locator import locator_loss
 
     rng = np.random.default_rng([cfg.seed, 7])
-    opt = torch.optim.Adam(model.locator.parameters(), lr=cfg.locator_pretrain_lr)
+    # a token-fusion model learns its command projection here too; both are then frozen (locator_frozen)
+    learn_text = model.fusion is not None
+    params = list(model.locator.parameters()) + (list(model.txt_proj.parameters()) if learn_text else [])
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(params, lr=cfg.locator_pretrain_lr)
     bar = tqdm(range(cfg.locator_pretrain_steps), desc="pre-training the target locator", unit="step",
                disable=not progress)
     model.train()
@@ -395,7 +400,7 @@ def pretrain_locator(model: SimpleVLA, bank: FrameBank, train_idx: np.ndarray, c
     for i in bar:
         sel = rng.choice(train_idx, cfg.batch_size, replace=len(train_idx) < cfg.batch_size)
         kinds = [f"goto_{TARGET_COLOURS[c]}" for c in rng.integers(len(TARGET_COLOURS), size=len(sel))]
-        with torch.no_grad():
+        with torch.set_grad_enabled(learn_text):
             cmd = model.encode_text([str(rng.choice(phrasings(k, "train"))) for k in kinds])
         kp = gather_keypoints(bank, sel, kinds, device)
         located = model.locator(gather_top(model, bank, sel), cmd)
@@ -443,6 +448,22 @@ def plot_curves(history: dict[str, list], out_png: Path) -> None:
     fig.tight_layout()
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
+
+
+def _optimizer(model: SimpleVLA, params: list[torch.nn.Parameter], cfg: TrainConfig,
+               odom_scale: float, loc_scale: float) -> torch.optim.AdamW:
+    """AdamW over ``params``; the odometry layer and the target locator have parameter groups of
+    their own: when one was just added to a trained model it starts from scratch and learns at
+    ``*_scale`` times the rate (kept on resume)."""
+    odom_ids = {id(p) for p in model.odom_proj.parameters()} if model.odom_proj is not None else set()
+    loc_ids = {id(p) for m in (model.locator, model.target_proj) if m is not None for p in m.parameters()}
+    groups = [{"params": [p for p in params if id(p) not in odom_ids | loc_ids]}]
+    for ids, scale in ((odom_ids, odom_scale), (loc_ids, loc_scale)):
+        own = [p for p in params if id(p) in ids]
+        if own:
+            groups.append({"params": own, "lr": cfg.lr * scale})
+    # fused: one kernel over all tensors (CPU and CUDA); per-tensor loops cost ~0.1 s a step here
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
 
 def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path,
@@ -517,23 +538,19 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
     relabels = relabel_trajectories(bank, data_dir, tuple(train_cfg.relabel_kinds), cache_dir=out / "cache",
                                     progress=progress) if train_cfg.relabel_prob > 0 else None
 
+    pretrain = not state and model.locator is not None and (added_locator or not fine_tune) \
+        and train_cfg.locator_pretrain_steps > 0
+    if pretrain:
+        pretrain_locator(model, bank, train_idx, train_cfg, dev, progress)
+    locator_frozen = model.fusion is not None and model.locator is not None
+    if locator_frozen:  # token fusion: the pre-trained locator and command projection stay as they are
+        for m in (model.locator, model.txt_proj):
+            m.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
-    # the odometry layer and the target locator have parameter groups of their own: when one was
-    # just added to a trained model it starts from scratch and learns at 10x the rate (kept on resume)
     odom_scale = float(state.get("odometry_lr_scale", 1.0)) if state else (10.0 if added_odometry else 1.0)
     loc_scale = float(state.get("locator_lr_scale", 1.0)) if state else (10.0 if added_locator else 1.0)
-    odom_ids = {id(p) for p in model.odom_proj.parameters()} if model.odom_proj is not None else set()
-    loc_ids = {id(p) for m in (model.locator, model.target_proj) if m is not None for p in m.parameters()}
-    groups = [{"params": [p for p in params if id(p) not in odom_ids | loc_ids]}]
-    if odom_ids:
-        groups.append({"params": [p for p in params if id(p) in odom_ids], "lr": train_cfg.lr * odom_scale})
-    if loc_ids:
-        groups.append({"params": [p for p in params if id(p) in loc_ids], "lr": train_cfg.lr * loc_scale})
-    opt = torch.optim.AdamW(groups, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    opt = _optimizer(model, params, train_cfg, odom_scale, loc_scale)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(train_cfg))
-    if not state and model.locator is not None and (added_locator or not fine_tune) \
-            and train_cfg.locator_pretrain_steps > 0:
-        pretrain_locator(model, bank, train_idx, train_cfg, dev, progress)
     ema = EMA(model, train_cfg.ema_decay)  # after the locator's pre-training: the EMA starts from it
     history: dict[str, list] = {"train": [], "val": []}
     step, best_ade = 0, float("inf")
@@ -598,7 +615,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
         odom = gather_odometry(bank, sel)
         odom[rng.random(len(sel)) < train_cfg.odometry_dropout] = np.nan  # "no odometry" is an input too
         top = gather_top(model, bank, sel)
-        keypoints = gather_keypoints(bank, sel, kinds, dev) if top is not None else None
+        keypoints = gather_keypoints(bank, sel, kinds, dev) if top is not None and not locator_frozen else None
         loss = model.loss(frozen, cmds, traj, odometry=odom, top=top, keypoints=keypoints)
         opt.zero_grad(set_to_none=True)
         loss.backward()

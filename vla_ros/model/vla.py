@@ -8,9 +8,13 @@ Data flow (shapes for the defaults: B batch, C=2 cameras, T=5 frames, S=128 pixe
       -> img_proj       frame token (.., 2048), grid tokens (.., 16, 2048)
     command str -> text encoder (B, 384) (LoRA) -> txt_proj (B, 2048)
     odometry (B, 2) (v, omega; NaN = unknown) -> [v, omega, known] -> odom_proj (B, 2048)
-    fusion: one token per (camera, frame) + a grid of tokens for each camera's newest frame
-            + one command token; each token = LayerNorm(feature + camera/frame/position
-            embedding + command + odometry)                       -> cond (B, 43, 2048)
+    target locator (optional): newest top frame + command -> the named target in the robot frame (B, 4)
+    fusion "tokens" (default, model/fusion.py; d = fusion_dim 256): one token per (camera,
+            frame) + a grid of tokens for each camera's newest frame, each + camera/frame/position
+            embedding, and the command, odometry and target as tokens of their own
+            -> transformer -> Linear(d, 2048)                      -> cond (B, 45, 2048)
+    fusion "additive" (older checkpoints; d = cond_dim): each token = LayerNorm(feature +
+            embedding + command + odometry + target) + one command token -> cond (B, 43, 2048)
     DiffusionActionHead(cond) -> trajectory (B, 16, 3) = (x, y, heading) in the robot frame
 """
 
@@ -25,6 +29,7 @@ from torch import nn
 
 from vla_ros.config import ModelConfig
 from vla_ros.model.backbone import build_text, build_vision
+from vla_ros.model.fusion import TokenFusion
 from vla_ros.model.head import DiffusionActionHead
 from vla_ros.model.locator import Located, TargetLocator, locator_loss
 from vla_ros.model.scene_map import SceneMap
@@ -37,27 +42,43 @@ class SimpleVLA(nn.Module):
         super().__init__()
         config = dataclasses.replace(config or ModelConfig(), **overrides)
         self.config = config
-        d = config.cond_dim
+        d = self.token_dim
         self.vision = build_vision(config)
         self.text = build_text(config)
         self.img_proj = nn.Linear(self.vision.feature_dim, d)
         self.txt_proj = nn.Linear(self.text.feature_dim, d)
         with torch.no_grad():  # number of grid tokens of the newest frame
-            probe = torch.zeros(1, 3, config.image_size, config.image_size)
-            self.grid_size = self.vision.tuned(self.vision.frozen(probe))[1].shape[1]
+            probe = self.vision.frozen(torch.zeros(1, 3, config.image_size, config.image_size))
+            self.grid_size = self.vision.tuned(probe)[1].shape[1]
+        # each frame's own token from its pooled frozen features (frame_token_source: frozen)
+        self.frozen_proj = nn.Linear(probe.shape[1], d) if config.frame_token_source == "frozen" else None
         n_cam, n_hist = len(config.cameras), config.history_length
         self.cam_emb = nn.Parameter(torch.randn(n_cam, d) * 0.02)
         self.frame_emb = nn.Parameter(torch.randn(n_hist, d) * 0.02)
         self.grid_emb = nn.Parameter(torch.randn(self.grid_size, d) * 0.02)
         self.cmd_emb = nn.Parameter(torch.randn(d) * 0.02)
         self.norm = nn.LayerNorm(d)
-        self.odom_proj = self._new_odometry_layer() if config.odometry_input else None
+        tokens = config.fusion == "tokens"
+        self.odom_proj = self._new_odometry_layer() if config.odometry_input and not tokens else None
         # the commanded target located on the top camera, relative to the robot (model/locator.py)
         self.locator = TargetLocator(d, config.image_size) if config.target_locator else None
-        self.target_proj = self._new_target_layer() if config.target_locator else None
+        self.target_proj = self._new_target_layer() if config.target_locator and not tokens else None
+        self.fusion = TokenFusion(d, config.cond_dim, config.fusion_layers, config.fusion_heads,
+                                  target=config.target_locator, readouts=config.fusion_readouts) if tokens else None
+        # encodings of a frozen text encoder, by string (no LoRA: a fixed function of the text)
+        self._text_cache: dict[str, torch.Tensor] = {}
         # obstacles and road on the top camera, for the guidance only (model/scene_map.py)
         self.scene_map = SceneMap(config.image_size) if config.scene_map else None
         self.action_head = DiffusionActionHead(config)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._text_cache = {}  # cached encodings live on the old device / dtype
+        return super()._apply(fn, *args, **kwargs)
+
+    @property
+    def token_dim(self) -> int:
+        """Width of the tokens before the head: fusion_dim for token fusion, cond_dim for additive."""
+        return self.config.fusion_dim if self.config.fusion == "tokens" else self.config.cond_dim
 
     def _new_target_layer(self) -> nn.Module:
         # the last layer zero-initialised: a model that gains the input predicts as before until trained
@@ -69,6 +90,9 @@ class SimpleVLA(nn.Module):
     def add_target_locator(self) -> None:
         """Give a model trained without it the target locator (its condition input starts at zero)."""
         if self.locator is None:
+            if self.fusion is not None:
+                raise ValueError("a token-fusion model gets its target token when it is built "
+                                 "(model.target_locator); train a new one with --target-locator on")
             self.locator = TargetLocator(self.config.cond_dim, self.config.image_size).to(self.device)
             self.target_proj = self._new_target_layer().to(self.device)
             self.config = dataclasses.replace(self.config, target_locator=True)
@@ -120,6 +144,9 @@ class SimpleVLA(nn.Module):
 
     def add_odometry_input(self) -> None:
         """Give a model trained without odometry the (zero-initialised) input, for fine-tuning."""
+        if self.fusion is not None:
+            self.config = dataclasses.replace(self.config, odometry_input=True)
+            return  # token fusion always has its odometry token ("unknown" when not given)
         if self.odom_proj is None:
             self.odom_proj = self._new_odometry_layer().to(self.device)
             self.config = dataclasses.replace(self.config, odometry_input=True)
@@ -140,7 +167,10 @@ class SimpleVLA(nn.Module):
     @property
     def num_tokens(self) -> int:
         c = self.config
-        return len(c.cameras) * c.history_length + (len(c.cameras) * self.grid_size if c.spatial_tokens else 0) + 1
+        visual = len(c.cameras) * c.history_length + (len(c.cameras) * self.grid_size if c.spatial_tokens else 0)
+        if self.fusion is None:
+            return visual + 1
+        return self.fusion.num_out + (0 if self.fusion.readouts is not None else visual)
 
     @property
     def device(self) -> torch.device:
@@ -168,14 +198,33 @@ class SimpleVLA(nn.Module):
             return self.vision.frozen(self.preprocess(images))
 
     def frame_tokens(self, frozen: torch.Tensor, grid: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """frozen (N, ...) -> frame token (N, d) and grid tokens (N, G, d) (or None), before embeddings."""
-        pooled, grid_feat = self.vision.tuned(frozen)
-        return self.img_proj(pooled), (self.img_proj(grid_feat) if grid and self.config.spatial_tokens else None)
+        """frozen (N, ...) -> frame token (N, d) and grid tokens (N, G, d) (or None), before embeddings.
+        With ``frame_token_source: frozen`` the tuned (LoRA) stage runs only when a grid is asked for."""
+        grid = grid and self.config.spatial_tokens
+        if self.frozen_proj is None:
+            pooled, grid_feat = self.vision.tuned(frozen)
+            return self.img_proj(pooled), (self.img_proj(grid_feat) if grid else None)
+        tok = self.frozen_proj(frozen.flatten(2).mean(-1) if frozen.dim() > 2 else frozen)
+        return tok, (self.img_proj(self.vision.tuned(frozen)[1]) if grid else None)
+
+    def _text_features(self, texts: list[str]) -> torch.Tensor:
+        """Distinct strings -> the text encoder's features (P, D); a frozen encoder's are cached
+        by string, so training on a few hundred phrasings encodes each once."""
+        if any(p.requires_grad for p in self.text.parameters()):
+            return self.text(texts)
+        todo = [t for t in texts if t not in self._text_cache]
+        if todo:
+            with torch.no_grad():
+                for t, f in zip(todo, self.text(todo)):
+                    self._text_cache[t] = f
+            if len(self._text_cache) > 100_000:  # unbounded user text: keep memory bounded
+                self._text_cache = {t: self._text_cache[t] for t in texts}
+        return torch.stack([self._text_cache[t] for t in texts])
 
     def encode_text(self, commands: Sequence[str]) -> torch.Tensor:
         """B strings -> (B, d). Each distinct string is encoded once (batches repeat commands)."""
         unique = list(dict.fromkeys(commands))
-        enc = self.txt_proj(self.text(unique))
+        enc = self.txt_proj(self._text_features(unique))
         if len(unique) == len(commands):
             return enc
         index = {c: i for i, c in enumerate(unique)}
@@ -204,6 +253,8 @@ class SimpleVLA(nn.Module):
         spatial tokens), cmd (B, d), odometry (B, 2) or None (see ``odometry_features``; ignored
         by a model without the input), located (``locate``; a model with the locator needs it)
         -> (B, N, d)."""
+        if self.fusion is not None:
+            return self._fuse_tokens(frame_tok, grid_tok, cmd, odometry, located)
         b = cmd.shape[0]
         if self.target_proj is not None:  # where the command points, relative to the robot
             if located is None:
@@ -219,6 +270,19 @@ class SimpleVLA(nn.Module):
             tokens.append(grid.reshape(b, -1, grid.shape[-1]))
         tokens.append(self.norm(cmd + self.cmd_emb)[:, None])
         return torch.cat(tokens, 1)
+
+    def _fuse_tokens(self, frame_tok: torch.Tensor, grid_tok: torch.Tensor | None, cmd: torch.Tensor,
+                     odometry: torch.Tensor | np.ndarray | None, located: Located | None) -> torch.Tensor:
+        """Token fusion (model/fusion.py): same arguments as ``fuse`` -> (B, N, cond_dim)."""
+        b = cmd.shape[0]
+        visual = [(frame_tok + self.cam_emb[None, :, None] + self.frame_emb[None, None]).flatten(1, 2)]
+        if self.config.spatial_tokens:
+            visual.append((grid_tok + self.cam_emb[None, :, None] + self.grid_emb[None, None]).flatten(1, 2))
+        if self.locator is not None and located is None:
+            raise ValueError("this model needs the located target (SimpleVLA.locate) to fuse")
+        target = located.features() if located is not None else None
+        odometry = odometry if self.config.odometry_input else None  # None: "unknown"
+        return self.fusion(torch.cat(visual, 1), cmd, self.odometry_features(odometry, b), target)
 
     def condition_from_frozen(self, frozen: torch.Tensor, commands: Sequence[str],
                               odometry: torch.Tensor | np.ndarray | None = None,
@@ -239,7 +303,7 @@ class SimpleVLA(nn.Module):
         # older frames give one token each; only the newest frame of each camera gives a grid
         old_tok, _ = self.frame_tokens(frozen[:, :, :-1].flatten(0, 2), grid=False)
         new_tok, grid_tok = self.frame_tokens(frozen[:, :, -1].flatten(0, 1))
-        frame_tok = torch.cat([old_tok.view(b, n_cam, n_hist - 1, -1), new_tok.view(b, n_cam, 1, -1)], 2)
+        frame_tok = torch.cat([old_tok.view(b, n_cam, n_hist - 1, new_tok.shape[-1]), new_tok.view(b, n_cam, 1, -1)], 2)
         if grid_tok is not None:
             grid_tok = grid_tok.view(b, n_cam, *grid_tok.shape[1:])
         return self.fuse(frame_tok, grid_tok, cmd, odometry, located)

@@ -1,0 +1,109 @@
+"""Token fusion: the command, the odometry and the located target as tokens of their own.
+
+Why not add them to every token: the head's only conditioning path is one cross-attention
+(softmax(q . k_i) over the condition tokens). A vector added to every key adds the same q . c to
+every logit, so the attention weights do not change: the words could say how fast, never which
+place. Here each input is a token, and a small pre-norm transformer lets the tokens attend to one
+another before the head sees them, so the command can pick out the grid cells and the located
+target it refers to (Octo, RT-1 put a transformer between the tokens and the action head)::
+
+    command (B, d) + odometry [v, omega, known] (B, 3) + target features (B, 4) (locator)
+    + frame tokens (B, C, T, d) + grid tokens (B, C, G, d)      each + a learnt type embedding
+      (+ R learnt readout tokens, Octo-style, if ``fusion_readouts`` > 0)
+      -> (B, N (+ R), d) -> TransformerEncoder (pre-norm, ``fusion_layers``) -> every token (or
+      the R readouts) -> LayerNorm -> Linear(d, cond_dim)
+      + Linear(the command, odometry and target tokens after the transformer) on every token
+      -> cond for the unchanged diffusion head
+
+``d`` is ``fusion_dim`` (256: the head's cross-attention width) rather than ``cond_dim`` (2048),
+which keeps the fusion cheap; ``cond_dim`` stays the head's input width.
+
+Readouts alone are cheaper for the head (its 2048 -> 256 projection runs on R tokens, not 45),
+but at initialisation each readout attends almost uniformly to every token, so it carries their
+average, which hardly differs between samples: in a 500-step trial the head learnt to ignore its
+condition (the same trajectory for every frame and command). Every token keeps its own content
+through the residual stream, so the default hands the head every token.
+
+Every token alone was not enough either: the head's cross-attention starts out uniform, so it
+passes on the average of the tokens' values, where the place of a cone averages away; after
+1,000 steps the head still gave one trajectory for every frame and command. So the special
+tokens (after the transformer has let the command look at the grids and read the located target)
+are also projected and added to every token: broadcasting the *result* of a selection, not the
+raw command. Whether this lets the head learn the target is not shown yet: on the tiny binding
+probe (scripts/binding_probe.py) neither this fusion nor the additive one moved off chance within
+600 steps, because the head ignored its condition altogether that early (docs/results.md).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["FourierFeatures", "TokenFusion"]
+
+
+class FourierFeatures(nn.Module):
+    """(N, k) -> (N, k + 2 k F): the values, then sin and cos of each at F octave frequencies.
+
+    A located target 2.2 m ahead and one 2.4 m ahead differ by 0.03 in the raw features; the
+    sines of the higher octaves tell them apart, so the target token can encode a place finely."""
+
+    def __init__(self, n_in: int, n_freq: int = 4) -> None:
+        super().__init__()
+        self.register_buffer("freq", math.pi * 2.0 ** torch.arange(n_freq).float(), persistent=False)
+        self.out_dim = n_in * (1 + 2 * n_freq)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ang = x[..., None] * self.freq  # (N, k, F)
+        return torch.cat([x, ang.sin().flatten(-2), ang.cos().flatten(-2)], -1)
+
+
+class TokenFusion(nn.Module):
+    """The condition tokens of ``SimpleVLA`` with ``fusion: tokens`` (see the module docstring)."""
+
+    def __init__(self, d: int, cond_dim: int, layers: int, heads: int, target: bool, readouts: int) -> None:
+        super().__init__()
+        self.readouts = nn.Parameter(torch.randn(readouts, d) * 0.02) if readouts else None
+        self.odom_in = nn.Linear(3, d)
+        self.target_in = _target_mlp(d) if target else None
+        # one type embedding per special token: command, odometry, target
+        self.type_emb = nn.Parameter(torch.randn(3, d) * 0.02)
+        layer = nn.TransformerEncoderLayer(d, heads, dim_feedforward=2 * d, dropout=0.0, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        # nested tensors are an inference fast path for padded batches; ours have none
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.out_norm = nn.LayerNorm(d)
+        self.out = nn.Linear(d, cond_dim)
+        self.broadcast = nn.Linear((3 if target else 2) * d, cond_dim)  # special tokens -> every token
+
+    @property
+    def num_out(self) -> int:
+        """Tokens handed to the head, besides the visual ones: command, odometry (+ target), or the readouts."""
+        if self.readouts is not None:
+            return self.readouts.shape[0]
+        return 2 + (self.target_in is not None)
+
+    def forward(self, visual: torch.Tensor, cmd: torch.Tensor, odometry: torch.Tensor,
+                target: torch.Tensor | None) -> torch.Tensor:
+        """visual (B, V, d) with their embeddings, cmd (B, d), odometry (B, 3) [v, omega, known],
+        target (B, 4) located-target features or None -> cond (B, 2 (+1) + V or R, cond_dim)."""
+        special = [cmd + self.type_emb[0], self.odom_in(odometry) + self.type_emb[1]]
+        if self.target_in is not None:
+            if target is None:
+                raise ValueError("this fusion has a target token: give it the located target's features")
+            special.append(self.target_in(target) + self.type_emb[2])
+        s = len(special)
+        tokens = torch.cat([torch.stack(special, 1), visual], 1)  # (B, N, d)
+        if self.readouts is not None:
+            tokens = torch.cat([tokens, self.readouts.expand(cmd.shape[0], -1, -1)], 1)  # (B, N + R, d)
+        x = self.out_norm(self.encoder(tokens))
+        shared = self.broadcast(x[:, :s].flatten(1))[:, None]  # (B, 1, cond_dim): added to every token
+        out = x if self.readouts is None else x[:, -self.readouts.shape[0]:]
+        return self.out(out) + shared
+
+
+def _target_mlp(d: int) -> nn.Sequential:
+    fourier = FourierFeatures(4)
+    return nn.Sequential(fourier, nn.Linear(fourier.out_dim, d), nn.SiLU(), nn.Linear(d, d))
