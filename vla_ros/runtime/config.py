@@ -29,6 +29,7 @@ __all__ = [
     "read_params_file",
     "node_key_matches",
     "parameter_table",
+    "defaults_table",
     "parameter_type_name",
 ]
 
@@ -216,6 +217,17 @@ def read_params_file(path: str | Path, node_fqn: str = "/" + NODE_NAME) -> dict[
 # --------------------------------------------------------------------------------------
 # Documentation
 # --------------------------------------------------------------------------------------
+
+
+def defaults_table(cls: type) -> str:
+    """Markdown table (parameter, default, description) of a settings dataclass whose fields carry
+    ``help`` metadata (sim_node's and trajectory_follower's parameters; docs hold copies, tests compare)."""
+    rows = ["| parameter | default | description |", "|---|---|---|"]
+    for f in fields(cls):
+        d = f.default
+        shown = f"`{d!r}`" if isinstance(d, str) else f"`{str(d).lower()}`" if isinstance(d, bool) else f"`{d}`"
+        rows.append(f"| `{f.name}` | {shown} | {f.metadata['help']} |")
+    return "\n".join(rows)
 
 
 def parameter_table() -> str:
