@@ -73,7 +73,7 @@ for mod in (vla_ros, vla_ros.msg):
 assert vla_ros.__version__, "install/ holds the generated empty __init__.py, not the package's own"
 prefix = os.path.realpath(get_package_prefix("vla_ros"))
 assert prefix.startswith(install + os.sep), prefix
-for name in ("vla_node", "sim_node"):
+for name in ("vla_node", "sim_node", "trajectory_follower"):
     assert os.access(os.path.join(prefix, "lib", "vla_ros", name), os.X_OK), name
 assert os.path.isfile(os.path.join(get_package_share_directory("vla_ros"), "package.xml"))
 print(f"[colcon] ok: vla_ros {vla_ros.__version__} and vla_ros.msg.Trajectory from {os.path.dirname(vla_ros.__file__)}")

@@ -99,7 +99,7 @@ fi
 # --- 4. messages: CMake build + install into the venv prefix -----------------------------------
 # gen: what needs a configure + build; inst: files CMake only copies (share/vla_ros, lib/vla_ros).
 gen_hash="$(hash_paths msg CMakeLists.txt package.xml) $req_hash $VENV"
-inst_hash=$(hash_paths launch config scripts/vla_node scripts/sim_node)
+inst_hash=$(hash_paths launch config scripts/vla_node scripts/sim_node scripts/trajectory_follower)
 BUILD=$STATE/build
 # Only the venv may provide ROS packages (ignore a sourced /opt/ros or colcon workspace).
 cmake_env=(env -u CMAKE_PREFIX_PATH -u COLCON_PREFIX_PATH -u PYTHONPATH AMENT_PREFIX_PATH="$VENV")

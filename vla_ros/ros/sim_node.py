@@ -27,14 +27,12 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
@@ -44,8 +42,9 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from vla_ros.closed_loop import NS, ClosedLoopSim, SimNodeConfig, TrackerConfig
-from vla_ros.config import ConfigError, from_dict
+from vla_ros.config import ConfigError
 from vla_ros.msg import Trajectory
+from vla_ros.ros.parameters import declare_dataclass_parameters
 from vla_ros.sim.config import WorldConfig
 
 __all__ = ["SimNode", "declare_sim_config", "main", "NODE_NAME"]
@@ -57,22 +56,11 @@ COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=R
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 SIM_START_NS = NS  # sim time of the first frame (a stamp of 0 means "unstamped" to vla_node)
 MATCH_GRACE_S = 0.5  # wall seconds between finding the VLA node and the first frame (see wait_for_vla_node)
-_STANDARD = ("use_sim_time", "start_type_description_service")
 
 
 def declare_sim_config(node: Node) -> SimNodeConfig:
     """One read-only parameter per SimNodeConfig field (its help text as the description)."""
-    defaults = SimNodeConfig()
-    values = {}
-    for f in fields(SimNodeConfig):
-        desc = ParameterDescriptor(description=f.metadata["help"], read_only=True, dynamic_typing=True)
-        values[f.name] = node.declare_parameter(f.name, getattr(defaults, f.name), desc).value
-    overrides = set(getattr(node, "_parameter_overrides", {}) or {})
-    unknown = sorted(k for k in overrides - set(values) - set(_STANDARD) if not k.startswith("qos_overrides."))
-    if unknown:
-        raise ConfigError(f"unknown parameter(s) {unknown} for {node.get_fully_qualified_name()}; "
-                          f"valid: {sorted(values)}")
-    return from_dict(SimNodeConfig, values, where="parameter")
+    return declare_dataclass_parameters(node, SimNodeConfig)
 
 
 def _time(ns: int) -> Time:
