@@ -32,7 +32,7 @@ from vla_ros.control.tracker import (NS, STATUS_NAMES, STATUS_OK, Control, Plan,
 from vla_ros.runtime.config import defaults_table
 from vla_ros.sim.commands import KINDS, kind_from_text
 from vla_ros.sim.config import WorldConfig
-from vla_ros.sim.geometry import wrap_angle
+from vla_ros.sim.geometry import unicycle_step
 from vla_ros.sim.layout import Layout
 from vla_ros.sim.world import World
 
@@ -272,6 +272,7 @@ class ClosedLoopSim:
         self.plans: list[dict] = []
         self.counts: dict = {"messages": 0, "status": {}, "outcome": {}}
         self.track_errors: list[float] = []
+        self.cmd_deviations: list[float] = []
         self.history.add(self.start_ns, self.world.state)
         self.wall0 = time.perf_counter()
         self.meta = {
@@ -342,16 +343,29 @@ class ClosedLoopSim:
             return Control(self._hold[0], self._hold[1], "warmup", "keeping the start velocity")
         return self.tracker.command(self.stamp_ns, self.world.state, self.config.sim_dt)
 
-    def step(self) -> Control:
-        """Advance one ``sim_dt`` with the current command; returns it."""
+    def step(self, command: tuple[float, float] | None = None) -> Control:
+        """Advance one ``sim_dt``; returns the tracker's control.
+
+        ``command``: the (v, omega) the robot's base was told (cmd_vel, e.g. from
+        trajectory_follower) -- applied after the warm-up instead of the tracker's; None = the
+        tracker drives. The tracker runs either way: its modes, plan ids and tracking errors go
+        into the record, and how far the command's effect strays from the tracker's goes into
+        ``result["cmd_vel_deviation"]`` (m/s and rad/s after the robot's limits; 0 = the same).
+        """
         ctl = self.control()
         if ctl.mode == "track":  # how far the robot is from where the plan wants it now
             ref = self.tracker.plan.pose_at(self.stamp_ns)
             self.track_errors.append(float(math.hypot(ref[0] - self.world.state[0], ref[1] - self.world.state[1])))
-        self.controls.append((ctl.v, ctl.omega))
+        applied = (ctl.v, ctl.omega)
+        if command is not None and not self.in_warmup:
+            applied = (float(command[0]), float(command[1]))
+            want = unicycle_step(self.world.state, ctl.v, ctl.omega, self.config)
+            got = unicycle_step(self.world.state, applied[0], applied[1], self.config)
+            self.cmd_deviations.append(float(max(abs(want[3] - got[3]), abs(want[4] - got[4]))))
+        self.controls.append(applied)
         self.modes.append(ctl.mode)
         self.plan_ids.append(self.tracker.plan_id if ctl.mode in ("track", "stop") else -1)
-        self.world.step(ctl.v, ctl.omega)
+        self.world.step(*applied)
         self.k += 1
         self.stamps.append(self.stamp_ns)
         self.states.append(self.world.state.copy())
@@ -387,6 +401,7 @@ class ClosedLoopSim:
             "mean_inference_latency": c.get("latency_sum", 0.0) / ok_count if ok_count else None,
             "tracking_error_mean": float(np.mean(self.track_errors)) if self.track_errors else None,
             "tracking_error_max": float(np.max(self.track_errors)) if self.track_errors else None,
+            "cmd_vel_deviation": max(self.cmd_deviations) if self.cmd_deviations else None,
             "stopped_by": sorted({m for m in self.modes[self.warmup_steps:] if m not in ("track", "warmup")}),
         })
         meta = dict(self.meta)
@@ -443,6 +458,16 @@ class SimNodeConfig:
     warmup: float = _opt(0.8, "Seconds at the start of an episode in which the robot keeps its start "
                               "velocity while the VLA node fills its camera history (not scored).")
     duration: float = _opt(8.0, "Seconds of control per episode after the warm-up (scored).")
+    control_input: Literal["cmd_vel", "trajectory"] = _opt(
+        "cmd_vel", "What drives the robot: 'cmd_vel' -- velocity commands (geometry_msgs/TwistStamped, or Twist "
+                   "with cmd_vel_stamped false), as a robot base takes them, e.g. from trajectory_follower (odom "
+                   "control trigger; lockstep waits for the command answering each odom); 'trajectory' -- the "
+                   "node's own tracker follows the trajectories (the same tracker code). Either way the node's "
+                   "tracker runs on the trajectories for the episode record.")
+    cmd_vel_stamped: bool = _opt(True, "cmd_vel is geometry_msgs/TwistStamped (header.stamp = the odom stamp it "
+                                       "answers; lockstep needs it); false: geometry_msgs/Twist (real_time only).")
+    cmd_vel_timeout: float = _opt(0.5, "cmd_vel input: the base stops (zero command) when no cmd_vel has arrived "
+                                       "for this many simulated seconds, as a real base's command timeout does.")
     trajectory_timeout: float = _opt(1.0, "Stop the robot when no trajectory has arrived for this many "
                                           "seconds (simulated time).")
     tracker_horizon: float = _opt(0.6, "Seconds of each trajectory the tracker's feed-forward velocity is "
@@ -489,6 +514,11 @@ class SimNodeConfig:
         _require(self.duration > 0, f"duration={self.duration}: must be > 0 seconds")
         _require(self.trajectory_timeout > 0, f"trajectory_timeout={self.trajectory_timeout}: must be > 0")
         _require(self.episode_gap >= 0, f"episode_gap={self.episode_gap}: must be >= 0 seconds")
+        _require(self.control_input in ("cmd_vel", "trajectory"),
+                 f"control_input={self.control_input!r}: choose 'cmd_vel' or 'trajectory'")
+        _require(self.cmd_vel_timeout > 0, f"cmd_vel_timeout={self.cmd_vel_timeout}: must be > 0 seconds")
+        _require(self.cmd_vel_stamped or self.control_input != "cmd_vel" or self.mode == "real_time",
+                 "cmd_vel_stamped=false needs mode=real_time: lockstep matches each command to its odom stamp")
         _require(self.publish_clock or self.mode == "real_time",
                  "publish_clock=false needs mode=real_time: lockstep owns the clock")
 
