@@ -308,3 +308,20 @@ def test_the_control_core_imports_neither_rclpy_nor_torch():
             "sys.exit(sorted({'rclpy', 'torch'} & set(sys.modules)) or 0)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_trajectory_in_the_odometry_frame_is_followed_like_the_same_one_in_the_robot_frame():
+    """vla_node's output_frame odom: the follower takes it back with the odom pose at the stamp."""
+    from vla_ros.sim.geometry import robot_to_world
+
+    cores = [FollowerCore(), FollowerCore()]
+    pose = (3.0, -1.0, 0.7)
+    for c in cores:
+        c.on_odometry(NS, pose, 0.4, 0.0, "odom")
+    robot = straight(0.5) + [0.0, 0.05, 0.1]
+    assert cores[0].on_trajectory(NS, robot, 0.2, 0, "", NS, "base_link") == "accepted"
+    assert cores[1].on_trajectory(NS, robot_to_world(robot, pose), 0.2, 0, "", NS, "odom") == "accepted"
+    a, b = (c.command(NS + int(0.05 * NS)) for c in cores)
+    assert (a.mode, b.mode) == ("track", "track")
+    assert a.v == pytest.approx(b.v, abs=1e-9) and a.omega == pytest.approx(b.omega, abs=1e-9)
+    assert FollowerCore().on_trajectory(NS, robot, 0.2, 0, "", NS, "") == "no_pose"  # no odometry to place it

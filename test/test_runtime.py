@@ -705,3 +705,32 @@ def test_odometry_is_forgotten_when_time_jumps_back():
     model = FakeModel()
     assert core.tick(back + 2 * NS, model).ok
     assert model.odometry == [(0.2, 0.0)]
+
+
+def test_output_frame_odom_places_the_trajectory_with_the_odometry_pose_at_the_stamp():
+    core, log = _core(output_frame="odom", use_odometry=False)
+    core.on_command("go")
+    _feed(core, T0)
+    model = FakeModel()
+    r = core.tick(T0, model)  # no odometry: no pose to place the trajectory with
+    assert r.status == Status.STOP_NO_ODOMETRY and "within 0.2 s" in r.reason and not model.calls
+    assert any("STOP_NO_ODOMETRY" in m for _, m in log.lines)
+    # poses 100 ms either side of the newest frame (T0): the one at T0 is interpolated
+    assert core.on_odometry(T0 - 100 * MS, 9.0, 0.0, (1.0, 2.0, math.pi / 2), "odom_test")
+    assert core.on_odometry(T0 + 100 * MS, 9.0, 0.0, (1.0, 2.2, math.pi / 2), "odom_test")
+    r = core.tick(T0 + 100 * MS, model)
+    assert r.ok and r.stamp_ns == T0 and r.frame_id == "odom_test" and model.odometry == [None]
+    expected = np.stack([np.full(16, 1.0), 2.1 + model.traj[:, 0], np.full(16, math.pi / 2)], 1)
+    np.testing.assert_allclose(r.trajectory, expected, atol=1e-6)
+    # odometry far from the stamp (a gap around it) is no pose either
+    far, _ = _core(output_frame="odom")
+    far.on_command("go")
+    _feed(far, T0)
+    far.on_odometry(T0 - 600 * MS, 0.0, 0.0, (0.0, 0.0, 0.0), "odom")
+    far.on_odometry(T0 + 600 * MS, 0.0, 0.0, (1.0, 0.0, 0.0), "odom")
+    assert far.tick(T0 + 100 * MS, FakeModel()).status == Status.STOP_NO_ODOMETRY
+    base, _ = _core()  # the default: robot frame, frame_id left to the node
+    base.on_command("go")
+    _feed(base, T0)
+    r = base.tick(T0, FakeModel())
+    assert r.ok and r.frame_id == "" and np.allclose(r.trajectory, FakeModel().traj)

@@ -20,11 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from vla_ros.config import _require
-from vla_ros.control.tracker import NS, PoseHistory, TrackerConfig, TrackerLimits, TrajectoryTracker
+from vla_ros.control.tracker import NS, STATUS_OK, PoseHistory, TrackerConfig, TrackerLimits, TrajectoryTracker
 from vla_ros.runtime.config import _opt
 from vla_ros.sim.config import WorldConfig
-from vla_ros.sim.geometry import approach
+from vla_ros.sim.geometry import approach, world_to_robot
 
 __all__ = ["FollowerConfig", "FollowerCommand", "FollowerCore", "FOLLOWER_NODE_NAME"]
 
@@ -96,20 +98,33 @@ class FollowerCore:
         self.enabled = bool(cfg.enabled)
         self.odometry: tuple[int, float, float] | None = None  # newest (stamp, v, omega) measured
         self.odometry_step_s: float | None = None  # interval between the two newest odometry stamps
+        self.odom_frame_id = ""  # header.frame_id of the odometry (the frame odom-frame trajectories are in)
         self.last: FollowerCommand = FollowerCommand(0.0, 0.0, "idle", "nothing commanded yet")
 
     # -- inputs ----------------------------------------------------------------------------
-    def on_trajectory(self, stamp_ns: int, robot_poses, dt: float, status: int, reason: str, now_ns: int) -> str:
-        """A vla_ros/Trajectory arrived at ``now_ns``; returns the tracker's outcome (accepted, stop, ...)."""
-        return self.tracker.receive(int(stamp_ns), robot_poses, dt, int(status), reason, int(now_ns), self.history)
+    def on_trajectory(self, stamp_ns: int, poses, dt: float, status: int, reason: str, now_ns: int,
+                      frame_id: str = "") -> str:
+        """A vla_ros/Trajectory arrived at ``now_ns``; returns the tracker's outcome (accepted, stop, ...).
 
-    def on_odometry(self, stamp_ns: int, pose, v: float, omega: float) -> None:
-        """Robot pose (x, y, yaw) in the odometry frame and measured (v, omega) in the robot frame."""
+        ``poses`` are in the robot frame at ``stamp_ns``, or in the odometry frame when ``frame_id`` is the
+        odometry's frame (vla_node's output_frame odom): then they go back into the robot frame with the
+        odometry pose at the stamp, the pose the tracker places them with again.
+        """
+        if frame_id and frame_id == self.odom_frame_id and int(status) == STATUS_OK:
+            anchor = self.history.at(int(stamp_ns), int(self.tracker.config.pose_tolerance * NS))
+            if anchor is None:
+                return "no_pose"
+            poses = world_to_robot(np.asarray(poses, dtype=np.float64).reshape(-1, 3), anchor)
+        return self.tracker.receive(int(stamp_ns), poses, dt, int(status), reason, int(now_ns), self.history)
+
+    def on_odometry(self, stamp_ns: int, pose, v: float, omega: float, frame_id: str = "") -> None:
+        """Robot pose (x, y, yaw) in the odometry frame ``frame_id`` and measured (v, omega) in the robot frame."""
         stamp_ns = int(stamp_ns)
         if self.odometry is not None and stamp_ns > self.odometry[0]:
             self.odometry_step_s = (stamp_ns - self.odometry[0]) / NS
         self.history.add(stamp_ns, pose)
         self.odometry = (stamp_ns, float(v), float(omega))
+        self.odom_frame_id = frame_id or self.odom_frame_id
 
     def set_enabled(self, enabled: bool) -> str:
         self.enabled = bool(enabled)

@@ -32,7 +32,8 @@ NS = 1_000_000_000
 STATUS_OK = 0
 #: Trajectory.STATUS_* code -> name (mirrors vla_ros/msg/Trajectory.msg; a test checks it).
 STATUS_NAMES = {0: "OK", 1: "STOP_STALE_CAMERA", 2: "STOP_INCOMPLETE_HISTORY", 3: "STOP_NO_COMMAND",
-                4: "STOP_CAMERA_SKEW", 5: "STOP_NONFINITE_OUTPUT", 6: "STOP_BAD_INPUT", 7: "STOP_MODEL_ERROR"}
+                4: "STOP_CAMERA_SKEW", 5: "STOP_NONFINITE_OUTPUT", 6: "STOP_BAD_INPUT", 7: "STOP_MODEL_ERROR",
+                8: "STOP_NO_ODOMETRY"}
 
 
 def _s(ns: int | float) -> float:
@@ -87,8 +88,9 @@ class PoseHistory:
             del self._stamps[:cut]
             del self._poses[:cut]
 
-    def at(self, stamp_ns: int, tolerance_ns: int = 0) -> np.ndarray | None:
-        """The pose ``(3,)`` at ``stamp_ns`` (interpolated), or None when outside the history."""
+    def at(self, stamp_ns: int, tolerance_ns: int = 0, max_gap_ns: int | None = None) -> np.ndarray | None:
+        """The pose ``(3,)`` at ``stamp_ns`` (interpolated), or None when outside the history, or
+        (``max_gap_ns``) when no stored pose is within ``max_gap_ns`` of the stamp."""
         if not self._stamps:
             return None
         s = self._stamps
@@ -97,6 +99,8 @@ class PoseHistory:
         if stamp_ns >= s[-1]:
             return np.array(self._poses[-1]) if stamp_ns - s[-1] <= tolerance_ns else None
         j = bisect.bisect_right(s, stamp_ns)  # s[j-1] <= stamp < s[j]
+        if max_gap_ns is not None and min(stamp_ns - s[j - 1], s[j] - stamp_ns) > max_gap_ns:
+            return None
         a, b = self._poses[j - 1], self._poses[j]
         u = (stamp_ns - s[j - 1]) / (s[j] - s[j - 1])
         dyaw = float(wrap_angle(b[2] - a[2]))

@@ -6,7 +6,8 @@
     ros2 service call /trajectory_follower/enable std_srvs/srv/SetBool "{data: false}"   # e-stop
 
 Topics (relative, so namespaces and remaps work):
-  in:  trajectory (vla_ros/Trajectory, reliable), odom (nav_msgs/Odometry, sensor-data QoS: matches
+  in:  trajectory (vla_ros/Trajectory, reliable; in the robot frame at header.stamp, or in the odometry
+       frame when header.frame_id is the odometry's, vla_node's output_frame odom), odom (nav_msgs/Odometry, sensor-data QoS: matches
        reliable and best-effort publishers; pose in the odometry frame, twist in the robot frame)
   out: cmd_vel (geometry_msgs/Twist, or TwistStamped with stamped:=true; reliable)
   srv: ~/enable (std_srvs/SetBool): false = zero cmd_vel until enabled again
@@ -79,7 +80,8 @@ class TrajectoryFollower(Node):
     def _on_trajectory(self, msg: Trajectory) -> None:
         t = trajectory_data(msg)
         poses = t.trajectory if len(t.trajectory) else [[0.0, 0.0, 0.0]]
-        outcome = self.core.on_trajectory(t.stamp_ns, poses, t.dt, t.status, t.status_reason, self._now_ns())
+        outcome = self.core.on_trajectory(t.stamp_ns, poses, t.dt, t.status, t.status_reason, self._now_ns(),
+                                          msg.header.frame_id)
         if outcome in ("bad", "no_pose"):
             self.get_logger().warning(f"trajectory stamped {t.stamp_ns / 1e9:.3f} s ignored: {outcome}",
                                       throttle_duration_sec=5.0)
@@ -88,7 +90,7 @@ class TrajectoryFollower(Node):
         p, tw = msg.pose.pose, msg.twist.twist
         pose = (p.position.x, p.position.y, quaternion_to_yaw(p.orientation.x, p.orientation.y,
                                                               p.orientation.z, p.orientation.w))
-        self.core.on_odometry(stamp_ns(msg.header.stamp), pose, tw.linear.x, tw.angular.z)
+        self.core.on_odometry(stamp_ns(msg.header.stamp), pose, tw.linear.x, tw.angular.z, msg.header.frame_id)
         if self.cfg.control_trigger == "odom":
             self._publish(self.core.command_on_odometry(), self.core.odometry[0])
 

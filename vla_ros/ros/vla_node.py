@@ -6,7 +6,8 @@
 Topics (relative, so namespaces and remaps work):
   in:  <camera>/image_raw (sensor_msgs/Image, sensor-data QoS) for each model camera (ego, top);
        command (std_msgs/String; heard from transient-local *and* volatile publishers);
-       odom (nav_msgs/Odometry, best effort; with use_odometry) for the measured velocity
+       odom (nav_msgs/Odometry, best effort; with use_odometry) for the measured velocity, and with
+       output_frame odom the pose that places each trajectory in the odometry frame
   out: trajectory (vla_ros/Trajectory), trajectory/path (nav_msgs/Path), /diagnostics (1 Hz)
 
 This module is the thin rclpy adapter: parameters, QoS, timers and message conversion.  What
@@ -43,6 +44,7 @@ from vla_ros.ros.messages import diagnostics_msg, path_msg, stamp_ns, trajectory
 from vla_ros.runtime.config import (NODE_NAME, ROS_STANDARD_PARAMETERS, NodeConfig, node_config_from_parameters,
                                     parameter_type_name)
 from vla_ros.runtime.core import NodeCore
+from vla_ros.runtime.geometry import quaternion_to_yaw
 from vla_ros.runtime.model import load_model, make_predictor
 from vla_ros.runtime.worker import TickWorker
 
@@ -123,7 +125,7 @@ class VLANode(Node):
         self.create_subscription(String, "command", self._on_command, COMMAND_LATCHED_QOS, callback_group=inputs,
                                  event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda _event: None))
         self.create_subscription(String, "command", self._on_command, COMMAND_VOLATILE_QOS, callback_group=inputs)
-        if cfg.use_odometry:  # best effort matches reliable and best-effort odometry publishers
+        if cfg.use_odometry or cfg.output_frame == "odom":  # best effort hears reliable publishers too
             self.create_subscription(Odometry, "odom", self._on_odometry, qos_profile_sensor_data,
                                      callback_group=inputs)
 
@@ -152,8 +154,11 @@ class VLANode(Node):
 
     def _on_odometry(self, msg: Odometry) -> None:
         try:  # twist is in the child frame (the robot): linear.x forward speed, angular.z yaw rate
-            t = msg.twist.twist
-            self.core.on_odometry(stamp_ns(msg.header.stamp), t.linear.x, t.angular.z)
+            t, p = msg.twist.twist, msg.pose.pose
+            q = p.orientation
+            self.core.on_odometry(stamp_ns(msg.header.stamp), t.linear.x, t.angular.z,
+                                  (p.position.x, p.position.y, quaternion_to_yaw(q.x, q.y, q.z, q.w)),
+                                  msg.header.frame_id)
         except Exception as exc:  # noqa: BLE001
             self.core.reject_unexpected("odom", exc)
 
@@ -176,8 +181,9 @@ class VLANode(Node):
     def _run_tick(self) -> None:
         result = self.core.tick(self.get_clock().now().nanoseconds, self._predict)
         if result is not None and self.context.ok():  # not after Ctrl-C shut the context down
-            self._traj_pub.publish(trajectory_msg(result, self.cfg.frame_id))
-            self._path_pub.publish(path_msg(result, self.cfg.frame_id))
+            frame_id = result.frame_id or self.cfg.frame_id
+            self._traj_pub.publish(trajectory_msg(result, frame_id))
+            self._path_pub.publish(path_msg(result, frame_id))
 
     def _on_worker_error(self, exc: BaseException) -> None:
         if self.context.ok():  # a publish racing with shutdown is not an error worth reporting

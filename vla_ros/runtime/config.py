@@ -96,8 +96,14 @@ class NodeConfig:
     # -- input limits -------------------------------------------------------------------
     max_command_bytes: int = _opt(2000, "Longer commands (UTF-8 bytes) are rejected and the robot stops.")
     # -- output -------------------------------------------------------------------------
-    frame_id: str = _opt("base_link", "frame_id of the published trajectory and path (the robot "
-                                      "frame the model predicts in).")
+    frame_id: str = _opt("base_link", "frame_id of the published trajectory and path with output_frame "
+                                      "'base' (the robot frame the model predicts in).")
+    output_frame: Literal["base", "odom"] = _opt(
+        "base", "Frame of the published trajectory and path: 'base' -- the robot frame at header.stamp "
+                "(frame_id); 'odom' -- the odometry frame: every waypoint transformed with the odom pose "
+                "interpolated at header.stamp (the observation), frame_id = the odom message's frame_id. "
+                "No odom pose within odometry_tolerance of the stamp -> STATUS_STOP_NO_ODOMETRY. Subscribes "
+                "odom even without use_odometry.")
     on_stop: Literal["publish_stop", "silent"] = _opt(
         "publish_stop", "When inputs are not usable: 'publish_stop' publishes a trajectory of identity "
                         "poses with the reason in status; 'silent' publishes nothing.")
@@ -124,6 +130,7 @@ class NodeConfig:
         _require(self.max_skew >= 0.0, f"max_skew={self.max_skew}: must be >= 0 seconds (default 0.1)")
         _require(self.max_command_bytes >= 1,
                  f"max_command_bytes={self.max_command_bytes}: must be >= 1 (default 2000)")
+        _require(self.output_frame in ("base", "odom"), f"output_frame={self.output_frame!r}: choose 'base' or 'odom'")
         _require(bool(self.frame_id.strip()) and self.frame_id == self.frame_id.strip(),
                  f"frame_id={self.frame_id!r}: must be a frame name without spaces, e.g. base_link")
 

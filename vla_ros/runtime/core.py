@@ -32,11 +32,13 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from vla_ros.config import MAX_ODOMETRY
+from vla_ros.control.tracker import PoseHistory
 from vla_ros.runtime.config import NodeConfig
 from vla_ros.runtime.history import NS, Alignment, CameraHistory, Frame, align
 from vla_ros.runtime.images import ImageError, decode_image
 from vla_ros.runtime.safety import Decision, Status, diagnostic_level, stop_trajectory
 from vla_ros.runtime.stats import LatencyWindow, RateMeter, Throttle
+from vla_ros.sim.geometry import robot_to_world
 
 __all__ = ["ModelSpec", "NodeCore", "TickResult", "Logger", "Predictor"]
 
@@ -79,12 +81,13 @@ class TickResult:
     status: Status
     reason: str
     stamp_ns: int  # newest observation used; the tick's time for a stop
-    trajectory: np.ndarray  # (trajectory_length, 3) float32 x, y, heading
+    trajectory: np.ndarray  # (trajectory_length, 3) x, y, heading (float32 robot frame; float64 odom frame)
     dt: float
     command: str
     latency_s: float = 0.0  # wall time of the model call
     publish: bool = True
     timing: dict[str, float] = field(default_factory=dict)
+    frame_id: str = ""  # '' = the node's frame_id (robot frame); else the odometry frame (output_frame odom)
 
     @property
     def ok(self) -> bool:
@@ -123,6 +126,9 @@ class NodeCore:
         self._odometry_tol_ns = int(round(cfg.odometry_tolerance * NS))
         self._odometry_seen = False
         self.odometry_state = "off" if not cfg.use_odometry else "none"  # off | none | ok | stale
+        # output_frame odom: odometry poses keyed on stamps, to place each trajectory with the pose at its stamp
+        self._odom_poses = PoseHistory(keep=10.0) if cfg.output_frame == "odom" else None
+        self._odom_frame = "odom"  # frame_id of the newest odom message
         # statistics
         self.rejected: collections.Counter[str] = collections.Counter()
         self.events: collections.Counter[str] = collections.Counter()
@@ -204,9 +210,10 @@ class NodeCore:
             self._command = new
             return True
 
-    def on_odometry(self, stamp_ns: int, v: float, omega: float) -> bool:
-        """Store one odometry message (robot-frame forward speed m/s, yaw rate rad/s); False when rejected."""
-        if not self.cfg.use_odometry:
+    def on_odometry(self, stamp_ns: int, v: float, omega: float, pose=None, frame_id: str = "") -> bool:
+        """Store one odometry message (robot-frame forward speed m/s, yaw rate rad/s; with output_frame
+        odom also the pose (x, y, yaw) in the odometry frame ``frame_id``); False when rejected."""
+        if not (self.cfg.use_odometry or self._odom_poses is not None):
             return False
         with self._lock:
             if not (np.isfinite(v) and np.isfinite(omega)):
@@ -228,6 +235,9 @@ class NodeCore:
                 self._odometry_seen = True
                 self.log.info("odometry: receiving odom; the model gets the measured velocity")
             self._odometry.append((int(stamp_ns), float(v), float(omega)))
+            if self._odom_poses is not None and pose is not None:
+                self._odom_poses.add(int(stamp_ns), pose)
+                self._odom_frame = frame_id or self._odom_frame
             return True
 
     def _odometry_at(self, stamp_ns: int) -> tuple[float, float] | None:
@@ -249,6 +259,8 @@ class NodeCore:
     def _clear(self, why: str) -> None:
         """Forget every camera's frames and odometry (the caller holds the lock)."""
         self._odometry.clear()
+        if self._odom_poses is not None:
+            self._odom_poses.clear()
         for h in self._histories.values():
             h.clear()
         self._bad_image.clear()
@@ -259,7 +271,7 @@ class NodeCore:
     # -- decisions -------------------------------------------------------------------------
     def observe(self, now_ns: int) -> tuple[Decision, Alignment | None, str, int]:
         """Check the inputs at ``now_ns`` -> (decision, aligned frames when OK, command, generation)."""
-        decision, al, command, generation, _ = self._observe(now_ns)
+        decision, al, command, generation, _, _ = self._observe(now_ns)
         return decision, al, command, generation
 
     def _observe(self, now_ns: int):
@@ -270,7 +282,17 @@ class NodeCore:
             command = self._command or ""
             decision, al = self._decide(now_ns, command)
             odometry = self._odometry_at(al.stamp_ns) if al is not None else None
-            return decision, al, command, self._generation, odometry
+            anchor = None
+            if al is not None and self._odom_poses is not None:
+                anchor = self._odom_poses.at(al.stamp_ns, self._odometry_tol_ns, self._odometry_tol_ns)
+                if anchor is None:
+                    decision = Decision(Status.STOP_NO_ODOMETRY,
+                                        f"output_frame odom: no odometry pose within {self.cfg.odometry_tolerance:g} s "
+                                        f"of the frames' stamp (topic odom)", "no_odometry")
+                    al = None
+                else:
+                    anchor = (anchor, self._odom_frame)
+            return decision, al, command, self._generation, odometry, anchor
 
     def _decide(self, now_ns: int, command: str) -> tuple[Decision, Alignment | None]:
         stop = self._stop_reason(now_ns, command)
@@ -321,7 +343,7 @@ class NodeCore:
     def tick(self, now_ns: int, predict: Predictor) -> TickResult | None:
         """Check inputs, run the model if they are usable; None when there is nothing to publish."""
         self.ticks += 1
-        decision, al, command, generation, odometry = self._observe(now_ns)
+        decision, al, command, generation, odometry, anchor = self._observe(now_ns)
         if generation != self._restarted_generation:
             self._restarted_generation = generation
             if self._on_restart is not None:
@@ -356,6 +378,9 @@ class NodeCore:
                 else:
                     result = TickResult(Status.OK, "", al.stamp_ns, traj, spec.traj_dt, command, latency,
                                         True, timing)
+                    if anchor is not None:  # output_frame odom: the robot frame at the stamp -> odometry frame
+                        result.trajectory, result.frame_id = robot_to_world(traj.astype(np.float64), anchor[0]), \
+                            anchor[1]
             if generation != self._generation:  # time jumped back while the model ran
                 self.tick_rate.mark()
                 return None
