@@ -28,7 +28,6 @@ import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions, install_signal_handlers
@@ -40,6 +39,7 @@ from std_msgs.msg import String
 
 from vla_ros.config import ConfigError
 from vla_ros.msg import Trajectory
+from vla_ros.ros.compat import SubscriptionEventCallbacks
 from vla_ros.ros.messages import diagnostics_msg, path_msg, stamp_ns, trajectory_msg
 from vla_ros.runtime.config import (NODE_NAME, ROS_STANDARD_PARAMETERS, NodeConfig, node_config_from_parameters,
                                     parameter_type_name)
