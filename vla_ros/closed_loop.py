@@ -29,7 +29,7 @@ import numpy as np
 from vla_ros.config import ConfigError, _require
 from vla_ros.control.tracker import (NS, STATUS_NAMES, STATUS_OK, Control, Plan, PoseHistory, TrackerConfig,
                                      TrajectoryTracker)
-from vla_ros.runtime.config import defaults_table
+from vla_ros.runtime.config import _opt, defaults_table
 from vla_ros.sim.commands import KINDS, kind_from_text
 from vla_ros.sim.config import WorldConfig
 from vla_ros.sim.geometry import unicycle_step
@@ -414,10 +414,6 @@ class ClosedLoopSim:
 # =============================================================================================
 # sim_node settings (the ROS parameters are a view of this dataclass)
 # =============================================================================================
-
-
-def _opt(default: Any, help: str) -> Any:  # noqa: A002
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass

@@ -86,6 +86,11 @@ class NodeConfig:
     max_age: float = _opt(0.5, "Stop when a camera's newest frame is older than this (s, node clock; "
                                "sim time with use_sim_time).")
     max_skew: float = _opt(0.1, "Stop when paired ego and top frames are further apart than this (s).")
+    image_transport: Literal["raw", "compressed"] = _opt(
+        "raw", "Camera input: 'raw' -- sensor_msgs/Image on <camera>/image_raw; 'compressed' -- "
+               "sensor_msgs/CompressedImage (JPEG or PNG) on <camera>/image_raw/compressed (image_transport's "
+               "topic), decoded with cv_bridge when it imports, else with Pillow. Either way frames are "
+               "downscaled to the model's image size on arrival.")
     # -- odometry -----------------------------------------------------------------------
     use_odometry: bool = _opt(True, "Give the model the robot's measured velocity (v, omega) from the odom "
                                     "topic (nav_msgs/Odometry, twist in the robot frame). Without a usable "
@@ -130,6 +135,8 @@ class NodeConfig:
         _require(self.max_skew >= 0.0, f"max_skew={self.max_skew}: must be >= 0 seconds (default 0.1)")
         _require(self.max_command_bytes >= 1,
                  f"max_command_bytes={self.max_command_bytes}: must be >= 1 (default 2000)")
+        _require(self.image_transport in ("raw", "compressed"),
+                 f"image_transport={self.image_transport!r}: choose 'raw' or 'compressed'")
         _require(self.output_frame in ("base", "odom"), f"output_frame={self.output_frame!r}: choose 'base' or 'odom'")
         _require(bool(self.frame_id.strip()) and self.frame_id == self.frame_id.strip(),
                  f"frame_id={self.frame_id!r}: must be a frame name without spaces, e.g. base_link")

@@ -3,8 +3,12 @@
 Inputs (called from subscription callbacks; cheap, they only validate and store the newest data)::
 
     on_image(camera, stamp_ns, encoding, height, width, step, data)
+    on_compressed_image(camera, stamp_ns, format, data, decoder=None)   (image_transport compressed)
     on_command(text)
-    on_odometry(stamp_ns, v, omega)        (use_odometry: the robot's measured velocity)
+    on_odometry(stamp_ns, v, omega, pose, frame_id)   (the measured velocity; the pose for output_frame odom)
+
+Frames are downscaled to the model's image size on arrival, so a history of 640x480 frames
+holds what the model sees (128x128) rather than the camera's resolution.
 
 A tick (called from the inference worker, ``rate_hz`` times per second)::
 
@@ -35,7 +39,7 @@ from vla_ros.config import MAX_ODOMETRY
 from vla_ros.control.tracker import PoseHistory
 from vla_ros.runtime.config import NodeConfig
 from vla_ros.runtime.history import NS, Alignment, CameraHistory, Frame, align
-from vla_ros.runtime.images import ImageError, decode_image
+from vla_ros.runtime.images import ImageError, decode_compressed, decode_image, downscale
 from vla_ros.runtime.safety import Decision, Status, diagnostic_level, stop_trajectory
 from vla_ros.runtime.stats import LatencyWindow, RateMeter, Throttle
 from vla_ros.sim.geometry import robot_to_world
@@ -68,10 +72,13 @@ class ModelSpec:
     history_length: int = 5
     trajectory_length: int = 16
     traj_dt: float = 0.2
+    image_size: int | None = None  # frames are downscaled to image_size x image_size on arrival (None: kept)
 
     @classmethod
     def from_config(cls, cfg: Any) -> "ModelSpec":
-        return cls(tuple(cfg.cameras), int(cfg.history_length), int(cfg.trajectory_length), float(cfg.traj_dt))
+        size = getattr(cfg, "image_size", None)
+        return cls(tuple(cfg.cameras), int(cfg.history_length), int(cfg.trajectory_length), float(cfg.traj_dt),
+                   None if size is None else int(size))
 
 
 @dataclass
@@ -113,6 +120,7 @@ class NodeCore:
         # keep enough for the history behind the oldest camera's newest frame (at most max_age back)
         keep_ns = (n - 1) * self._spacing_ns + self._tolerance_ns + self._max_age_ns + NS // 2
         self._histories = {cam: CameraHistory(keep_ns) for cam in model.cameras}
+        self._source_shapes: dict[str, tuple[int, ...]] = {}  # camera -> shape of its newest frame as it came
         self._bad_image: dict[str, str] = {}  # camera -> why its newest message was rejected
         self._command: str | None = None  # None: none received yet
         self._bad_command: str | None = None
@@ -160,8 +168,20 @@ class NodeCore:
     def on_image(self, camera: str, stamp_ns: int, encoding: str, height: int, width: int, step: int,
                  data: Any) -> bool:
         """Validate, decode and store one camera frame; False when it was rejected."""
+        return self._store(camera, stamp_ns, lambda: decode_image(encoding, height, width, step, data))
+
+    def on_compressed_image(self, camera: str, stamp_ns: int, format: str, data: Any,  # noqa: A002
+                            decoder: Callable[[], np.ndarray] | None = None) -> bool:
+        """A sensor_msgs/CompressedImage frame: ``decoder()`` (e.g. cv_bridge's) or Pillow decodes it."""
+        return self._store(camera, stamp_ns, decoder or (lambda: decode_compressed(format, data)))
+
+    def _store(self, camera: str, stamp_ns: int, decode: Callable[[], np.ndarray]) -> bool:
+        """Decode (outside the lock), downscale to the model's size, store; False when rejected."""
         try:
-            image = decode_image(encoding, height, width, step, data)
+            image = decode()
+            source_shape = image.shape
+            if self.model.image_size:
+                image = downscale(image, self.model.image_size)
         except ImageError as exc:
             with self._lock:
                 self._bad_image[camera] = f"{camera} image rejected: {exc}"
@@ -180,12 +200,13 @@ class NodeCore:
                     self._reject("out_of_order", f"{camera}: frame stamped {back / NS:.3f} s before the newest")
                     return False
                 self._clear(f"{camera} stamps jumped back by {back / NS:.2f} s (a bag looping?)")
-            elif hist.shape is not None and hist.shape != image.shape:
-                was = hist.shape
+            elif hist.shape is not None and self._source_shapes.get(camera) != source_shape:
+                was = self._source_shapes[camera]
                 hist.clear()
                 self.events["resolution_change"] += 1
                 self._warn_throttled("resolution_change", f"{camera}: resolution changed from {was[1]}x{was[0]} "
-                                                          f"to {image.shape[1]}x{image.shape[0]}; its history restarts")
+                                                          f"to {source_shape[1]}x{source_shape[0]}; its history restarts")
+            self._source_shapes[camera] = source_shape
             hist.add(Frame(int(stamp_ns), image))
             self._bad_image.pop(camera, None)
             return True
