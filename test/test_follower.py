@@ -153,7 +153,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from std_srvs.srv import SetBool  # noqa: E402
 
 from vla_ros.msg import Trajectory  # noqa: E402
-from vla_ros.ros.messages import pose_from_xy_yaw, stamp_ns, to_time  # noqa: E402
+from vla_ros.ros.messages import pose_from_xy_yaw, to_time  # noqa: E402
 
 LIMITS = {"max_linear_velocity": 0.5, "max_linear_acceleration": 0.5, "max_linear_deceleration": 1.0,
           "max_yaw_rate": 0.4, "watchdog_timeout": 0.6, "control_rate": 20.0}
