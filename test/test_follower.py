@@ -149,6 +149,7 @@ def test_the_follower_runs_the_simulators_tracker():
 rclpy = pytest.importorskip("rclpy")
 from geometry_msgs.msg import TwistStamped  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
+from nav_msgs.msg import Path as PathMsg  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from std_srvs.srv import SetBool  # noqa: E402
 
@@ -169,6 +170,8 @@ class Planner:
         self.traj_pub = self.node.create_publisher(Trajectory, "/trajectory", 10)
         self.odom_pub = self.node.create_publisher(Odometry, "/odom", 10)
         self.node.create_subscription(TwistStamped, "/cmd_vel", self._on_cmd, 50)
+        self.plans: list = []  # the follower's ~/plan messages
+        self.node.create_subscription(PathMsg, "/trajectory_follower/plan", self.plans.append, 50)
         self.enable = self.node.create_client(SetBool, "/trajectory_follower/enable")
         self.lock = threading.Lock()
         self.cmds: list[tuple[float, float, float]] = []  # (monotonic, v, omega)
@@ -271,8 +274,11 @@ def test_node_limits_watchdog_stop_and_enable(tmp_path):
         # trajectories again, then a STOP status: zero
         p.status = 0
         p.wait_v(lambda v: v > 0.2, 10.0, "moving again")
+        plan = p.plans[-1]  # the plan followed, in the odometry frame, stamped with its trajectory
+        assert plan.header.frame_id == "odom" and len(plan.poses) == 16 and plan.poses[0].pose.position.x > p.pose[0] - 1
         p.status = STOP
         p.wait_v(lambda v: v == 0.0, 3.0, "zero on a STOP status")
+        assert not p.plans[-1].poses  # stopped: no plan
         # moving, then ~/enable false: zero at once; true: moving again
         p.status = 0
         p.wait_v(lambda v: v > 0.2, 10.0, "moving after the stop")

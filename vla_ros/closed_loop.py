@@ -462,6 +462,10 @@ class SimNodeConfig:
                    "tracker runs on the trajectories for the episode record.")
     cmd_vel_stamped: bool = _opt(True, "cmd_vel is geometry_msgs/TwistStamped (header.stamp = the odom stamp it "
                                        "answers; lockstep needs it); false: geometry_msgs/Twist (real_time only).")
+    follower_plan: str = _opt("trajectory_follower/plan", "cmd_vel lockstep: the driver's plan topic "
+                                                          "(nav_msgs/Path, one per trajectory it took, stamped with "
+                                                          "it); sim_node asks for the command only after the driver "
+                                                          "took the trajectory answering the frames.")
     cmd_vel_timeout: float = _opt(0.5, "cmd_vel input: the base stops (zero command) when no cmd_vel has arrived "
                                        "for this many simulated seconds, as a real base's command timeout does.")
     trajectory_timeout: float = _opt(1.0, "Stop the robot when no trajectory has arrived for this many "

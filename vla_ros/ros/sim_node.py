@@ -37,6 +37,7 @@ import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped, Twist, TwistStamped
 from nav_msgs.msg import Odometry
+from nav_msgs.msg import Path as PathMsg
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
@@ -110,8 +111,10 @@ class SimNode(Node):
         self._odom_count: dict[int, int] = {}  # odom messages published per stamp (lockstep waits for as many)
         self._newest_cmd: tuple[int, float, float] | None = None  # (sim stamp received, v, omega)
         self._cmd_waiting_enabled = True  # lockstep waits for cmd_vel; off after lockstep_timeout until it returns
+        self._ack_ns = self._ack_ok_ns = -1  # newest trajectory stamp the driver took (any / with a plan)
         if self._cmd_input:
             self.create_subscription(TwistStamped if cfg.cmd_vel_stamped else Twist, "cmd_vel", self._on_cmd_vel, 10)
+            self.create_subscription(PathMsg, cfg.follower_plan, self._on_follower_plan, 10)
         self.get_logger().info(
             f"{cfg.mode} simulation, {cfg.image_size}px cameras, {cfg.episodes or 'endless'} episode(s) of "
             f"{cfg.warmup:g} s warm-up + {cfg.duration:g} s, seed {cfg.seed}, split {cfg.split}")
@@ -150,6 +153,14 @@ class SimNode(Node):
                 stamp = stamp_of(msg)
                 self._cmd_by_stamp[stamp] = cmd
                 self._cmd_count[stamp] = self._cmd_count.get(stamp, 0) + 1
+            self.lock.notify_all()
+
+    def _on_follower_plan(self, msg: PathMsg) -> None:
+        stamp = stamp_of(msg)
+        with self.lock:
+            self._ack_ns = max(self._ack_ns, stamp)
+            if msg.poses:
+                self._ack_ok_ns = max(self._ack_ok_ns, stamp)
             self.lock.notify_all()
 
     def _base_command(self) -> tuple[float, float]:
@@ -263,6 +274,7 @@ class SimNode(Node):
                 self._answer_ns = self._ok_ns = -1
                 for d in (self._cmd_by_stamp, self._cmd_count, self._odom_count):
                     d.clear()
+                self._ack_ns = self._ack_ok_ns = -1
                 self._newest_cmd = None
                 self._active = True
             self._cmd_pub.publish(String(data=self.sim.text))
@@ -329,6 +341,32 @@ class SimNode(Node):
                     wait = min(wait, max(0.0, stop_since + grace - now))
                 self.lock.wait(timeout=wait)
 
+    def _wait_for_driver(self, stamp_ns: int) -> None:
+        """lockstep, cmd_vel input: block until the driver took the trajectory that answered the frames
+        stamped ``stamp_ns`` (its ~/plan message stamped at or after them; with poses if the answer was
+        OK). Trajectory and odometry reach it from different publishers, in no guaranteed order; its
+        plan message is published after it took the trajectory, so odometry sent after it arrives after."""
+        if not self._cmd_waiting_enabled:
+            return
+        deadline = time.monotonic() + self.cfg.lockstep_timeout
+        with self.lock:
+            if self._answer_ns < stamp_ns:  # no answer (lockstep gave up on vla_node): nothing to wait for
+                return
+            ok = self._ok_ns >= stamp_ns
+            next_graph_check = time.monotonic() + 1.0
+            while (self._ack_ok_ns if ok else self._ack_ns) < stamp_ns and self.running:
+                now = time.monotonic()
+                if now >= next_graph_check:
+                    next_graph_check = now + 1.0
+                    if self.count_publishers(self.cfg.follower_plan) == 0:
+                        self._give_up_waiting(f"no publisher of {self.cfg.follower_plan} any more", cmd_vel=True)
+                        return
+                if now >= deadline:
+                    self._give_up_waiting(f"no {self.cfg.follower_plan} for {self.cfg.lockstep_timeout:g} s",
+                                          cmd_vel=True)
+                    return
+                self.lock.wait(timeout=min(0.1, deadline - now))
+
     def _wait_for_cmd_vel(self, stamp_ns: int) -> None:
         """lockstep, cmd_vel input: block until every odom message stamped ``stamp_ns`` has its cmd_vel.
 
@@ -375,7 +413,8 @@ class SimNode(Node):
         self.publish_state()
         if lockstep and observe:
             self._wait_for_answer(self.sim.stamp_ns)
-            if self._cmd_input:  # the driver's step for these frames: odometry again, after the answer
+            if self._cmd_input:  # the driver's step for these frames: odometry again, once it took the answer
+                self._wait_for_driver(self.sim.stamp_ns)
                 self.publish_state()
         if lockstep and self._cmd_input:
             self._wait_for_cmd_vel(self.sim.stamp_ns)

@@ -9,7 +9,8 @@ Topics (relative, so namespaces and remaps work):
   in:  trajectory (vla_ros/Trajectory, reliable; in the robot frame at header.stamp, or in the odometry
        frame when header.frame_id is the odometry's, vla_node's output_frame odom), odom (nav_msgs/Odometry, sensor-data QoS: matches
        reliable and best-effort publishers; pose in the odometry frame, twist in the robot frame)
-  out: cmd_vel (geometry_msgs/Twist, or TwistStamped with stamped:=true; reliable)
+  out: cmd_vel (geometry_msgs/Twist, or TwistStamped with stamped:=true; reliable);
+       ~/plan (nav_msgs/Path: the plan followed, in the odometry frame; one per trajectory taken)
   srv: ~/enable (std_srvs/SetBool): false = zero cmd_vel until enabled again
 
 The tracker is :class:`vla_ros.control.tracker.TrajectoryTracker`, the one sim_node's robot runs;
@@ -22,18 +23,19 @@ from __future__ import annotations
 import sys
 
 import rclpy
-from geometry_msgs.msg import Twist, TwistStamped
-from nav_msgs.msg import Odometry
+from geometry_msgs.msg import PoseStamped, Twist, TwistStamped
+from nav_msgs.msg import Odometry, Path
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
+from std_msgs.msg import Header
 from std_srvs.srv import SetBool
 
 from vla_ros.bag.schema import trajectory_data
 from vla_ros.config import ConfigError
 from vla_ros.control.follower import FOLLOWER_NODE_NAME, FollowerCommand, FollowerConfig, FollowerCore
 from vla_ros.msg import Trajectory
-from vla_ros.ros.messages import stamp_ns, to_time
+from vla_ros.ros.messages import pose_from_xy_yaw, stamp_ns, to_time
 from vla_ros.ros.parameters import declare_dataclass_parameters
 from vla_ros.runtime.geometry import quaternion_to_yaw
 
@@ -54,6 +56,9 @@ class TrajectoryFollower(Node):
         self.core = FollowerCore(cfg)
         self._last_mode: str | None = None
         self._pub = self.create_publisher(TwistStamped if cfg.stamped else Twist, "cmd_vel", 10)
+        # the plan followed, in the odometry frame (RViz); one message per trajectory taken, stamped with its
+        # stamp (sim_node's lockstep waits for it before the odometry that asks for the command)
+        self._plan_pub = self.create_publisher(Path, "~/plan", 10)
         # Created before the odom subscription: when both have a message waiting, the executor takes
         # the trajectory first, so a command answers the newest plan (sim_node's lockstep counts on it).
         self.create_subscription(Trajectory, "trajectory", self._on_trajectory, 10)
@@ -85,6 +90,18 @@ class TrajectoryFollower(Node):
         if outcome in ("bad", "no_pose"):
             self.get_logger().warning(f"trajectory stamped {t.stamp_ns / 1e9:.3f} s ignored: {outcome}",
                                       throttle_duration_sec=5.0)
+        self._publish_plan(t.stamp_ns)
+
+    def _publish_plan(self, stamp: int) -> None:
+        """The plan now followed (no poses: stopped), stamped with the trajectory just taken."""
+        msg = Path()
+        msg.header.stamp, msg.header.frame_id = to_time(stamp), self.core.odom_frame_id or "odom"
+        plan = self.core.tracker.plan
+        if plan is not None:
+            for t_ns, (x, y, yaw) in zip(plan.times_ns[1:].tolist(), plan.world_waypoints().tolist()):
+                msg.poses.append(PoseStamped(header=Header(stamp=to_time(t_ns), frame_id=msg.header.frame_id),
+                                             pose=pose_from_xy_yaw(x, y, yaw)))
+        self._plan_pub.publish(msg)
 
     def _on_odometry(self, msg: Odometry) -> None:
         p, tw = msg.pose.pose, msg.twist.twist
