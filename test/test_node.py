@@ -260,10 +260,18 @@ def system(tiny_checkpoint, tmp_path_factory):
         yield {"harness": h, "main": main, "sim": sim, "odomframe": odomframe, "logs": logs, "procs": procs}
     finally:
         codes = {}
-        for name, sig in (("main", signal.SIGINT), ("sim", signal.SIGTERM), ("odomframe", signal.SIGINT)):
+        # the third node first, on its own: in one of four Jazzy runs on the busy 2-core machine, with all three
+        # torch processes stopping at once, vla launch killed main after its 15 s stop timeout (exit 137); the
+        # cause was not pinned down, stopping them one after the other lowers the load at that moment
+        for name, sig in (("odomframe", signal.SIGINT), ("main", signal.SIGINT), ("sim", signal.SIGTERM)):
             proc, _ = procs[name]
             if proc.poll() is None:
                 proc.send_signal(sig)
+            if name == "odomframe":
+                try:
+                    proc.wait(40)
+                except subprocess.TimeoutExpired:
+                    pass  # killed and reported below
         for name, (proc, log) in procs.items():
             try:
                 codes[name] = proc.wait(40)
