@@ -49,6 +49,7 @@ setup(
             'vla = vla_ros.cli:main',
             'vla_node = vla_ros.ros.vla_node:main',
             'sim_node = vla_ros.ros.sim_node:main',
+            'trajectory_follower = vla_ros.ros.trajectory_follower:main',
         ],
     },
 )

@@ -8,6 +8,7 @@ Arguments (``ros2 launch vla_ros vla.launch.py --show-args``):
   rate_hz       inference ticks per second ('' = the params file's value)
   use_sim_time  true for simulation / bag replay with --clock
   remappings    'from:=to' pairs, e.g. "ego/image_raw:=/cam_front/image_raw top/image_raw:=/cam_top/image_raw"
+  follower      true: also start trajectory_follower (cmd_vel from the trajectories and odom)
 
 What it starts comes from vla_ros.launch_description.describe(), the same description that
 ``vla launch`` (the launcher for machines without ROS launch) runs, so both start the same nodes

@@ -54,6 +54,7 @@ grep -E '^Summary' "$WS/colcon-build.log" | sed 's/^/[colcon] /'
 log "checking the install (sourcing install/setup.sh, from outside the checkout)"
 # The setup files are not `set -u` clean. (setup.sh: colcon-bash, for setup.bash, is not installed.)
 set +u
+export PATH="$VENV/bin:$PATH"  # python3 for the installed scripts' shebangs (a ROS machine: /usr/bin/python3)
 # shellcheck disable=SC1091
 COLCON_CURRENT_PREFIX=$WS/install . "$WS/install/setup.sh"
 set -u
@@ -73,9 +74,18 @@ for mod in (vla_ros, vla_ros.msg):
 assert vla_ros.__version__, "install/ holds the generated empty __init__.py, not the package's own"
 prefix = os.path.realpath(get_package_prefix("vla_ros"))
 assert prefix.startswith(install + os.sep), prefix
-for name in ("vla_node", "sim_node"):
+for name in ("vla_node", "sim_node", "trajectory_follower", "vla"):
     assert os.access(os.path.join(prefix, "lib", "vla_ros", name), os.X_OK), name
+assert os.access(os.path.join(prefix, "bin", "vla"), os.X_OK), "bin/vla"
 assert os.path.isfile(os.path.join(get_package_share_directory("vla_ros"), "package.xml"))
 print(f"[colcon] ok: vla_ros {vla_ros.__version__} and vla_ros.msg.Trajectory from {os.path.dirname(vla_ros.__file__)}")
 EOF
+# The `vla` CLI from install/bin (on PATH after sourcing; its shebang finds the venv's python3 as a ROS
+# user's finds /usr/bin/python3): `vla launch` describes the nodes from the install's share/vla_ros.
+vla_bin=$(command -v vla)
+case $vla_bin in "$WS"/install/*/bin/vla | "$WS"/install/bin/vla) ;; *) die "vla on PATH is $vla_bin, not install's" ;; esac
+dry=$(vla launch --dry-run follower:=true) || die "vla launch --dry-run failed"
+want="-m vla_ros.ros.trajectory_follower .*--params-file $WS/install/.*share/vla_ros/config/vla.yaml"
+printf '%s\n' "$dry" | grep -q -- "$want" || die "vla launch --dry-run did not describe the installed nodes: $dry"
+log "ok: $vla_bin launch --dry-run follower:=true describes vla_node and trajectory_follower from install/share"
 log "done ($((SECONDS - t0)) s)"

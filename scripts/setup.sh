@@ -3,6 +3,10 @@
 #
 #   bash scripts/setup.sh             # or: make setup
 #   VENV=/some/where bash scripts/setup.sh
+#   VLA_ROS_DISTRO=jazzy bash scripts/setup.sh   # .venv-jazzy with ROS 2 Jazzy wheels (requirements-jazzy.txt)
+#
+# VLA_ROS_DISTRO picks the ROS 2 wheels: kilted (default: .venv, requirements.txt) or jazzy (.venv-jazzy,
+# requirements-jazzy.txt). (Not ROS_DISTRO: sourcing /opt/ros/<distro>/setup.bash sets that one.)
 #
 # Steps, each skipped when its inputs did not change (hash stamps kept in $VENV/.vla_ros/):
 #   1. create the venv                      (if $VENV/bin/python is missing)
@@ -20,7 +24,12 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-VENV=${VENV:-$ROOT/.venv}
+DISTRO=${VLA_ROS_DISTRO:-kilted}
+case $DISTRO in
+  kilted) REQUIREMENTS=requirements.txt; VENV=${VENV:-$ROOT/.venv} ;;
+  jazzy) REQUIREMENTS=requirements-jazzy.txt; VENV=${VENV:-$ROOT/.venv-jazzy} ;;
+  *) printf '[setup] ERROR: VLA_ROS_DISTRO=%s: choose kilted or jazzy\n' "$DISTRO" >&2; exit 2 ;;
+esac
 case $VENV in /*) ;; *) VENV=$PWD/$VENV ;; esac
 PYTHON=${PYTHON:-python3}
 STATE=$VENV/.vla_ros
@@ -70,12 +79,12 @@ SITE=$VENV/lib/python$PYVER/site-packages
 mkdir -p "$STATE"
 
 # --- 2. requirements -------------------------------------------------------------------------
-req_hash=$(hash_paths requirements.txt requirements-nodeps.txt)
+req_hash=$(hash_paths "$REQUIREMENTS" requirements-dev.txt requirements-robot.txt requirements-nodeps.txt)
 if stamp_ok requirements "$req_hash"; then
-  log "requirements: up to date"
+  log "requirements: up to date ($DISTRO)"
 else
-  log "requirements: installing (first time: a minute or two)"
-  "${PIP[@]}" install -q -r requirements.txt
+  log "requirements: installing $REQUIREMENTS (first time: a minute or two)"
+  "${PIP[@]}" install -q -r "$REQUIREMENTS"
   if [ -s requirements-nodeps.txt ]; then "${PIP[@]}" install -q --no-deps -r requirements-nodeps.txt; fi
   stamp_set requirements "$req_hash"
 fi
@@ -91,6 +100,7 @@ if [ "${#unpatched[@]}" -gt 0 ]; then
   [ -f "$PYINC/Python.h" ] || die "Python headers missing in $PYINC (needed to build msg/)"
   sed -i \
     -e "s#/opt/python/cp[0-9]*-cp[0-9]*/lib/python[0-9.]*/site-packages/numpy/_core/include#$NPINC#g" \
+    -e "s#/opt/python/cp[0-9]*-cp[0-9]*/lib/python[0-9.]*/site-packages/numpy/core/include#$NPINC#g" \
     -e "s#/opt/python/cp[0-9]*-cp[0-9]*/include/python[0-9.]*#$PYINC#g" \
     "${unpatched[@]}"
   ! grep -l '/opt/python/' "${unpatched[@]}" || die "unknown /opt/python path left in the files above"
@@ -99,7 +109,7 @@ fi
 # --- 4. messages: CMake build + install into the venv prefix -----------------------------------
 # gen: what needs a configure + build; inst: files CMake only copies (share/vla_ros, lib/vla_ros).
 gen_hash="$(hash_paths msg CMakeLists.txt package.xml) $req_hash $VENV"
-inst_hash=$(hash_paths launch config scripts/vla_node scripts/sim_node)
+inst_hash=$(hash_paths launch config scripts/vla_node scripts/sim_node scripts/trajectory_follower scripts/vla)
 BUILD=$STATE/build
 # Only the venv may provide ROS packages (ignore a sourced /opt/ros or colcon workspace).
 cmake_env=(env -u CMAKE_PREFIX_PATH -u COLCON_PREFIX_PATH -u PYTHONPATH AMENT_PREFIX_PATH="$VENV")

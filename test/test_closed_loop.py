@@ -446,6 +446,9 @@ def test_vla_sim_through_the_nodes_then_vla_node_killed(forward_checkpoint, tmp_
     rec = EpisodeRecord.load(out / "episode_000.json")
     ref = _forward_in_process(forward_checkpoint, seed=5, duration=3.0)
     assert np.allclose(rec.states, ref.states, atol=1e-6), "lockstep through ROS differs from in-process"
+    # ... driven by trajectory_follower's cmd_vel, which commanded what sim_node's own tracker would have
+    assert "started trajectory_follower" in log.read_text()
+    assert rec.result["cmd_vel_deviation"] is not None and rec.result["cmd_vel_deviation"] < 1e-6
     # episode 2: the node died while the robot drove; no trajectory for 0.5 s -> stopped
     rec2 = EpisodeRecord.load(out / "episode_001.json")
     assert "timeout" in rec2.result["stopped_by"] and rec2.modes[-1] == "timeout"
@@ -527,6 +530,29 @@ def test_sim_node_lockstep_waits_past_a_premature_stop_for_the_ok_answer():
     finally:
         node.destroy_node()
         rclpy.shutdown(context=ctx)
+
+
+def test_a_commanded_base_moves_like_the_tracker_drove_it_and_records_the_difference():
+    """ClosedLoopSim.step(command): cmd_vel drives the robot; the tracker still runs for the record."""
+    a, b = ClosedLoopSim(warmup=0.2, duration=1.0), ClosedLoopSim(warmup=0.2, duration=1.0)
+    for sim in (a, b):
+        sim.reset(seed=2, kind="forward")
+    while not a.done:
+        for sim in (a, b):
+            if sim.k % 2 == 0:
+                sim.receive(sim.stamp_ns, sim.world.expert_trajectory(), 0.2)
+        ref = a.step()
+        b.step((ref.v, ref.omega) if b.k >= 2 else (0.3, 0.0))  # warm-up: the command is ignored
+    ra, rb = a.finish(), b.finish()
+    assert np.array_equal(ra.states, rb.states) and ra.modes == rb.modes
+    assert ra.result["cmd_vel_deviation"] is None and rb.result["cmd_vel_deviation"] == 0.0
+    c = ClosedLoopSim(warmup=0.0, duration=0.5)
+    c.reset(seed=2, kind="forward")
+    c.receive(c.stamp_ns, c.world.expert_trajectory(), 0.2)
+    while not c.done:
+        c.step((0.0, 0.0))  # a base told to stand still while the plan drives on
+    rc = c.finish()
+    assert rc.states[-1, 3] < 0.5 and rc.result["cmd_vel_deviation"] > 0.05 and rc.modes[-1] == "track"
 
 
 def test_docs_list_every_sim_node_parameter():

@@ -262,3 +262,30 @@ def test_run_processes_stops_the_others_when_one_exits(tmp_path):
     out, err = p.communicate(timeout=30)
     assert p.returncode == 3, err
     assert f"child got [{int(signal.SIGINT)}]" in out and "exited with 3" in err
+
+
+def test_follower_beside_vla_node_in_both_launchers(capsys, tmp_path):
+    """follower:=true starts trajectory_follower beside vla_node (same namespace, remaps, sim time)."""
+    import shlex
+
+    mod = _load_launch_file()
+    args = {"namespace": "robot1", "use_sim_time": "true", "follower": "true", "remappings": "odom:=/base/odom"}
+    kws = mod.nodes_for(args)
+    descs = describe_from_launch_arguments(args)
+    assert [k["executable"] for k in kws] == ["vla_node", "trajectory_follower"] == [d.executable for d in descs]
+    f = descs[1]
+    assert (f.name, f.namespace, f.module) == ("trajectory_follower", "/robot1", "vla_ros.ros.trajectory_follower")
+    assert f.parameters == {"use_sim_time": True} and f.remappings == [("odom", "/base/odom")]
+    assert len(describe_from_launch_arguments({})) == 1  # off by default
+    assert _vla_launch("--dry-run", "--namespace", "robot1", "--use-sim-time", "--remap", "odom:=/base/odom",
+                       "follower:=true") == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [shlex.split(line) for line in lines] == [process_command(d) for d in descs]
+    # a follower section of the params file is checked before anything starts
+    bad = tmp_path / "p.yaml"
+    bad.write_text(default_params_file().read_text() + "\n/**/trajectory_follower:\n  ros__parameters:\n"
+                   "    max_linear_velocity: -2.0\n")
+    with pytest.raises(ConfigError, match="max_linear_velocity=-2.0"):
+        describe(params_file=bad, follower=True)
+    with pytest.raises(ConfigError, match="launch argument 'folower:=true'"):
+        _vla_launch("--dry-run", "folower:=true")

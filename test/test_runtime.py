@@ -599,7 +599,7 @@ def test_core_with_the_real_inference_api(tiny_checkpoint):
 
     cfg = NodeConfig(checkpoint=str(tiny_checkpoint), num_inference_steps=2, warmup=False)
     api, spec = load_model(cfg)
-    assert spec == ModelSpec(("ego", "top"), 5, 16, 0.2) and api.num_inference_steps == 2
+    assert spec == ModelSpec(("ego", "top"), 5, 16, 0.2, 64) and api.num_inference_steps == 2
     core = NodeCore(cfg, spec, logging.getLogger("test"))
     core.on_command("go to the red door")
     rng = np.random.default_rng(0)
@@ -705,3 +705,80 @@ def test_odometry_is_forgotten_when_time_jumps_back():
     model = FakeModel()
     assert core.tick(back + 2 * NS, model).ok
     assert model.odometry == [(0.2, 0.0)]
+
+
+def test_output_frame_odom_places_the_trajectory_with_the_odometry_pose_at_the_stamp():
+    core, log = _core(output_frame="odom", use_odometry=False)
+    core.on_command("go")
+    _feed(core, T0)
+    model = FakeModel()
+    r = core.tick(T0, model)  # no odometry: no pose to place the trajectory with
+    assert r.status == Status.STOP_NO_ODOMETRY and "within 0.2 s" in r.reason and not model.calls
+    assert any("STOP_NO_ODOMETRY" in m for _, m in log.lines)
+    # poses 100 ms either side of the newest frame (T0): the one at T0 is interpolated
+    assert core.on_odometry(T0 - 100 * MS, 9.0, 0.0, (1.0, 2.0, math.pi / 2), "odom_test")
+    assert core.on_odometry(T0 + 100 * MS, 9.0, 0.0, (1.0, 2.2, math.pi / 2), "odom_test")
+    r = core.tick(T0 + 100 * MS, model)
+    assert r.ok and r.stamp_ns == T0 and r.frame_id == "odom_test" and model.odometry == [None]
+    expected = np.stack([np.full(16, 1.0), 2.1 + model.traj[:, 0], np.full(16, math.pi / 2)], 1)
+    np.testing.assert_allclose(r.trajectory, expected, atol=1e-6)
+    # odometry far from the stamp (a gap around it) is no pose either
+    far, _ = _core(output_frame="odom")
+    far.on_command("go")
+    _feed(far, T0)
+    far.on_odometry(T0 - 600 * MS, 0.0, 0.0, (0.0, 0.0, 0.0), "odom")
+    far.on_odometry(T0 + 600 * MS, 0.0, 0.0, (1.0, 0.0, 0.0), "odom")
+    assert far.tick(T0 + 100 * MS, FakeModel()).status == Status.STOP_NO_ODOMETRY
+    base, _ = _core()  # the default: robot frame, frame_id left to the node
+    base.on_command("go")
+    _feed(base, T0)
+    r = base.tick(T0, FakeModel())
+    assert r.ok and r.frame_id == "" and np.allclose(r.trajectory, FakeModel().traj)
+
+
+# -- compressed input, downscale on arrival ----------------------------------------------------
+
+def _encoded(img: np.ndarray, fmt: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, fmt)
+    return buf.getvalue()
+
+
+def test_compressed_frames_decode_to_rgb_and_bad_ones_are_rejected_with_a_reason():
+    from vla_ros.runtime.images import decode_compressed
+
+    img = np.random.default_rng(1).integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    assert np.array_equal(decode_compressed("png", _encoded(img, "PNG")), img)  # lossless
+    ramp = np.stack([*np.meshgrid(np.linspace(0, 255, 40), np.linspace(0, 255, 30)), np.full((30, 40), 60.0)], 2)
+    smooth = ramp.astype(np.uint8)  # red grows to the right, green downwards
+    jpeg = decode_compressed("rgb8; jpeg compressed bgr8", _encoded(smooth, "JPEG"))
+    assert jpeg.shape == (30, 40, 3) and np.abs(jpeg.astype(int) - smooth).mean() < 5  # lossy, same picture, RGB
+    for data, reason in ((b"", "empty_image"), (b"not an image at all", "bad_encoding")):
+        with pytest.raises(ImageError) as err:
+            decode_compressed("jpeg", data)
+        assert err.value.reason == reason
+
+
+def test_frames_are_downscaled_to_the_model_size_on_arrival_and_a_resolution_change_still_restarts():
+    core = NodeCore(NodeConfig(), ModelSpec(image_size=32), ListLog())
+    core.on_command("go")
+    big = np.full((480, 640, 3), 200, np.uint8)
+    for i in range(10):
+        t = T0 - NS + i * 100 * MS
+        assert core.on_image("ego", t, "rgb8", 480, 640, 640 * 3, big.tobytes())
+        assert core.on_compressed_image("top", t, "png", _encoded(big, "PNG"))
+    model = FakeModel()
+    assert core.tick(T0, model).ok
+    cams = model.calls[-1][0]
+    assert all(f.shape == (32, 32, 3) and int(f[0, 0, 0]) == 200 for frames in cams for f in frames)
+    small = np.full((240, 320, 3), 10, np.uint8)  # the same 32x32 after the downscale, but a new camera mode
+    assert core.on_image("ego", T0 + 100 * MS, "rgb8", 240, 320, 320 * 3, small.tobytes())
+    assert core.events["resolution_change"] == 1 and len(core._histories["ego"]) == 1
+    assert not core.on_compressed_image("top", T0 + 100 * MS, "jpeg", b"\xff\xd8 broken")
+    assert core.rejected["bad_encoding"] == 1
+    r = core.tick(T0 + 100 * MS, model)
+    assert r.status == Status.STOP_BAD_INPUT and "top image rejected" in r.reason

@@ -57,7 +57,7 @@ def _registrars():
     out = []
     for name in ("vla_ros.commands.demo", "vla_ros.commands.data", "vla_ros.commands.train",
                  "vla_ros.commands.evaluate", "vla_ros.commands.bench", "vla_ros.commands.launch",
-                 "vla_ros.commands.sim", "vla_ros.commands.bag", "vla_ros.commands.scene"):
+                 "vla_ros.commands.sim", "vla_ros.commands.bag", "vla_ros.commands.scene", "vla_ros.commands.soak"):
         try:
             mod = importlib.import_module(name)
         except ModuleNotFoundError as exc:

@@ -6,7 +6,7 @@ and ``vla launch`` (no ROS launch needed: subprocesses with ``--ros-args``) both
 remaps they start are the same by construction.  This module imports neither ``launch`` nor rclpy.
 
     describe(params_file=None, checkpoint=None, device=None, namespace="", rate_hz=None,
-             use_sim_time=None, remappings=()) -> [NodeDescription]
+             use_sim_time=None, remappings=(), follower=False) -> [NodeDescription]
     ros_arguments(desc) -> ["--ros-args", "-r", "__node:=vla_node", "--params-file", F, "-p", "k:=v", ...]
     process_command(desc) -> [python, "-m", "vla_ros.ros.vla_node", *ros_arguments(desc)]
 """
@@ -22,8 +22,10 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from vla_ros import paths
-from vla_ros.config import ConfigError, _coerce
-from vla_ros.runtime.config import NODE_NAME, NodeConfig, node_config_from_parameters, read_params_file
+from vla_ros.config import ConfigError, _coerce, from_dict
+from vla_ros.control.follower import FOLLOWER_NODE_NAME, FollowerConfig
+from vla_ros.runtime.config import (NODE_NAME, NodeConfig, _flatten, node_config_from_parameters, node_key_matches,
+                                    read_params_file)
 
 __all__ = [
     "LAUNCH_ARGUMENTS",
@@ -47,6 +49,8 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "use_sim_time": ("false", "use the /clock topic (simulation, bag replay with --clock)"),
     "remappings": ("", "extra topic remaps 'from:=to', separated by spaces or commas, e.g. "
                        "'ego/image_raw:=/cam_front/image_raw top/image_raw:=/cam_top/image_raw'"),
+    "follower": ("false", "also start trajectory_follower: cmd_vel from the trajectories and odom (its "
+                          "parameters: a '/**/trajectory_follower:' section of the params file)"),
 }
 
 
@@ -91,10 +95,22 @@ def parse_remap(text: str) -> tuple[str, str]:
     return src.strip(), dst.strip()
 
 
+def _check_follower_section(path: Path, fqn: str) -> None:
+    """Validate what the params file gives trajectory_follower (it may give nothing: the defaults)."""
+    doc = yaml.safe_load(path.read_text()) or {}
+    values: dict[str, Any] = {}
+    for key, section in doc.items():
+        if node_key_matches(str(key), fqn):
+            _flatten("", section.get("ros__parameters") or {}, values)
+    values.pop("use_sim_time", None)
+    from_dict(FollowerConfig, values, where=f"{path.name}: {fqn}")
+
+
 def describe(params_file: str | Path | None = None, checkpoint: str | None = None, device: str | None = None,
              namespace: str | None = "", rate_hz: float | None = None, use_sim_time: bool | None = None,
-             remappings: Iterable[str | tuple[str, str]] = ()) -> list[NodeDescription]:
-    """The nodes of the vla_ros launch. ``None`` leaves a setting to the params file.
+             remappings: Iterable[str | tuple[str, str]] = (), follower: bool = False) -> list[NodeDescription]:
+    """The nodes of the vla_ros launch: vla_node, and with ``follower`` trajectory_follower.
+    ``None`` leaves a setting to the params file.
 
     Checks what it can before anything starts (raises ConfigError): the params file exists, has a
     section for the node in this namespace, and every value there and in the overrides is valid.
@@ -112,21 +128,21 @@ def describe(params_file: str | Path | None = None, checkpoint: str | None = Non
         overrides["use_sim_time"] = bool(use_sim_time)
     values = read_params_file(path, full_name(ns, NODE_NAME))
     node_config_from_parameters({**values, **overrides}, where=f"{path.name}+overrides")
-    return [NodeDescription(
-        package="vla_ros",
-        executable="vla_node",
-        name=NODE_NAME,
-        module="vla_ros.ros.vla_node",
-        namespace=ns,
-        params_files=[str(path)],
-        parameters=overrides,
-        remappings=[parse_remap(r) if isinstance(r, str) else (str(r[0]), str(r[1])) for r in remappings],
-    )]
+    remaps = [parse_remap(r) if isinstance(r, str) else (str(r[0]), str(r[1])) for r in remappings]
+    nodes = [NodeDescription(package="vla_ros", executable="vla_node", name=NODE_NAME, module="vla_ros.ros.vla_node",
+                             namespace=ns, params_files=[str(path)], parameters=overrides, remappings=remaps)]
+    if follower:
+        _check_follower_section(path, full_name(ns, FOLLOWER_NODE_NAME))
+        sim_time = {} if use_sim_time is None else {"use_sim_time": bool(use_sim_time)}
+        nodes.append(NodeDescription(package="vla_ros", executable="trajectory_follower", name=FOLLOWER_NODE_NAME,
+                                     module="vla_ros.ros.trajectory_follower", namespace=ns,
+                                     params_files=[str(path)], parameters=sim_time, remappings=list(remaps)))
+    return nodes
 
 
 def _parse_value(name: str, text: str) -> Any:
     """A launch argument string -> the NodeConfig field's type (or bool for use_sim_time)."""
-    tp = bool if name == "use_sim_time" else typing.get_type_hints(NodeConfig)[name]
+    tp = bool if name in ("use_sim_time", "follower") else typing.get_type_hints(NodeConfig)[name]
     value = text if tp is str else yaml.safe_load(text)
     return _coerce(value, tp, f"launch argument {name}")
 
@@ -146,6 +162,7 @@ def describe_from_launch_arguments(args: Mapping[str, str]) -> list[NodeDescript
         rate_hz=_parse_value("rate_hz", get("rate_hz")) if get("rate_hz") else None,
         use_sim_time=_parse_value("use_sim_time", get("use_sim_time")) if get("use_sim_time") else None,
         remappings=remaps,
+        follower=_parse_value("follower", get("follower")) if get("follower") else False,
     )
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from vla_ros.runtime.geometry import quaternion_to_yaw
+
 __all__ = [
     "IMAGE", "COMPRESSED_IMAGE", "STRING", "TRAJECTORY", "CLOCK", "PATH", "ODOMETRY", "IMAGE_TYPES",
     "TOPIC_EGO", "TOPIC_TOP", "TOPIC_COMMAND", "TOPIC_TRUTH", "TOPIC_CLOCK", "TOPIC_TRAJECTORY", "TOPIC_PATH",
@@ -237,7 +239,7 @@ class TrajectoryData:
 
 def _yaw(q: Any) -> float:
     # the node writes (0, 0, sin(yaw/2), cos(yaw/2)); the general formula covers any quaternion
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+    return quaternion_to_yaw(q.x, q.y, q.z, q.w)
 
 
 def trajectory_data(msg: Any) -> TrajectoryData:

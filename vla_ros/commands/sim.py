@@ -77,6 +77,7 @@ class SimOptions:
     lockstep_timeout: float = 60.0
     startup_timeout: float = 300.0
     out_dir: str | None = None  # episode records and node logs ('' / None = a temporary folder)
+    robot_input: str = "cmd_vel"  # sim_node's control_input: cmd_vel (trajectory_follower drives) | trajectory
     no_ros: bool = False
 
 
@@ -97,7 +98,7 @@ def _sim_parameters(opts: SimOptions, out_dir: Path) -> dict[str, Any]:
         "image_size": int(opts.image_size), "mode": "real_time" if opts.real_time else "lockstep",
         "real_time_factor": float(opts.real_time_factor), "warmup": float(opts.warmup),
         "duration": float(opts.duration), "trajectory_timeout": float(opts.trajectory_timeout),
-        "tracker_horizon": float(opts.tracker_horizon),
+        "tracker_horizon": float(opts.tracker_horizon), "control_input": opts.robot_input,
         "lockstep_timeout": float(opts.lockstep_timeout), "startup_timeout": float(opts.startup_timeout),
         "output_dir": str(out_dir),
     }
@@ -109,8 +110,18 @@ def _sim_parameters(opts: SimOptions, out_dir: Path) -> dict[str, Any]:
     return params
 
 
+def _follower_parameters(opts: SimOptions) -> dict[str, Any]:
+    """trajectory_follower as the simulated robot's driver: one command per odom message (lockstep
+    answers), the simulated robot's limits (FollowerConfig's defaults), the sim's control step."""
+    from vla_ros.sim.config import WorldConfig
+
+    return {"control_trigger": "odom", "stamped": True, "control_rate": 1.0 / WorldConfig().sim_dt,
+            "watchdog_timeout": float(opts.trajectory_timeout), "feedforward_horizon": float(opts.tracker_horizon)}
+
+
 def sim_descriptions(opts: SimOptions, out_dir: Path, checkpoint: Path) -> list:
-    """What ``vla sim`` starts: the vla_ros launch description (vla_node, sim time) + sim_node.
+    """What ``vla sim`` starts: the vla_ros launch description (vla_node, with robot_input cmd_vel
+    trajectory_follower; sim time) + sim_node.
 
     sim_node is appended here because the shared description does not have it yet.
     """
@@ -118,8 +129,11 @@ def sim_descriptions(opts: SimOptions, out_dir: Path, checkpoint: Path) -> list:
 
     rate = opts.rate_hz if opts.rate_hz is not None else (None if opts.real_time else 20.0)
     descs = describe(params_file=opts.params_file, checkpoint=str(checkpoint), device=opts.device,
-                     namespace=opts.namespace, rate_hz=rate, use_sim_time=True)
-    for d in descs:
+                     namespace=opts.namespace, rate_hz=rate, use_sim_time=True,
+                     follower=opts.robot_input == "cmd_vel")
+    for d in descs[1:]:
+        d.parameters.update(_follower_parameters(opts))
+    for d in descs[:1]:
         d.parameters["on_stop"] = "publish_stop"  # lockstep counts stop trajectories as answers too
         if opts.num_inference_steps:
             d.parameters["num_inference_steps"] = int(opts.num_inference_steps)
@@ -255,6 +269,7 @@ def run_ros(opts: SimOptions, out_dir: Path, on_event: Callable[[dict], None] | 
             print(f"[vla sim] started {d.name} (pid {procs[-1].pid}){shown}", file=log, flush=True)
         by_name = dict(zip([d.name for d in descs], procs))
         sim, vla = by_name["sim_node"], by_name["vla_node"]
+        follower = by_name.get("trajectory_follower")
         offset = 0
         progress = out_dir / "progress.jsonl"
         ready = False
@@ -275,6 +290,10 @@ def run_ros(opts: SimOptions, out_dir: Path, on_event: Callable[[dict], None] | 
                     if on_event:
                         on_event(ev)
                 break
+            if follower is not None and follower.poll() is not None and not ready:
+                _stop([sim, vla])
+                raise UserError(f"trajectory_follower exited with {follower.returncode} before the run started; "
+                                f"its log ({logs['trajectory_follower']}):\n{_tail(logs['trajectory_follower'])}")
             if vla.poll() is not None and not vla_died:
                 if not ready:
                     _stop([sim])
@@ -284,7 +303,7 @@ def run_ros(opts: SimOptions, out_dir: Path, on_event: Callable[[dict], None] | 
                 print(f"[vla sim] vla_node exited with {vla.returncode} during the run: the robot must stop by "
                       f"trajectory_timeout; finishing this episode, then stopping", file=log, flush=True)
             time.sleep(0.1)
-        _stop([vla])
+        _stop([p for p in procs if p is not sim])
         if sim.returncode != 0 and not (stopped_sim and sim.returncode == -signal.SIGINT):
             raise UserError(f"sim_node exited with {sim.returncode}; its log ({logs['sim_node']}):\n"
                             f"{_tail(logs['sim_node'])}\nvla_node's log ({logs['vla_node']}):\n"
@@ -393,7 +412,7 @@ def options_from_args(args) -> SimOptions:
         params_file=args.params_file, namespace=args.namespace, domain_id=args.domain_id,
         trajectory_timeout=args.trajectory_timeout, tracker_horizon=args.tracker_horizon,
         lockstep_timeout=args.lockstep_timeout, out_dir=args.out,
-        no_ros=args.no_ros)
+        no_ros=args.no_ros, robot_input=args.robot_input)
 
 
 def cmd_sim(args) -> int:
@@ -501,6 +520,10 @@ def register(subparsers) -> None:
     p.add_argument("--tracker-horizon", type=float, default=0.6,
                    help="seconds of each trajectory the robot's tracker follows in its feed-forward velocity "
                         "(default 0.6; 0 = the coming 0.1 s step only)")
+    p.add_argument("--robot-input", choices=("cmd_vel", "trajectory"), default="cmd_vel",
+                   help="what drives the simulated robot: cmd_vel from trajectory_follower (default: vla_node -> "
+                        "trajectory_follower -> sim_node, as on a robot) or the trajectories through sim_node's own "
+                        "tracker (the same tracker code; no follower process)")
     p.add_argument("--lockstep-timeout", type=float, default=60.0,
                    help="wall seconds sim_node waits for an answer before running on without the node")
     p.set_defaults(func=cmd_sim)

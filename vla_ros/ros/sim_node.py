@@ -9,11 +9,15 @@ Topics (relative, so namespaces and remaps work):
        /clock (rosgraph_msgs/Clock, when publish_clock), odom (nav_msgs/Odometry),
        pose (geometry_msgs/PoseStamped), command (std_msgs/String, reliable + transient-local:
        the episode's command, latched)
-  in:  trajectory (vla_ros/Trajectory): followed with the stamps honoured; a non-OK status stops
-       the robot, and so does no trajectory for trajectory_timeout seconds.
+  in:  cmd_vel (geometry_msgs/TwistStamped, or Twist; control_input cmd_vel, the default): the
+       robot's velocity command, e.g. from trajectory_follower -- the simulator is a robot base;
+       trajectory (vla_ros/Trajectory): lockstep waits for it; with control_input trajectory the
+       node's own tracker follows it (stamps honoured; a non-OK status stops the robot, and so does
+       no trajectory for trajectory_timeout seconds). The tracker runs in both modes for the record.
 
 Modes: ``lockstep`` (default) -- the simulation waits, every lockstep_period, for a trajectory
-stamped at (or after) its newest frames, so results do not depend on CPU speed; ``real_time`` --
+stamped at (or after) its newest frames, and with cmd_vel for the command answering each odom
+message, so results do not depend on CPU speed; ``real_time`` --
 it runs on a wall-clock timer and the robot follows whatever arrives, late trajectories joined
 in the middle.  This module is the thin rclpy adapter; the world, the tracking controller and
 the scoring live in :mod:`vla_ros.closed_loop` (no rclpy there).
@@ -27,14 +31,13 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import rclpy
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, Twist, TwistStamped
 from nav_msgs.msg import Odometry
-from rcl_interfaces.msg import ParameterDescriptor
+from nav_msgs.msg import Path as PathMsg
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
@@ -44,8 +47,10 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from vla_ros.closed_loop import NS, ClosedLoopSim, SimNodeConfig, TrackerConfig
-from vla_ros.config import ConfigError, from_dict
+from vla_ros.config import ConfigError
+from vla_ros.bag.schema import stamp_of, trajectory_data
 from vla_ros.msg import Trajectory
+from vla_ros.ros.parameters import declare_dataclass_parameters
 from vla_ros.sim.config import WorldConfig
 
 __all__ = ["SimNode", "declare_sim_config", "main", "NODE_NAME"]
@@ -57,31 +62,16 @@ COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=R
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 SIM_START_NS = NS  # sim time of the first frame (a stamp of 0 means "unstamped" to vla_node)
 MATCH_GRACE_S = 0.5  # wall seconds between finding the VLA node and the first frame (see wait_for_vla_node)
-_STANDARD = ("use_sim_time", "start_type_description_service")
 
 
 def declare_sim_config(node: Node) -> SimNodeConfig:
     """One read-only parameter per SimNodeConfig field (its help text as the description)."""
-    defaults = SimNodeConfig()
-    values = {}
-    for f in fields(SimNodeConfig):
-        desc = ParameterDescriptor(description=f.metadata["help"], read_only=True, dynamic_typing=True)
-        values[f.name] = node.declare_parameter(f.name, getattr(defaults, f.name), desc).value
-    overrides = set(getattr(node, "_parameter_overrides", {}) or {})
-    unknown = sorted(k for k in overrides - set(values) - set(_STANDARD) if not k.startswith("qos_overrides."))
-    if unknown:
-        raise ConfigError(f"unknown parameter(s) {unknown} for {node.get_fully_qualified_name()}; "
-                          f"valid: {sorted(values)}")
-    return from_dict(SimNodeConfig, values, where="parameter")
+    return declare_dataclass_parameters(node, SimNodeConfig)
 
 
 def _time(ns: int) -> Time:
     sec, nanosec = divmod(int(ns), NS)
     return Time(sec=sec, nanosec=nanosec)
-
-
-def _yaw(q) -> float:
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
 
 
 class SimNode(Node):
@@ -115,6 +105,16 @@ class SimNode(Node):
         self._pose_pub = self.create_publisher(PoseStamped, "pose", 10)
         self._cmd_pub = self.create_publisher(String, "command", COMMAND_QOS)
         self.create_subscription(Trajectory, "trajectory", self._on_trajectory, 10)
+        self._cmd_input = cfg.control_input == "cmd_vel"
+        self._cmd_by_stamp: dict[int, tuple[float, float]] = {}  # newest cmd_vel answering each odom stamp
+        self._cmd_count: dict[int, int] = {}  # cmd_vel messages received per odom stamp
+        self._odom_count: dict[int, int] = {}  # odom messages published per stamp (lockstep waits for as many)
+        self._newest_cmd: tuple[int, float, float] | None = None  # (sim stamp received, v, omega)
+        self._cmd_waiting_enabled = True  # lockstep waits for cmd_vel; off after lockstep_timeout until it returns
+        self._ack_ns = self._ack_ok_ns = -1  # newest trajectory stamp the driver took (any / with a plan)
+        if self._cmd_input:
+            self.create_subscription(TwistStamped if cfg.cmd_vel_stamped else Twist, "cmd_vel", self._on_cmd_vel, 10)
+            self.create_subscription(PathMsg, cfg.follower_plan, self._on_follower_plan, 10)
         self.get_logger().info(
             f"{cfg.mode} simulation, {cfg.image_size}px cameras, {cfg.episodes or 'endless'} episode(s) of "
             f"{cfg.warmup:g} s warm-up + {cfg.duration:g} s, seed {cfg.seed}, split {cfg.split}")
@@ -125,14 +125,14 @@ class SimNode(Node):
 
     # -- input --------------------------------------------------------------------------
     def _on_trajectory(self, msg: Trajectory) -> None:
-        stamp = msg.header.stamp.sec * NS + msg.header.stamp.nanosec
-        poses = [(p.position.x, p.position.y, _yaw(p.orientation)) for p in msg.poses]
+        t = trajectory_data(msg)
+        stamp = t.stamp_ns
         with self.lock:
             if not self._active:  # before the first episode or between two: nothing to follow
                 return
             try:
-                self.sim.receive(stamp, poses if poses else [[0.0, 0.0, 0.0]], float(msg.dt), int(msg.status),
-                                 msg.status_reason, float(msg.inference_latency))
+                self.sim.receive(stamp, t.trajectory if len(t.trajectory) else [[0.0, 0.0, 0.0]], t.dt, t.status,
+                                 t.status_reason, t.inference_latency)
             except Exception as exc:  # noqa: BLE001 - a malformed message must not stop the simulation
                 self.get_logger().warning(f"trajectory rejected: {type(exc).__name__}: {exc}")
             self._answer_ns = max(self._answer_ns, stamp)
@@ -140,6 +140,39 @@ class SimNode(Node):
                 self._ok_ns = max(self._ok_ns, stamp)
             self._waiting_enabled = True
             self.lock.notify_all()
+
+    def _on_cmd_vel(self, msg: TwistStamped | Twist) -> None:
+        twist = msg.twist if self.cfg.cmd_vel_stamped else msg
+        cmd = (float(twist.linear.x), float(twist.angular.z))
+        with self.lock:
+            if not self._active:
+                return
+            self._newest_cmd = (self.sim.stamp_ns, *cmd)
+            self._cmd_waiting_enabled = True
+            if self.cfg.cmd_vel_stamped:
+                stamp = stamp_of(msg)
+                self._cmd_by_stamp[stamp] = cmd
+                self._cmd_count[stamp] = self._cmd_count.get(stamp, 0) + 1
+            self.lock.notify_all()
+
+    def _on_follower_plan(self, msg: PathMsg) -> None:
+        stamp = stamp_of(msg)
+        with self.lock:
+            self._ack_ns = max(self._ack_ns, stamp)
+            if msg.poses:
+                self._ack_ok_ns = max(self._ack_ok_ns, stamp)
+            self.lock.notify_all()
+
+    def _base_command(self) -> tuple[float, float]:
+        """cmd_vel input: what the base applies this step (lock held). Lockstep: the command answering
+        this step's odometry; real time: the newest one. None for cmd_vel_timeout -> stop."""
+        k = self.sim.stamp_ns
+        if self.cfg.mode == "lockstep" and self._cmd_waiting_enabled and k in self._cmd_by_stamp:
+            return self._cmd_by_stamp[k]
+        new = self._newest_cmd
+        if new is None or (k - new[0]) / NS > self.cfg.cmd_vel_timeout:
+            return 0.0, 0.0
+        return new[1], new[2]
 
     # -- output -------------------------------------------------------------------------
     def _image(self, img, stamp: Time, frame_id: str) -> Image:
@@ -181,6 +214,8 @@ class SimNode(Node):
         q.z, q.w = math.sin(yaw / 2), math.cos(yaw / 2)
         odom.twist.twist.linear.x, odom.twist.twist.angular.z = v, w
         self._odom_pub.publish(odom)
+        with self.lock:
+            self._odom_count[stamp_ns] = self._odom_count.get(stamp_ns, 0) + 1
         pose = PoseStamped()
         pose.header = odom.header
         pose.pose = odom.pose.pose
@@ -200,6 +235,8 @@ class SimNode(Node):
         last_log = t0
         while self.running:
             found = self.count_subscribers("ego/image_raw") > 0 and self.count_publishers("trajectory") > 0
+            if self._cmd_input:  # ... and the robot's driver: it hears odom and commands cmd_vel
+                found = found and self.count_publishers("cmd_vel") > 0 and self._odom_pub.get_subscription_count() > 0
             # ... and both cameras matched (not only discovered): a frame sent before its reader matched
             # is lost, and a lost first frame turns the first tick of episode 1 into a stop
             if found and self._ego_pub.get_subscription_count() > 0 and self._top_pub.get_subscription_count() > 0:
@@ -209,10 +246,12 @@ class SimNode(Node):
                 return True
             now = time.monotonic()
             if now - t0 > timeout:
+                driver = (f", or nothing subscribes to {self.resolve_topic_name('odom')} and publishes "
+                          f"{self.resolve_topic_name('cmd_vel')}") if self._cmd_input else ""
                 self.get_logger().error(f"no VLA node after {timeout:g} s (nothing subscribes to "
                                         f"{self.resolve_topic_name('ego/image_raw')} and publishes "
-                                        f"{self.resolve_topic_name('trajectory')}); start one, e.g. `vla launch "
-                                        "--use-sim-time`, or set startup_timeout:=0")
+                                        f"{self.resolve_topic_name('trajectory')}{driver}); start them, e.g. `vla "
+                                        "launch --use-sim-time follower:=true`, or set startup_timeout:=0")
                 return False
             if now - last_log > 10.0:
                 self.get_logger().info("waiting for the VLA node (loading its model?) ...")
@@ -233,6 +272,10 @@ class SimNode(Node):
             with self.lock:
                 self.sim.reset(seed=seed, kind=kind, split=cfg.split, text=text, start_ns=start_ns, episode=i)
                 self._answer_ns = self._ok_ns = -1
+                for d in (self._cmd_by_stamp, self._cmd_count, self._odom_count):
+                    d.clear()
+                self._ack_ns = self._ack_ok_ns = -1
+                self._newest_cmd = None
                 self._active = True
             self._cmd_pub.publish(String(data=self.sim.text))
             self.get_logger().info(f"episode {i + 1}/{cfg.episodes or '-'} (seed {seed}): "
@@ -298,10 +341,83 @@ class SimNode(Node):
                     wait = min(wait, max(0.0, stop_since + grace - now))
                 self.lock.wait(timeout=wait)
 
-    def _give_up_waiting(self, why: str) -> None:
-        self._waiting_enabled = False
-        self.get_logger().warning(f"lockstep: {why}; running on in real time until trajectories arrive "
-                                  f"(the robot stops after trajectory_timeout={self.cfg.trajectory_timeout:g} s)")
+    def _wait_for_driver(self, stamp_ns: int) -> None:
+        """lockstep, cmd_vel input: block until the driver took the trajectory that answered the frames
+        stamped ``stamp_ns`` (its ~/plan message stamped at or after them; with poses if the answer was
+        OK). Trajectory and odometry reach it from different publishers, in no guaranteed order; its
+        plan message is published after it took the trajectory, so odometry sent after it arrives after."""
+        if not self._cmd_waiting_enabled:
+            return
+        deadline = time.monotonic() + self.cfg.lockstep_timeout
+        with self.lock:
+            if self._answer_ns < stamp_ns:  # no answer (lockstep gave up on vla_node): nothing to wait for
+                return
+            ok = self._ok_ns >= stamp_ns
+            next_graph_check = time.monotonic() + 1.0
+            while (self._ack_ok_ns if ok else self._ack_ns) < stamp_ns and self.running:
+                now = time.monotonic()
+                if now >= next_graph_check:
+                    next_graph_check = now + 1.0
+                    if self.count_publishers(self.cfg.follower_plan) == 0:
+                        self._give_up_waiting(f"no publisher of {self.cfg.follower_plan} any more", cmd_vel=True)
+                        return
+                if now >= deadline:
+                    self._give_up_waiting(f"no {self.cfg.follower_plan} for {self.cfg.lockstep_timeout:g} s",
+                                          cmd_vel=True)
+                    return
+                self.lock.wait(timeout=min(0.1, deadline - now))
+
+    def _wait_for_cmd_vel(self, stamp_ns: int) -> None:
+        """lockstep, cmd_vel input: block until every odom message stamped ``stamp_ns`` has its cmd_vel.
+
+        The driver (trajectory_follower, control_trigger odom) answers each odom message once, in
+        order, stamped with its stamp. In the steps with frames the odometry goes out twice: before
+        the wait for the trajectory (vla_node's measured velocity) and after it, so the command that
+        moves the robot answers the newest trajectory, as the in-node tracker does.
+        """
+        if not self._cmd_waiting_enabled:
+            return
+        deadline = time.monotonic() + self.cfg.lockstep_timeout
+        next_graph_check = time.monotonic() + 1.0
+        with self.lock:
+            while self._cmd_count.get(stamp_ns, 0) < self._odom_count.get(stamp_ns, 0) and self.running:
+                now = time.monotonic()
+                if now >= next_graph_check:
+                    next_graph_check = now + 1.0
+                    if self.count_publishers("cmd_vel") == 0:
+                        self._give_up_waiting("no publisher of cmd_vel any more", cmd_vel=True)
+                        return
+                if now >= deadline:
+                    self._give_up_waiting(f"no cmd_vel for {self.cfg.lockstep_timeout:g} s", cmd_vel=True)
+                    return
+                self.lock.wait(timeout=min(0.1, deadline - now))
+
+    def _give_up_waiting(self, why: str, cmd_vel: bool = False) -> None:
+        if cmd_vel:
+            self._cmd_waiting_enabled = False
+        else:
+            self._waiting_enabled = False
+        stops = (f"cmd_vel_timeout={self.cfg.cmd_vel_timeout:g} s without cmd_vel, or the driver's watchdog"
+                 if self._cmd_input else f"trajectory_timeout={self.cfg.trajectory_timeout:g} s")
+        self.get_logger().warning(f"lockstep: {why}; running on in real time until answers arrive "
+                                  f"(the robot stops after {stops})")
+
+    def _exchange(self, observe: bool) -> None:
+        """One step's messages: frames (``observe``), odometry, and in lockstep the answers."""
+        lockstep = self.cfg.mode == "lockstep"
+        if observe:
+            self.publish_observation()
+        # odometry after the frames: published first, its callback (in vla_node's input group)
+        # delayed the frames behind the new /clock, and a tick in that gap answered the frame
+        # with STOP_INCOMPLETE_HISTORY; the node matches odometry within odometry_tolerance anyway
+        self.publish_state()
+        if lockstep and observe:
+            self._wait_for_answer(self.sim.stamp_ns)
+            if self._cmd_input:  # the driver's step for these frames: odometry again, once it took the answer
+                self._wait_for_driver(self.sim.stamp_ns)
+                self.publish_state()
+        if lockstep and self._cmd_input:
+            self._wait_for_cmd_vel(self.sim.stamp_ns)
 
     def _run_episode(self, episode: int) -> bool:
         """Run the current episode to its end; False when interrupted (shutdown)."""
@@ -318,16 +434,8 @@ class SimNode(Node):
                 return False
             # lockstep: frames only where the simulation waits for their answer, so that every
             # prediction answers a frame the simulation waited for (deterministic); real time: every step
-            observe = cfg.mode == "real_time" or sim.k % every == 0
-            if observe:
-                self.publish_observation()
-            # odometry after the frames: published first, its callback (in vla_node's input group)
-            # delayed the frames behind the new /clock, and a tick in that gap answered the frame
-            # with STOP_INCOMPLETE_HISTORY; the node matches odometry within odometry_tolerance anyway
-            self.publish_state()
-            if cfg.mode == "lockstep" and observe:
-                self._wait_for_answer(sim.stamp_ns)
-            if cfg.mode == "real_time" or not self._waiting_enabled:
+            self._exchange(observe=cfg.mode == "real_time" or sim.k % every == 0)
+            if cfg.mode == "real_time" or not self._waiting_enabled or not self._cmd_waiting_enabled:
                 next_wall += period
                 delay = next_wall - time.monotonic()
                 if delay > 0:
@@ -342,7 +450,7 @@ class SimNode(Node):
                 next_wall = time.monotonic()
             with self.lock:
                 t = (sim.stamp_ns - sim.start_ns) / NS - sim.warmup_steps * dt
-                ctl = sim.step()
+                ctl = sim.step(self._base_command() if self._cmd_input else None)
             if ctl.mode != last_mode:
                 reason = f": {ctl.reason}" if ctl.reason else ""
                 if ctl.mode == "track":

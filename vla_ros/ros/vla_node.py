@@ -4,9 +4,11 @@
     python -m vla_ros.ros.vla_node --ros-args -p checkpoint:=/path/model.pth -p rate_hz:=5.0
 
 Topics (relative, so namespaces and remaps work):
-  in:  <camera>/image_raw (sensor_msgs/Image, sensor-data QoS) for each model camera (ego, top);
+  in:  <camera>/image_raw (sensor_msgs/Image, sensor-data QoS) for each model camera (ego, top), or
+       with image_transport compressed <camera>/image_raw/compressed (sensor_msgs/CompressedImage);
        command (std_msgs/String; heard from transient-local *and* volatile publishers);
-       odom (nav_msgs/Odometry, best effort; with use_odometry) for the measured velocity
+       odom (nav_msgs/Odometry, best effort; with use_odometry) for the measured velocity, and with
+       output_frame odom the pose that places each trajectory in the odometry frame
   out: trajectory (vla_ros/Trajectory), trajectory/path (nav_msgs/Path), /diagnostics (1 Hz)
 
 This module is the thin rclpy adapter: parameters, QoS, timers and message conversion.  What
@@ -23,26 +25,29 @@ import sys
 import time
 from dataclasses import fields
 
+import numpy as np
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions, install_signal_handlers
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry, Path
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from vla_ros.config import ConfigError
 from vla_ros.msg import Trajectory
+from vla_ros.ros.compat import SubscriptionEventCallbacks
 from vla_ros.ros.messages import diagnostics_msg, path_msg, stamp_ns, trajectory_msg
 from vla_ros.runtime.config import (NODE_NAME, ROS_STANDARD_PARAMETERS, NodeConfig, node_config_from_parameters,
                                     parameter_type_name)
 from vla_ros.runtime.core import NodeCore
+from vla_ros.runtime.geometry import quaternion_to_yaw
+from vla_ros.runtime.images import ImageError
 from vla_ros.runtime.model import load_model, make_predictor
 from vla_ros.runtime.worker import TickWorker
 
@@ -115,15 +120,24 @@ class VLANode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
         inputs = MutuallyExclusiveCallbackGroup()
+        compressed = cfg.image_transport == "compressed"
+        self._cv_bridge = _cv_bridge() if compressed else None
+        if compressed:
+            log.info("compressed cameras, decoded with " + ("cv_bridge" if self._cv_bridge else "Pillow (no cv_bridge)"))
         for cam in spec.cameras:
-            self.create_subscription(Image, f"{cam}/image_raw", functools.partial(self._on_image, cam),
-                                     qos_profile_sensor_data, callback_group=inputs)
+            if compressed:
+                self.create_subscription(CompressedImage, f"{cam}/image_raw/compressed",
+                                         functools.partial(self._on_compressed, cam), qos_profile_sensor_data,
+                                         callback_group=inputs)
+            else:
+                self.create_subscription(Image, f"{cam}/image_raw", functools.partial(self._on_image, cam),
+                                         qos_profile_sensor_data, callback_group=inputs)
         # The latched subscription cannot match volatile publishers; the volatile one hears them, so
         # rclpy's "incompatible QoS" warning for the latched one is expected and silenced.
         self.create_subscription(String, "command", self._on_command, COMMAND_LATCHED_QOS, callback_group=inputs,
                                  event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda _event: None))
         self.create_subscription(String, "command", self._on_command, COMMAND_VOLATILE_QOS, callback_group=inputs)
-        if cfg.use_odometry:  # best effort matches reliable and best-effort odometry publishers
+        if cfg.use_odometry or cfg.output_frame == "odom":  # best effort hears reliable publishers too
             self.create_subscription(Odometry, "odom", self._on_odometry, qos_profile_sensor_data,
                                      callback_group=inputs)
 
@@ -144,6 +158,19 @@ class VLANode(Node):
         except Exception as exc:  # noqa: BLE001 - no message may stop the node
             self.core.reject_unexpected(f"{camera}/image_raw", exc)
 
+    def _on_compressed(self, camera: str, msg: CompressedImage) -> None:
+        decoder = None
+        if self._cv_bridge is not None:
+            def decoder():
+                try:
+                    return np.asarray(self._cv_bridge.compressed_imgmsg_to_cv2(msg, desired_encoding="rgb8"))
+                except Exception as exc:  # noqa: BLE001 - cv_bridge raises cv2.error / CvBridgeError
+                    raise ImageError("bad_encoding", f"cv_bridge cannot decode it ({msg.format!r}): {exc}") from None
+        try:
+            self.core.on_compressed_image(camera, stamp_ns(msg.header.stamp), msg.format, msg.data, decoder)
+        except Exception as exc:  # noqa: BLE001 - no message may stop the node
+            self.core.reject_unexpected(f"{camera}/image_raw/compressed", exc)
+
     def _on_command(self, msg: String) -> None:
         try:
             self.core.on_command(msg.data)
@@ -152,8 +179,11 @@ class VLANode(Node):
 
     def _on_odometry(self, msg: Odometry) -> None:
         try:  # twist is in the child frame (the robot): linear.x forward speed, angular.z yaw rate
-            t = msg.twist.twist
-            self.core.on_odometry(stamp_ns(msg.header.stamp), t.linear.x, t.angular.z)
+            t, p = msg.twist.twist, msg.pose.pose
+            q = p.orientation
+            self.core.on_odometry(stamp_ns(msg.header.stamp), t.linear.x, t.angular.z,
+                                  (p.position.x, p.position.y, quaternion_to_yaw(q.x, q.y, q.z, q.w)),
+                                  msg.header.frame_id)
         except Exception as exc:  # noqa: BLE001
             self.core.reject_unexpected("odom", exc)
 
@@ -176,8 +206,9 @@ class VLANode(Node):
     def _run_tick(self) -> None:
         result = self.core.tick(self.get_clock().now().nanoseconds, self._predict)
         if result is not None and self.context.ok():  # not after Ctrl-C shut the context down
-            self._traj_pub.publish(trajectory_msg(result, self.cfg.frame_id))
-            self._path_pub.publish(path_msg(result, self.cfg.frame_id))
+            frame_id = result.frame_id or self.cfg.frame_id
+            self._traj_pub.publish(trajectory_msg(result, frame_id))
+            self._path_pub.publish(path_msg(result, frame_id))
 
     def _on_worker_error(self, exc: BaseException) -> None:
         if self.context.ok():  # a publish racing with shutdown is not an error worth reporting
@@ -186,6 +217,16 @@ class VLANode(Node):
     def close(self) -> None:
         self._worker.stop()
         self.destroy_node()
+
+
+def _cv_bridge():
+    """cv_bridge's CvBridge where it imports and works (a ROS install), else None (Pillow decodes)."""
+    try:
+        from cv_bridge import CvBridge
+
+        return CvBridge()
+    except Exception:  # noqa: BLE001 - missing, or the broken PyPI port (OpenCV / numpy 2)
+        return None
 
 
 def _is_user_error(exc: BaseException) -> bool:

@@ -29,6 +29,7 @@ __all__ = [
     "read_params_file",
     "node_key_matches",
     "parameter_table",
+    "defaults_table",
     "parameter_type_name",
 ]
 
@@ -85,6 +86,11 @@ class NodeConfig:
     max_age: float = _opt(0.5, "Stop when a camera's newest frame is older than this (s, node clock; "
                                "sim time with use_sim_time).")
     max_skew: float = _opt(0.1, "Stop when paired ego and top frames are further apart than this (s).")
+    image_transport: Literal["raw", "compressed"] = _opt(
+        "raw", "Camera input: 'raw' -- sensor_msgs/Image on <camera>/image_raw; 'compressed' -- "
+               "sensor_msgs/CompressedImage (JPEG or PNG) on <camera>/image_raw/compressed (image_transport's "
+               "topic), decoded with cv_bridge when it imports, else with Pillow. Either way frames are "
+               "downscaled to the model's image size on arrival.")
     # -- odometry -----------------------------------------------------------------------
     use_odometry: bool = _opt(True, "Give the model the robot's measured velocity (v, omega) from the odom "
                                     "topic (nav_msgs/Odometry, twist in the robot frame). Without a usable "
@@ -95,8 +101,14 @@ class NodeConfig:
     # -- input limits -------------------------------------------------------------------
     max_command_bytes: int = _opt(2000, "Longer commands (UTF-8 bytes) are rejected and the robot stops.")
     # -- output -------------------------------------------------------------------------
-    frame_id: str = _opt("base_link", "frame_id of the published trajectory and path (the robot "
-                                      "frame the model predicts in).")
+    frame_id: str = _opt("base_link", "frame_id of the published trajectory and path with output_frame "
+                                      "'base' (the robot frame the model predicts in).")
+    output_frame: Literal["base", "odom"] = _opt(
+        "base", "Frame of the published trajectory and path: 'base' -- the robot frame at header.stamp "
+                "(frame_id); 'odom' -- the odometry frame: every waypoint transformed with the odom pose "
+                "interpolated at header.stamp (the observation), frame_id = the odom message's frame_id. "
+                "No odom pose within odometry_tolerance of the stamp -> STATUS_STOP_NO_ODOMETRY. Subscribes "
+                "odom even without use_odometry.")
     on_stop: Literal["publish_stop", "silent"] = _opt(
         "publish_stop", "When inputs are not usable: 'publish_stop' publishes a trajectory of identity "
                         "poses with the reason in status; 'silent' publishes nothing.")
@@ -123,6 +135,9 @@ class NodeConfig:
         _require(self.max_skew >= 0.0, f"max_skew={self.max_skew}: must be >= 0 seconds (default 0.1)")
         _require(self.max_command_bytes >= 1,
                  f"max_command_bytes={self.max_command_bytes}: must be >= 1 (default 2000)")
+        _require(self.image_transport in ("raw", "compressed"),
+                 f"image_transport={self.image_transport!r}: choose 'raw' or 'compressed'")
+        _require(self.output_frame in ("base", "odom"), f"output_frame={self.output_frame!r}: choose 'base' or 'odom'")
         _require(bool(self.frame_id.strip()) and self.frame_id == self.frame_id.strip(),
                  f"frame_id={self.frame_id!r}: must be a frame name without spaces, e.g. base_link")
 
@@ -216,6 +231,17 @@ def read_params_file(path: str | Path, node_fqn: str = "/" + NODE_NAME) -> dict[
 # --------------------------------------------------------------------------------------
 # Documentation
 # --------------------------------------------------------------------------------------
+
+
+def defaults_table(cls: type) -> str:
+    """Markdown table (parameter, default, description) of a settings dataclass whose fields carry
+    ``help`` metadata (sim_node's and trajectory_follower's parameters; docs hold copies, tests compare)."""
+    rows = ["| parameter | default | description |", "|---|---|---|"]
+    for f in fields(cls):
+        d = f.default
+        shown = f"`{d!r}`" if isinstance(d, str) else f"`{str(d).lower()}`" if isinstance(d, bool) else f"`{d}`"
+        rows.append(f"| `{f.name}` | {shown} | {f.metadata['help']} |")
+    return "\n".join(rows)
 
 
 def parameter_table() -> str:

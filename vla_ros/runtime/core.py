@@ -3,8 +3,12 @@
 Inputs (called from subscription callbacks; cheap, they only validate and store the newest data)::
 
     on_image(camera, stamp_ns, encoding, height, width, step, data)
+    on_compressed_image(camera, stamp_ns, format, data, decoder=None)   (image_transport compressed)
     on_command(text)
-    on_odometry(stamp_ns, v, omega)        (use_odometry: the robot's measured velocity)
+    on_odometry(stamp_ns, v, omega, pose, frame_id)   (the measured velocity; the pose for output_frame odom)
+
+Frames are downscaled to the model's image size on arrival, so a history of 640x480 frames
+holds what the model sees (128x128) rather than the camera's resolution.
 
 A tick (called from the inference worker, ``rate_hz`` times per second)::
 
@@ -32,11 +36,13 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from vla_ros.config import MAX_ODOMETRY
+from vla_ros.control.tracker import PoseHistory
 from vla_ros.runtime.config import NodeConfig
 from vla_ros.runtime.history import NS, Alignment, CameraHistory, Frame, align
-from vla_ros.runtime.images import ImageError, decode_image
+from vla_ros.runtime.images import ImageError, decode_compressed, decode_image, downscale
 from vla_ros.runtime.safety import Decision, Status, diagnostic_level, stop_trajectory
 from vla_ros.runtime.stats import LatencyWindow, RateMeter, Throttle
+from vla_ros.sim.geometry import robot_to_world
 
 __all__ = ["ModelSpec", "NodeCore", "TickResult", "Logger", "Predictor"]
 
@@ -66,10 +72,13 @@ class ModelSpec:
     history_length: int = 5
     trajectory_length: int = 16
     traj_dt: float = 0.2
+    image_size: int | None = None  # frames are downscaled to image_size x image_size on arrival (None: kept)
 
     @classmethod
     def from_config(cls, cfg: Any) -> "ModelSpec":
-        return cls(tuple(cfg.cameras), int(cfg.history_length), int(cfg.trajectory_length), float(cfg.traj_dt))
+        size = getattr(cfg, "image_size", None)
+        return cls(tuple(cfg.cameras), int(cfg.history_length), int(cfg.trajectory_length), float(cfg.traj_dt),
+                   None if size is None else int(size))
 
 
 @dataclass
@@ -79,12 +88,13 @@ class TickResult:
     status: Status
     reason: str
     stamp_ns: int  # newest observation used; the tick's time for a stop
-    trajectory: np.ndarray  # (trajectory_length, 3) float32 x, y, heading
+    trajectory: np.ndarray  # (trajectory_length, 3) x, y, heading (float32 robot frame; float64 odom frame)
     dt: float
     command: str
     latency_s: float = 0.0  # wall time of the model call
     publish: bool = True
     timing: dict[str, float] = field(default_factory=dict)
+    frame_id: str = ""  # '' = the node's frame_id (robot frame); else the odometry frame (output_frame odom)
 
     @property
     def ok(self) -> bool:
@@ -110,6 +120,7 @@ class NodeCore:
         # keep enough for the history behind the oldest camera's newest frame (at most max_age back)
         keep_ns = (n - 1) * self._spacing_ns + self._tolerance_ns + self._max_age_ns + NS // 2
         self._histories = {cam: CameraHistory(keep_ns) for cam in model.cameras}
+        self._source_shapes: dict[str, tuple[int, ...]] = {}  # camera -> shape of its newest frame as it came
         self._bad_image: dict[str, str] = {}  # camera -> why its newest message was rejected
         self._command: str | None = None  # None: none received yet
         self._bad_command: str | None = None
@@ -123,6 +134,9 @@ class NodeCore:
         self._odometry_tol_ns = int(round(cfg.odometry_tolerance * NS))
         self._odometry_seen = False
         self.odometry_state = "off" if not cfg.use_odometry else "none"  # off | none | ok | stale
+        # output_frame odom: odometry poses keyed on stamps, to place each trajectory with the pose at its stamp
+        self._odom_poses = PoseHistory(keep=10.0) if cfg.output_frame == "odom" else None
+        self._odom_frame = "odom"  # frame_id of the newest odom message
         # statistics
         self.rejected: collections.Counter[str] = collections.Counter()
         self.events: collections.Counter[str] = collections.Counter()
@@ -154,8 +168,20 @@ class NodeCore:
     def on_image(self, camera: str, stamp_ns: int, encoding: str, height: int, width: int, step: int,
                  data: Any) -> bool:
         """Validate, decode and store one camera frame; False when it was rejected."""
+        return self._store(camera, stamp_ns, lambda: decode_image(encoding, height, width, step, data))
+
+    def on_compressed_image(self, camera: str, stamp_ns: int, format: str, data: Any,  # noqa: A002
+                            decoder: Callable[[], np.ndarray] | None = None) -> bool:
+        """A sensor_msgs/CompressedImage frame: ``decoder()`` (e.g. cv_bridge's) or Pillow decodes it."""
+        return self._store(camera, stamp_ns, decoder or (lambda: decode_compressed(format, data)))
+
+    def _store(self, camera: str, stamp_ns: int, decode: Callable[[], np.ndarray]) -> bool:
+        """Decode (outside the lock), downscale to the model's size, store; False when rejected."""
         try:
-            image = decode_image(encoding, height, width, step, data)
+            image = decode()
+            source_shape = image.shape
+            if self.model.image_size:
+                image = downscale(image, self.model.image_size)
         except ImageError as exc:
             with self._lock:
                 self._bad_image[camera] = f"{camera} image rejected: {exc}"
@@ -174,12 +200,13 @@ class NodeCore:
                     self._reject("out_of_order", f"{camera}: frame stamped {back / NS:.3f} s before the newest")
                     return False
                 self._clear(f"{camera} stamps jumped back by {back / NS:.2f} s (a bag looping?)")
-            elif hist.shape is not None and hist.shape != image.shape:
-                was = hist.shape
+            elif hist.shape is not None and self._source_shapes.get(camera) != source_shape:
+                was = self._source_shapes[camera]
                 hist.clear()
                 self.events["resolution_change"] += 1
                 self._warn_throttled("resolution_change", f"{camera}: resolution changed from {was[1]}x{was[0]} "
-                                                          f"to {image.shape[1]}x{image.shape[0]}; its history restarts")
+                                                          f"to {source_shape[1]}x{source_shape[0]}; its history restarts")
+            self._source_shapes[camera] = source_shape
             hist.add(Frame(int(stamp_ns), image))
             self._bad_image.pop(camera, None)
             return True
@@ -204,9 +231,10 @@ class NodeCore:
             self._command = new
             return True
 
-    def on_odometry(self, stamp_ns: int, v: float, omega: float) -> bool:
-        """Store one odometry message (robot-frame forward speed m/s, yaw rate rad/s); False when rejected."""
-        if not self.cfg.use_odometry:
+    def on_odometry(self, stamp_ns: int, v: float, omega: float, pose=None, frame_id: str = "") -> bool:
+        """Store one odometry message (robot-frame forward speed m/s, yaw rate rad/s; with output_frame
+        odom also the pose (x, y, yaw) in the odometry frame ``frame_id``); False when rejected."""
+        if not (self.cfg.use_odometry or self._odom_poses is not None):
             return False
         with self._lock:
             if not (np.isfinite(v) and np.isfinite(omega)):
@@ -228,6 +256,9 @@ class NodeCore:
                 self._odometry_seen = True
                 self.log.info("odometry: receiving odom; the model gets the measured velocity")
             self._odometry.append((int(stamp_ns), float(v), float(omega)))
+            if self._odom_poses is not None and pose is not None:
+                self._odom_poses.add(int(stamp_ns), pose)
+                self._odom_frame = frame_id or self._odom_frame
             return True
 
     def _odometry_at(self, stamp_ns: int) -> tuple[float, float] | None:
@@ -249,6 +280,8 @@ class NodeCore:
     def _clear(self, why: str) -> None:
         """Forget every camera's frames and odometry (the caller holds the lock)."""
         self._odometry.clear()
+        if self._odom_poses is not None:
+            self._odom_poses.clear()
         for h in self._histories.values():
             h.clear()
         self._bad_image.clear()
@@ -259,7 +292,7 @@ class NodeCore:
     # -- decisions -------------------------------------------------------------------------
     def observe(self, now_ns: int) -> tuple[Decision, Alignment | None, str, int]:
         """Check the inputs at ``now_ns`` -> (decision, aligned frames when OK, command, generation)."""
-        decision, al, command, generation, _ = self._observe(now_ns)
+        decision, al, command, generation, _, _ = self._observe(now_ns)
         return decision, al, command, generation
 
     def _observe(self, now_ns: int):
@@ -270,7 +303,17 @@ class NodeCore:
             command = self._command or ""
             decision, al = self._decide(now_ns, command)
             odometry = self._odometry_at(al.stamp_ns) if al is not None else None
-            return decision, al, command, self._generation, odometry
+            anchor = None
+            if al is not None and self._odom_poses is not None:
+                anchor = self._odom_poses.at(al.stamp_ns, self._odometry_tol_ns, self._odometry_tol_ns)
+                if anchor is None:
+                    decision = Decision(Status.STOP_NO_ODOMETRY,
+                                        f"output_frame odom: no odometry pose within {self.cfg.odometry_tolerance:g} s "
+                                        f"of the frames' stamp (topic odom)", "no_odometry")
+                    al = None
+                else:
+                    anchor = (anchor, self._odom_frame)
+            return decision, al, command, self._generation, odometry, anchor
 
     def _decide(self, now_ns: int, command: str) -> tuple[Decision, Alignment | None]:
         stop = self._stop_reason(now_ns, command)
@@ -321,7 +364,7 @@ class NodeCore:
     def tick(self, now_ns: int, predict: Predictor) -> TickResult | None:
         """Check inputs, run the model if they are usable; None when there is nothing to publish."""
         self.ticks += 1
-        decision, al, command, generation, odometry = self._observe(now_ns)
+        decision, al, command, generation, odometry, anchor = self._observe(now_ns)
         if generation != self._restarted_generation:
             self._restarted_generation = generation
             if self._on_restart is not None:
@@ -356,6 +399,9 @@ class NodeCore:
                 else:
                     result = TickResult(Status.OK, "", al.stamp_ns, traj, spec.traj_dt, command, latency,
                                         True, timing)
+                    if anchor is not None:  # output_frame odom: the robot frame at the stamp -> odometry frame
+                        result.trajectory, result.frame_id = robot_to_world(traj.astype(np.float64), anchor[0]), \
+                            anchor[1]
             if generation != self._generation:  # time jumped back while the model ran
                 self.tick_rate.mark()
                 return None

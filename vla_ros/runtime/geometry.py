@@ -6,13 +6,18 @@ import math
 
 import numpy as np
 
-__all__ = ["yaw_to_quaternion", "waypoint_stamps_ns", "split_stamp", "join_stamp"]
+__all__ = ["yaw_to_quaternion", "quaternion_to_yaw", "waypoint_stamps_ns", "split_stamp", "join_stamp"]
 
 
 def yaw_to_quaternion(yaw: float) -> tuple[float, float, float, float]:
     """Rotation by ``yaw`` radians about z as a unit quaternion (x, y, z, w)."""
     half = 0.5 * float(yaw)
     return 0.0, 0.0, math.sin(half), math.cos(half)
+
+
+def quaternion_to_yaw(x: float, y: float, z: float, w: float) -> float:
+    """Heading (rotation about z, radians) of a unit quaternion; any roll and pitch are ignored."""
+    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
 def waypoint_stamps_ns(stamp_ns: int, dt: float, length: int) -> np.ndarray:

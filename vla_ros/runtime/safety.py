@@ -24,6 +24,7 @@ class Status(enum.IntEnum):
     STOP_NONFINITE_OUTPUT = 5  # the model produced NaN or Inf
     STOP_BAD_INPUT = 6  # malformed image or command
     STOP_MODEL_ERROR = 7  # inference raised an error
+    STOP_NO_ODOMETRY = 8  # output_frame odom: no odometry pose near the observation's stamp
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ def wrap_angle(a):
     return (np.asarray(a) + np.pi) % (2 * np.pi) - np.pi
 
 
-def _approach(cur: float, target: float, up: float, down: float) -> float:
+def approach(cur: float, target: float, up: float, down: float) -> float:
     """Move ``cur`` toward ``target`` by at most ``up`` (growing |cur|) / ``down`` (shrinking |cur|)."""
     diff = target - cur
     step = up if (abs(target) > abs(cur) and target * cur >= 0) else down
@@ -49,8 +49,8 @@ def step_tuple(state, v_cmd: float, omega_cmd: float, config: WorldConfig, dt: f
     vmax, wmax = config.max_speed, config.max_yaw_rate
     v_cmd = vmax if v_cmd > vmax else (-vmax if v_cmd < -vmax else v_cmd)
     omega_cmd = wmax if omega_cmd > wmax else (-wmax if omega_cmd < -wmax else omega_cmd)
-    v_new = _approach(v, v_cmd, config.max_accel * dt, config.max_decel * dt)
-    w_new = _approach(w, omega_cmd, config.max_yaw_accel * dt, config.max_yaw_accel * dt)
+    v_new = approach(v, v_cmd, config.max_accel * dt, config.max_decel * dt)
+    w_new = approach(w, omega_cmd, config.max_yaw_accel * dt, config.max_yaw_accel * dt)
     yaw_mid = yaw + 0.5 * w_new * dt
     x += v_new * math.cos(yaw_mid) * dt
     y += v_new * math.sin(yaw_mid) * dt

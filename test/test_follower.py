@@ -1,0 +1,333 @@
+"""trajectory_follower: the pure logic (FollowerCore) and the node across processes with real rclpy.
+
+The node runs as a subprocess (``python -m vla_ros.ros.trajectory_follower``); this process plays
+the planner (vla_ros/Trajectory) and the robot base (odometry integrated from the cmd_vel it gets).
+"""
+
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vla_ros.closed_loop import ClosedLoopSim, TrajectoryTracker
+from vla_ros.config import ConfigError
+from vla_ros.control.follower import FollowerConfig, FollowerCore
+from vla_ros.control.tracker import NS, TrackerLimits
+
+ROOT = Path(__file__).resolve().parents[1]
+STOP = 1  # Trajectory.STATUS_STOP_STALE_CAMERA
+
+
+def straight(speed: float, n: int = 16, dt: float = 0.2) -> np.ndarray:
+    """A robot-frame trajectory straight ahead at ``speed``."""
+    return np.stack([(np.arange(n) + 1) * dt * speed, np.zeros(n), np.zeros(n)], 1)
+
+
+class Base:
+    """A robot that does exactly what it is told (the follower limits the change)."""
+
+    def __init__(self, core: FollowerCore, step: float = 0.05) -> None:
+        self.core, self.step, self.t = core, step, NS
+        self.x = self.y = self.yaw = self.v = self.w = 0.0
+        core.on_odometry(self.t, (0.0, 0.0, 0.0), 0.0, 0.0)
+
+    def tick(self):
+        cmd = self.core.command(self.t, self.step)
+        self.v, self.w = cmd.v, cmd.omega
+        self.x += self.v * math.cos(self.yaw) * self.step
+        self.y += self.v * math.sin(self.yaw) * self.step
+        self.yaw += self.w * self.step
+        self.t += int(self.step * NS)
+        self.core.on_odometry(self.t, (self.x, self.y, self.yaw), self.v, self.w)
+        return cmd
+
+
+# --- pure logic ----------------------------------------------------------------------------------
+
+
+def test_config_is_checked_with_clear_messages():
+    with pytest.raises(ConfigError, match="max_linear_velocity=-1.*must be > 0"):
+        FollowerConfig(max_linear_velocity=-1)
+    with pytest.raises(ConfigError, match="control_trigger='fast'"):
+        FollowerConfig(control_trigger="fast")
+
+
+def test_limits_hold_and_the_robot_reaches_the_planned_speed():
+    cfg = FollowerConfig(max_linear_velocity=0.5, max_linear_acceleration=0.5, max_yaw_rate=0.3)
+    core = FollowerCore(cfg)
+    base = Base(core)
+    vs = []
+    for i in range(60):  # 3 s, a fresh plan every 0.2 s asking for 1 m/s with a turn
+        if i % 4 == 0:
+            core.on_trajectory(base.t, straight(1.0) + [0, 0.02, 0.3], 0.2, 0, "", base.t)
+        cmd = base.tick()
+        assert cmd.mode == "track" and abs(cmd.v) <= 0.5 + 1e-9 and abs(cmd.omega) <= 0.3 + 1e-9
+        vs.append(cmd.v)
+    assert np.all(np.diff(vs) <= 0.5 * 0.05 + 1e-9)  # max_linear_acceleration over one step
+    assert vs[-1] == pytest.approx(0.5)
+
+
+def test_watchdog_brakes_within_the_deceleration_limit_after_the_timeout():
+    cfg = FollowerConfig(watchdog_timeout=0.5, max_linear_deceleration=1.0)
+    core = FollowerCore(cfg)
+    base = Base(core)
+    for i in range(40):
+        if i % 4 == 0:
+            core.on_trajectory(base.t, straight(0.6), 0.2, 0, "", base.t)
+        base.tick()
+    last_plan_t = base.t - 4 * int(0.05 * NS)  # the 37th tick received the last one... (i = 36)
+    moving_v = base.v
+    assert moving_v > 0.5
+    out = [(base.t, base.tick()) for _ in range(40)]
+    before = [c for t, c in out if (t - last_plan_t) / NS <= 0.5]
+    after = [c for t, c in out if (t - last_plan_t) / NS > 0.5]
+    assert all(c.mode == "track" for c in before) and after[0].mode == "timeout"
+    v_after = [c.v for c in after]
+    assert np.all(np.diff([before[-1].v] + v_after) >= -1.0 * 0.05 - 1e-9)  # never harder than the limit
+    assert v_after[-1] == 0.0
+
+
+def test_stop_status_brakes_to_zero_and_disable_zeroes_at_once():
+    core = FollowerCore(FollowerConfig())
+    base = Base(core)
+    for i in range(20):
+        if i % 4 == 0:
+            core.on_trajectory(base.t, straight(0.6), 0.2, 0, "", base.t)
+        base.tick()
+    assert base.v > 0.3
+    core.on_trajectory(base.t, straight(0.0), 0.2, STOP, "camera stale", base.t)
+    stops = [base.tick() for _ in range(10)]
+    assert stops[0].mode == "stop" and stops[-1].v == 0.0 and stops[0].v > 0.0  # braking, not a jump
+    core.on_trajectory(base.t, straight(0.6), 0.2, 0, "", base.t)
+    assert base.tick().v > 0
+    core.set_enabled(False)
+    cmd = base.tick()
+    assert (cmd.v, cmd.omega, cmd.mode) == (0.0, 0.0, "disabled")
+    core.set_enabled(True)
+    assert base.tick().mode == "track"
+
+
+def test_no_odometry_no_motion():
+    core = FollowerCore(FollowerConfig(odometry_timeout=0.3))
+    assert core.command(NS).mode == "no_odometry"
+    core.on_odometry(NS, (0, 0, 0), 0.0, 0.0)
+    core.on_trajectory(NS, straight(0.6), 0.2, 0, "", NS)
+    assert core.command(NS + int(0.1 * NS)).mode == "track"
+    assert core.command(NS + int(0.5 * NS)).mode == "no_odometry"
+
+
+def test_the_follower_runs_the_simulators_tracker():
+    """Same plan, same odometry: the follower's command is what sim_node's robot applies."""
+    sim = ClosedLoopSim(warmup=0.0, duration=2.0)
+    sim.reset(seed=3, kind="forward")
+    core = FollowerCore(FollowerConfig(control_trigger="odom", control_rate=1 / sim.config.sim_dt))
+    lim = TrackerLimits.of(sim.config)
+    assert isinstance(core.tracker, TrajectoryTracker)
+    assert (core.tracker.limits.max_speed, core.tracker.limits.max_yaw_rate) == (lim.max_speed, lim.max_yaw_rate)
+    for k in range(20):
+        x, y, yaw, v, w = sim.state
+        core.on_odometry(sim.stamp_ns, (x, y, yaw), v, w)
+        if k % 2 == 0:
+            traj = sim.world.expert_trajectory()
+            sim.receive(sim.stamp_ns, traj, 0.2)
+            core.on_trajectory(sim.stamp_ns, traj, 0.2, 0, "", sim.stamp_ns)
+        mine = core.command_on_odometry()
+        ref = sim.step()
+        # the world applies the same acceleration limits to the tracker's raw command
+        assert sim.state[3] == pytest.approx(mine.v, abs=1e-12) and sim.state[4] == pytest.approx(mine.omega, abs=1e-12)
+        assert mine.mode == ref.mode
+
+
+# --- the node, across processes ------------------------------------------------------------------
+
+rclpy = pytest.importorskip("rclpy")
+from geometry_msgs.msg import TwistStamped  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
+from nav_msgs.msg import Path as PathMsg  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from std_srvs.srv import SetBool  # noqa: E402
+
+from vla_ros.msg import Trajectory  # noqa: E402
+from vla_ros.ros.messages import pose_from_xy_yaw, to_time  # noqa: E402
+
+LIMITS = {"max_linear_velocity": 0.5, "max_linear_acceleration": 0.5, "max_linear_deceleration": 1.0,
+          "max_yaw_rate": 0.4, "watchdog_timeout": 0.6, "control_rate": 20.0}
+
+
+class Planner:
+    """This process: the planner (trajectories at 5 Hz) and a base that integrates cmd_vel into odom."""
+
+    def __init__(self) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("follower_test", context=self.context)
+        self.traj_pub = self.node.create_publisher(Trajectory, "/trajectory", 10)
+        self.odom_pub = self.node.create_publisher(Odometry, "/odom", 10)
+        self.node.create_subscription(TwistStamped, "/cmd_vel", self._on_cmd, 50)
+        self.plans: list = []  # the follower's ~/plan messages
+        self.node.create_subscription(PathMsg, "/trajectory_follower/plan", self.plans.append, 50)
+        self.enable = self.node.create_client(SetBool, "/trajectory_follower/enable")
+        self.lock = threading.Lock()
+        self.cmds: list[tuple[float, float, float]] = []  # (monotonic, v, omega)
+        self.status: int | None = 0  # what the planner publishes; None = nothing (planner silent)
+        self.pose, self.v = [0.0, 0.0, 0.0], 0.0
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.running = True
+        self.threads = [threading.Thread(target=self._spin, daemon=True), threading.Thread(target=self._feed, daemon=True)]
+        for t in self.threads:
+            t.start()
+
+    def _spin(self):
+        while self.running and self.context.ok():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def _on_cmd(self, msg):
+        with self.lock:
+            self.v = msg.twist.linear.x
+            self.cmds.append((time.monotonic(), msg.twist.linear.x, msg.twist.angular.z))
+
+    def _feed(self):
+        i = 0
+        while self.running:
+            now = self.node.get_clock().now().nanoseconds
+            with self.lock:
+                self.pose[0] += self.v * 0.05  # straight ahead
+                odom = Odometry()
+                odom.header.stamp, odom.header.frame_id = to_time(now), "odom"
+                odom.pose.pose = pose_from_xy_yaw(*self.pose)
+                odom.twist.twist.linear.x = self.v
+            self.odom_pub.publish(odom)
+            if i % 4 == 0 and self.status is not None:
+                msg = Trajectory(status=self.status, dt=0.2, command="forward")
+                msg.header.stamp, msg.header.frame_id = to_time(now), "base_link"
+                msg.poses = [pose_from_xy_yaw(*row) for row in straight(1.0)]
+                self.traj_pub.publish(msg)
+            i += 1
+            time.sleep(0.05)
+
+    def since(self, t0: float) -> list[tuple[float, float, float]]:
+        with self.lock:
+            return [c for c in self.cmds if c[0] >= t0]
+
+    def wait_v(self, pred, timeout: float, what: str) -> float:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            with self.lock:
+                if self.cmds and pred(self.cmds[-1][1]):
+                    return time.monotonic()
+            time.sleep(0.02)
+        raise AssertionError(f"no cmd_vel {what} within {timeout} s; last: {self.cmds[-3:]}")
+
+    def set_enabled(self, on: bool) -> str:
+        assert self.enable.wait_for_service(timeout_sec=10.0), "no ~/enable service"
+        fut = self.enable.call_async(SetBool.Request(data=on))
+        t0 = time.monotonic()
+        while not fut.done() and time.monotonic() - t0 < 10:
+            time.sleep(0.02)
+        assert fut.done() and fut.result().success
+        return fut.result().message
+
+    def close(self):
+        self.running = False
+        for t in self.threads:
+            t.join(5)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+def _follower(tmp_path, **params) -> tuple[subprocess.Popen, Path]:
+    log = tmp_path / "follower.log"
+    args = [f"{k}:={str(v).lower() if isinstance(v, bool) else v}" for k, v in params.items()]
+    cmd = [sys.executable, "-m", "vla_ros.ros.trajectory_follower", "--ros-args"] + sum((["-p", a] for a in args), [])
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    return proc, log
+
+
+def test_node_limits_watchdog_stop_and_enable(tmp_path):
+    proc, log = _follower(tmp_path, stamped=True, **LIMITS)
+    p = Planner()
+    try:
+        # OK trajectories asking for 1 m/s: cmd_vel climbs at <= 0.5 m/s^2 to the 0.5 m/s limit
+        t_start = p.wait_v(lambda v: v > 0.0, 60.0, "moving (node start-up)")
+        p.wait_v(lambda v: v >= 0.5 - 1e-6, 5.0, "at the speed limit")
+        cmds = p.since(t_start)
+        vs, ws = np.array([c[1] for c in cmds]), np.array([c[2] for c in cmds])
+        assert vs.max() <= 0.5 + 1e-9 and np.abs(ws).max() <= 0.4 + 1e-9
+        assert np.diff(vs).max() <= 0.5 * 0.05 + 1e-6  # one control period of max_linear_acceleration
+        # the planner goes silent: full speed until the watchdog (0.6 s), then braking to zero
+        p.status = None
+        t_silent = time.monotonic()
+        t_zero = p.wait_v(lambda v: v == 0.0, 5.0, "zero after the watchdog")
+        decel = [c for c in p.since(t_silent) if c[0] <= t_zero]
+        first_slow = next(c[0] for c in decel if c[1] < 0.5 - 1e-6)
+        assert first_slow - t_silent >= 0.6 - 0.25, "braked before the watchdog timeout"  # (a plan in flight)
+        assert np.diff([c[1] for c in decel]).min() >= -1.0 * 0.05 - 1e-6  # within max_linear_deceleration
+        # trajectories again, then a STOP status: zero
+        p.status = 0
+        p.wait_v(lambda v: v > 0.2, 10.0, "moving again")
+        plan = p.plans[-1]  # the plan followed, in the odometry frame, stamped with its trajectory
+        assert plan.header.frame_id == "odom" and len(plan.poses) == 16 and plan.poses[0].pose.position.x > p.pose[0] - 1
+        p.status = STOP
+        p.wait_v(lambda v: v == 0.0, 3.0, "zero on a STOP status")
+        assert not p.plans[-1].poses  # stopped: no plan
+        # moving, then ~/enable false: zero at once; true: moving again
+        p.status = 0
+        p.wait_v(lambda v: v > 0.2, 10.0, "moving after the stop")
+        assert "disabled" in p.set_enabled(False)
+        t_off = time.monotonic()
+        time.sleep(0.5)
+        assert all(c[1] == 0.0 and c[2] == 0.0 for c in p.since(t_off)), "cmd_vel not zero while disabled"
+        assert "enabled" in p.set_enabled(True)
+        p.wait_v(lambda v: v > 0.0, 5.0, "moving after enable")
+    finally:
+        p.close()
+        proc.terminate()
+        code = proc.wait(20)
+    assert code in (0, -15), log.read_text()[-2000:]
+
+
+def test_node_invalid_parameter_exits_2_with_one_line(tmp_path):
+    proc, log = _follower(tmp_path, max_linear_velocity=-1.0)
+    assert proc.wait(60) == 2
+    assert "trajectory_follower: error: max_linear_velocity=-1.0: must be > 0" in log.read_text()
+
+
+def test_docs_parameter_table_matches_the_dataclass():
+    from vla_ros.runtime.config import defaults_table
+
+    text = (ROOT / "docs" / "follower.md").read_text()
+    table = text.split("<!-- parameters:begin -->\n")[1].split("\n<!-- parameters:end -->")[0]
+    assert table == defaults_table(FollowerConfig), "docs/follower.md: paste defaults_table(FollowerConfig)"
+
+
+def test_the_control_core_imports_neither_rclpy_nor_torch():
+    code = ("import sys, vla_ros.control.follower, vla_ros.closed_loop; "
+            "sys.exit(sorted({'rclpy', 'torch'} & set(sys.modules)) or 0)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_trajectory_in_the_odometry_frame_is_followed_like_the_same_one_in_the_robot_frame():
+    """vla_node's output_frame odom: the follower takes it back with the odom pose at the stamp."""
+    from vla_ros.sim.geometry import robot_to_world
+
+    cores = [FollowerCore(), FollowerCore()]
+    pose = (3.0, -1.0, 0.7)
+    for c in cores:
+        c.on_odometry(NS, pose, 0.4, 0.0, "odom")
+    robot = straight(0.5) + [0.0, 0.05, 0.1]
+    assert cores[0].on_trajectory(NS, robot, 0.2, 0, "", NS, "base_link") == "accepted"
+    assert cores[1].on_trajectory(NS, robot_to_world(robot, pose), 0.2, 0, "", NS, "odom") == "accepted"
+    a, b = (c.command(NS + int(0.05 * NS)) for c in cores)
+    assert (a.mode, b.mode) == ("track", "track")
+    assert a.v == pytest.approx(b.v, abs=1e-9) and a.omega == pytest.approx(b.omega, abs=1e-9)
+    assert FollowerCore().on_trajectory(NS, robot, 0.2, 0, "", NS, "") == "no_pose"  # no odometry to place it
