@@ -8,7 +8,12 @@ cannot do better than chance. Every ``--every`` steps it prints, for 24 held-out
 with both commands from one seeded noise draw: the share of answers nearer the named square
 (0.5 = chance), how much the answers differ between images, and between the two commands.
 
-Usage: .venv/bin/python scripts/binding_probe.py [--fusion tokens|additive] [--steps 600] [--lr 1e-3]
+``--task command`` is the control that needs no binding: "turn left" / "turn right" and a line
+to a fixed point on that side, whatever the image; ``identified`` is then the share of answers
+on the named side.
+
+Usage: .venv/bin/python scripts/binding_probe.py [--fusion tokens|additive] [--task binding|command]
+       [--steps 600] [--lr 1e-3]
 """
 
 from __future__ import annotations
@@ -54,18 +59,28 @@ def _line_to(point: np.ndarray, n: int = 16) -> np.ndarray:
     return np.concatenate([xy, np.zeros((n, 1), np.float32)], 1).astype(np.float32)  # (n, 3)
 
 
-def _batch(rng, b):
+TURNS = {"red": ("turn left", np.array([0.5, 0.6], np.float32)),  # --task command: colour -> side
+         "blue": ("turn right", np.array([0.5, -0.6], np.float32))}
+
+
+def _task(task: str, colour: str, where: dict[str, np.ndarray]) -> tuple[str, np.ndarray]:
+    """(command, the point its trajectory goes to)."""
+    return (COMMANDS[colour], where[colour]) if task == "binding" else TURNS[colour]
+
+
+def _batch(rng, b, task: str = "binding"):
     imgs, cmds, trajs = [], [], []
     for _ in range(b):
         img, where = _world(rng)
         colour = str(rng.choice(list(RGB)))
+        command, point = _task(task, colour, where)
         imgs.append(img)
-        cmds.append(COMMANDS[colour])
-        trajs.append(_line_to(where[colour]))
+        cmds.append(command)
+        trajs.append(_line_to(point))
     return np.stack(imgs)[:, None, None], cmds, torch.from_numpy(np.stack(trajs))
 
 
-def _probe(model: SimpleVLA) -> dict[str, float]:
+def _probe(model: SimpleVLA, task: str) -> dict[str, float]:
     """Held-out images answered with both commands (one seeded noise draw for all)."""
     model.eval()
     rng = np.random.default_rng(99)
@@ -75,10 +90,11 @@ def _probe(model: SimpleVLA) -> dict[str, float]:
     for _ in range(24):
         img, where = _world(rng)
         x = np.repeat(img[None, None, None], 2, 0)
-        end = model.predict(x, [COMMANDS["red"], COMMANDS["blue"]], noise=noise)[:, -1, :2].numpy()
+        (cmd_a, goal_a), (cmd_b, goal_b) = _task(task, "red", where), _task(task, "blue", where)
+        end = model.predict(x, [cmd_a, cmd_b], noise=noise)[:, -1, :2].numpy()
         ends.append(end)
-        for e, named, other in ((end[0], "red", "blue"), (end[1], "blue", "red")):
-            right.append(np.linalg.norm(e - where[named]) < np.linalg.norm(e - where[other]))
+        for e, named, other in ((end[0], goal_a, goal_b), (end[1], goal_b, goal_a)):
+            right.append(np.linalg.norm(e - named) < np.linalg.norm(e - other))
     model.train()
     ends = np.stack(ends)  # (24, 2 commands, 2)
     return {"identified": float(np.mean(right)), "spread_over_images": float(ends.std(0).mean()),
@@ -88,6 +104,7 @@ def _probe(model: SimpleVLA) -> dict[str, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fusion", choices=("tokens", "additive"), default="tokens")
+    ap.add_argument("--task", choices=("binding", "command"), default="binding")
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--every", type=int, default=200, help="probe every this many steps")
@@ -95,25 +112,25 @@ def main() -> int:
     args = ap.parse_args()
     torch.manual_seed(0)
     model = _tiny(args.fusion)
-    model.action_head.normalizer.fit(_batch(np.random.default_rng(1), 512)[2])
+    model.action_head.normalizer.fit(_batch(np.random.default_rng(1), 512, args.task)[2])
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr)
     rng = np.random.default_rng(0)
     model.train()
     t0, log = time.perf_counter(), []
     for step in range(1, args.steps + 1):
-        imgs, cmds, traj = _batch(rng, 32)
+        imgs, cmds, traj = _batch(rng, 32, args.task)
         frozen = model.frame_frozen(imgs)
         loss = model.loss(frozen.view(32, 1, 1, *frozen.shape[1:]), cmds, traj)
         opt.zero_grad()
         loss.backward()
         opt.step()
         if step % args.every == 0 or step == args.steps:
-            log.append({"step": step, "loss": round(loss.item(), 4), **_probe(model),
+            log.append({"step": step, "loss": round(loss.item(), 4), **_probe(model, args.task),
                         "seconds": round(time.perf_counter() - t0, 1)})
             print(json.dumps(log[-1]), flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"fusion": args.fusion, "lr": args.lr, "probes": log}, f, indent=1)
+            json.dump({"fusion": args.fusion, "task": args.task, "lr": args.lr, "probes": log}, f, indent=1)
     return 0
 
 
