@@ -243,6 +243,10 @@ class ModelConfig:
     # learnt readout tokens (Octo): if > 0, only they are handed to the head (its cross-attention
     # reads R tokens, not 45). 0: every token is (model/fusion.py says why that is the default)
     fusion_readouts: int = 0
+    # weight of the auxiliary goal loss of token fusion: the command token predicts where the
+    # trajectory ends (a hindsight label every demonstration has), so the fusion learns to find
+    # the named target while the head still ignores its condition (model/fusion.py)
+    fusion_goal_weight: float = 1.0
     # Where each frame's own token comes from. "frozen": the cached frozen features, pooled (the
     # LoRA'd last block then runs only on the newest frames, for their grid tokens: 5x fewer
     # frames per training step). "tuned": the LoRA'd block's pooled output (additive models).
@@ -309,6 +313,7 @@ class ModelConfig:
         _require(0 <= self.vision_lora_blocks <= 16,
                  f"model.vision_lora_blocks={self.vision_lora_blocks}: must be in [0, 16]")
         _require(self.cond_dim >= 8, f"model.cond_dim={self.cond_dim}: must be >= 8 (the seed uses 2048)")
+        _require(self.fusion_goal_weight >= 0, f"model.fusion_goal_weight={self.fusion_goal_weight}: must be >= 0")
         _require(self.fusion_readouts >= 0, f"model.fusion_readouts={self.fusion_readouts}: must be >= 0")
         _require(self.fusion_layers >= 1, f"model.fusion_layers={self.fusion_layers}: must be >= 1")
         _require(self.fusion_heads >= 1 and self.fusion_dim % self.fusion_heads == 0,

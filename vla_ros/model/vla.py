@@ -254,7 +254,7 @@ class SimpleVLA(nn.Module):
         by a model without the input), located (``locate``; a model with the locator needs it)
         -> (B, N, d)."""
         if self.fusion is not None:
-            return self._fuse_tokens(frame_tok, grid_tok, cmd, odometry, located)
+            return self._fuse_tokens(frame_tok, grid_tok, cmd, odometry, located)[0]
         b = cmd.shape[0]
         if self.target_proj is not None:  # where the command points, relative to the robot
             if located is None:
@@ -272,8 +272,10 @@ class SimpleVLA(nn.Module):
         return torch.cat(tokens, 1)
 
     def _fuse_tokens(self, frame_tok: torch.Tensor, grid_tok: torch.Tensor | None, cmd: torch.Tensor,
-                     odometry: torch.Tensor | np.ndarray | None, located: Located | None) -> torch.Tensor:
-        """Token fusion (model/fusion.py): same arguments as ``fuse`` -> (B, N, cond_dim)."""
+                     odometry: torch.Tensor | np.ndarray | None, located: Located | None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token fusion (model/fusion.py): same arguments as ``fuse`` -> (B, N, cond_dim) and the
+        goal estimate (B, 2)."""
         b = cmd.shape[0]
         visual = [(frame_tok + self.cam_emb[None, :, None] + self.frame_emb[None, None]).flatten(1, 2)]
         if self.config.spatial_tokens:
@@ -299,6 +301,17 @@ class SimpleVLA(nn.Module):
         or its ``located``) -> cond (B, N, d)."""
         if located is None:
             located = self.locate(top, cmd)
+        frame_tok, grid_tok = self._visual_tokens(frozen)
+        return self.fuse(frame_tok, grid_tok, cmd, odometry, located)
+
+    def _condition_tokens(self, frozen: torch.Tensor, cmd: torch.Tensor, odometry, located: Located | None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token fusion from frozen features: cond (B, N, cond_dim) and the goal estimate (B, 2)."""
+        frame_tok, grid_tok = self._visual_tokens(frozen)
+        return self._fuse_tokens(frame_tok, grid_tok, cmd, odometry, located)
+
+    def _visual_tokens(self, frozen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """frozen (B, C, T, ...) -> frame tokens (B, C, T, d), grid tokens of the newest frames (B, C, G, d)."""
         b, n_cam, n_hist = frozen.shape[:3]
         # older frames give one token each; only the newest frame of each camera gives a grid
         old_tok, _ = self.frame_tokens(frozen[:, :, :-1].flatten(0, 2), grid=False)
@@ -306,7 +319,7 @@ class SimpleVLA(nn.Module):
         frame_tok = torch.cat([old_tok.view(b, n_cam, n_hist - 1, new_tok.shape[-1]), new_tok.view(b, n_cam, 1, -1)], 2)
         if grid_tok is not None:
             grid_tok = grid_tok.view(b, n_cam, *grid_tok.shape[1:])
-        return self.fuse(frame_tok, grid_tok, cmd, odometry, located)
+        return frame_tok, grid_tok
 
     def condition(self, images: torch.Tensor | np.ndarray, commands: Sequence[str],
                   odometry: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
@@ -331,8 +344,14 @@ class SimpleVLA(nn.Module):
         target, target_mask: see ``locator_loss``) adds the locator's supervision."""
         cmd = self.encode_text(commands)
         located = self.locate(top, cmd)
-        loss = self.action_head.loss(self.condition_from_frozen_text(frozen, cmd, odometry, located=located),
-                                     traj, generator)
+        if self.fusion is None:
+            cond, goal = self.condition_from_frozen_text(frozen, cmd, odometry, located=located), None
+        else:
+            cond, goal = self._condition_tokens(frozen, cmd, odometry, located)
+        loss = self.action_head.loss(cond, traj, generator)
+        if goal is not None and self.config.fusion_goal_weight > 0:  # hindsight: where the trajectory ends
+            end = self.action_head.normalizer.normalize(traj)[:, -1, :2]
+            loss = loss + self.config.fusion_goal_weight * nn.functional.mse_loss(goal, end)
         if located is not None and keypoints is not None:
             loss = loss + locator_loss(located, **keypoints)
         return loss
