@@ -90,7 +90,7 @@ class NodeConfig:
         "raw", "Camera input: 'raw' -- sensor_msgs/Image on <camera>/image_raw; 'compressed' -- "
                "sensor_msgs/CompressedImage (JPEG or PNG) on <camera>/image_raw/compressed (image_transport's "
                "topic), decoded with cv_bridge when it imports, else with Pillow. Either way frames are "
-               "downscaled to the model's image size on arrival.")
+               "centre-cropped to a square and downscaled to the model's image size on arrival.")
     # -- odometry -----------------------------------------------------------------------
     use_odometry: bool = _opt(True, "Give the model the robot's measured velocity (v, omega) from the odom "
                                     "topic (nav_msgs/Odometry, twist in the robot frame). Without a usable "

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Frame", "CameraHistory", "Alignment", "align", "NS"]
+__all__ = ["Frame", "CameraHistory", "Alignment", "align", "select_indices", "NS"]
 
 NS = 1_000_000_000
 
@@ -73,23 +74,37 @@ class CameraHistory:
 
     def select_at(self, targets: list[int | None], tolerance_ns: int) -> list[Frame | None]:
         """For each target time (oldest first), the closest unused frame within tolerance, or None."""
-        picked: list[Frame | None] = []
-        used: set[int] = set()
-        for target in reversed(targets):  # newest first: the newest slot gets the newest frame
-            if target is None:
-                picked.append(None)
-                continue
-            j = bisect.bisect_left(self._stamps, target)
-            best = None
-            for k in (j - 1, j):
-                if 0 <= k < len(self._stamps) and k not in used:
-                    d = abs(self._stamps[k] - target)
-                    if d < tolerance_ns and (best is None or d < abs(self._stamps[best] - target)):
-                        best = k
-            if best is not None:
-                used.add(best)
-            picked.append(self._frames[best] if best is not None else None)
-        return picked[::-1]
+        picked = select_indices(self._stamps, targets, tolerance_ns)
+        return [self._frames[k] if k is not None else None for k in picked]
+
+
+def select_indices(stamps: Sequence[int], targets: Sequence[int | None], tolerance_ns: int,
+                   hi: int | None = None) -> list[int | None]:
+    """The node's frame selection, on stamps alone: for each target time (oldest first), the index
+    of the closest stamp among ``stamps[:hi]`` (ascending) strictly within ``tolerance_ns``, or None.
+
+    Targets are served newest first, so the newest slot gets the newest frame, and a stamp is
+    used for at most one target.  ``hi`` limits the candidates to the frames that had arrived by
+    then (``vla data from-bag`` passes the frames stamped at or before its sample time).
+    """
+    hi = len(stamps) if hi is None else hi
+    picked: list[int | None] = []
+    used: set[int] = set()
+    for target in reversed(targets):
+        if target is None:
+            picked.append(None)
+            continue
+        j = bisect.bisect_left(stamps, target, 0, hi)
+        best = None
+        for k in (j - 1, j):
+            if 0 <= k < hi and k not in used:
+                d = abs(stamps[k] - target)
+                if d < tolerance_ns and (best is None or d < abs(stamps[best] - target)):
+                    best = k
+        if best is not None:
+            used.add(best)
+        picked.append(best)
+    return picked[::-1]
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """sensor_msgs/Image (and CompressedImage) fields -> an RGB uint8 array (what cv_bridge would do, for
-the encodings we use), and the downscale to the model's image size that the node applies on arrival.
+the encodings we use), and the centre crop + downscale to the model's image size that the node applies on
+arrival (and ``vla data from-bag`` to recorded frames).
 
 ``decode_image`` / ``decode_compressed`` take the message's fields rather than the message, so they
 need no ROS; every
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ENCODINGS", "ImageError", "decode_image", "decode_compressed", "downscale"]
+__all__ = ["ENCODINGS", "ImageError", "decode_image", "decode_compressed", "centre_crop", "downscale"]
 
 # encoding -> (channels, index of R, G, B in a pixel); mono is broadcast to three channels.
 ENCODINGS: dict[str, tuple[int, tuple[int, int, int]]] = {
@@ -91,9 +92,20 @@ def decode_compressed(format: str, data) -> np.ndarray:  # noqa: A002 - the mess
                                          f"JPEG or PNG: {exc}") from None
 
 
+def centre_crop(image: np.ndarray) -> np.ndarray:
+    """(H, W, C) -> the centred (min(H, W), min(H, W), C) square (a view): the model's cameras are
+    square, and cropping keeps the geometry where squashing a 4:3 frame would not."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return image[top:top + side, left:left + side]
+
+
 def downscale(image: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> (size, size, 3) uint8, area-averaged (Pillow's reducing bilinear), as the
-    model sees every frame; an image already that size is returned as it is.
+    """(H, W, 3) uint8 -> (size, size, 3) uint8: centre-cropped to a square (:func:`centre_crop`),
+    then area-averaged (Pillow's reducing bilinear), as the model sees every frame; an image
+    already that size is returned as it is.  The node does this to every frame on arrival and
+    ``vla data from-bag`` to every recorded frame, so training and deployment see the same pixels.
 
     The model resizes any other size itself (bilinear, no anti-aliasing); doing it here, once per
     frame on arrival, keeps 640x480 frames out of the history (50 kB per frame instead of 900 kB).
@@ -102,4 +114,7 @@ def downscale(image: np.ndarray, size: int) -> np.ndarray:
         return image
     from PIL import Image
 
-    return np.array(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0))
+    square = np.ascontiguousarray(centre_crop(image))
+    if square.shape[0] == size:
+        return square
+    return np.array(Image.fromarray(square).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0))
