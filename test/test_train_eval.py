@@ -90,8 +90,8 @@ def test_constant_velocity_baseline_continues_the_motion():
     T = 12
     states = np.zeros((1, T, 5))
     states[0, :, 0] = 0.05 * np.arange(T)  # 0.5 m/s along x, sim_dt 0.1
-    bank = FrameBank(torch.zeros(1, 2, T, 1), torch.zeros(1, T, 16, 3), states, ["forward"], ["go"],
-                     np.array([[0, 10]]), stride=2, history=5)
+    bank = FrameBank(torch.zeros(T, 2, 1), torch.zeros(T, 16, 3), states[0], ["forward"], ["go"],
+                     np.array([[0, 10]]), stride=2, history=5, offsets=np.array([0, T]))
     pred = constant_velocity(bank, np.array([0]), traj_dt=0.2, sim_dt=0.1)
     np.testing.assert_allclose(pred[0, :, 0], 0.1 * np.arange(1, 17), atol=1e-6)
     np.testing.assert_allclose(pred[0, :, 1:], 0, atol=1e-6)
@@ -194,21 +194,21 @@ def test_every_recorded_state_is_labelled_for_every_command(tiny_data, tmp_path)
 
     torch.manual_seed(0)
     bank = build_frame_bank(SimpleVLA(TINY_MODEL), tiny_data[0], progress=False)
-    labels = relabel_trajectories(bank, tiny_data[0], cache_dir=tmp_path, progress=False)
-    assert labels.shape == (*bank.traj.shape[:2], len(KINDS), 16, 3)
-    e, t = torch.from_numpy(bank.samples[:, 0]), torch.from_numpy(bank.samples[:, 1])
-    own = torch.tensor([KINDS.index(bank.kinds[i]) for i in e])
-    torch.testing.assert_close(labels[e, t, own], bank.traj[e, t], atol=1e-5, rtol=0)  # the stored label
-    ahead = labels[e, t, :, -1, 0]  # (S, K) metres ahead at the last waypoint
+    labels = relabel_trajectories(bank, cache_dir=tmp_path, progress=False)
+    assert labels.shape == (bank.traj.shape[0], len(KINDS), 16, 3)
+    rows = torch.from_numpy(bank.sample_rows(np.arange(len(bank.samples))))
+    own = torch.tensor([KINDS.index(bank.kinds[i]) for i in bank.samples[:, 0]])
+    torch.testing.assert_close(labels[rows, own], bank.traj[rows], atol=1e-5, rtol=0)  # the stored label
+    ahead = labels[rows, :, -1, 0]  # (S, K) metres ahead at the last waypoint
     fwd, stop = ahead[:, KINDS.index("forward")], ahead[:, KINDS.index("stop")]
     assert (fwd >= stop - 1e-3).all() and fwd.mean() > stop.mean() + 1.0  # (forward brakes for obstacles)
     assert ahead[:, KINDS.index("stop")].abs().max() < 0.3  # brakes within a quarter metre from any state
     # the same state, another colour: another trajectory (each layout has one cone of each colour)
-    red, blue = labels[e, t, KINDS.index("goto_red")], labels[e, t, KINDS.index("goto_blue")]
+    red, blue = labels[rows, KINDS.index("goto_red")], labels[rows, KINDS.index("goto_blue")]
     assert (red - blue).abs().amax((1, 2)).mean() > 0.3
     # a subset of kinds, from the cache, in the order asked for
-    some = relabel_trajectories(bank, tiny_data[0], ("stop", "forward"), cache_dir=tmp_path, progress=False)
-    torch.testing.assert_close(some, labels[:, :, [KINDS.index("stop"), KINDS.index("forward")]])
+    some = relabel_trajectories(bank, ("stop", "forward"), cache_dir=tmp_path, progress=False)
+    torch.testing.assert_close(some, labels[:, [KINDS.index("stop"), KINDS.index("forward")]])
 
 
 def test_labels_recorded_by_an_older_expert_are_recomputed_by_the_current_one(tmp_path):
@@ -234,20 +234,21 @@ def test_labels_recorded_by_an_older_expert_are_recomputed_by_the_current_one(tm
     model = SimpleVLA(dataclasses.replace(TINY_MODEL, image_size=32))
     bank = build_frame_bank(model, data, progress=False)
     recorded = bank.traj.clone()
-    changed = refresh_labels(bank, data, ("goto_red",), cache_dir=tmp_path / "cache", progress=False)
+    changed = refresh_labels(bank, ("goto_red",), cache_dir=tmp_path / "cache", progress=False)
     steps = np.unique(bank.samples[:, 1])
     assert changed > 0
     for e, f in enumerate(list_episodes(data)):
+        mine = slice(bank.offsets[e], bank.offsets[e + 1])
         if bank.kinds[e] != "goto_red":
-            torch.testing.assert_close(bank.traj[e], recorded[e])
+            torch.testing.assert_close(bank.traj[mine], recorded[mine])
             continue
         meta = load_meta(f)
-        layout, t = Layout.from_dict(meta["layout"]), int(steps[-1])
-        now = expert_trajectory("goto_red", bank.states[e, t], layout, WorldConfig(image_size=32))
-        torch.testing.assert_close(bank.traj[e, t], torch.from_numpy(now), atol=1e-5, rtol=0)
+        layout, row = Layout.from_dict(meta["layout"]), int(bank.rows(e, steps[-1]))
+        now = expert_trajectory("goto_red", bank.states[row], layout, WorldConfig(image_size=32))
+        torch.testing.assert_close(bank.traj[row], torch.from_numpy(now), atol=1e-5, rtol=0)
     # from the cache, the same labels
     again = build_frame_bank(model, data, progress=False)
-    assert refresh_labels(again, data, ("goto_red",), cache_dir=tmp_path / "cache", progress=False) == changed
+    assert refresh_labels(again, ("goto_red",), cache_dir=tmp_path / "cache", progress=False) == changed
     torch.testing.assert_close(again.traj, bank.traj)
     with pytest.raises(ConfigError, match="refresh_labels"):
         TrainConfig(refresh_labels=("fly",))

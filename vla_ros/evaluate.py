@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from vla_ros.checkpoint import load_checkpoint
-from vla_ros.train import FrameBank, ade_fde, build_frame_bank, gather, gather_odometry, gather_top
+from vla_ros.train import FrameBank, ade_fde, build_frame_bank, gather, gather_odometry, gather_top, parse_data
 
 SWEEP_DDIM = (1, 2, 5, 10, 20, 50)
 
@@ -28,8 +28,8 @@ SWEEP_DDIM = (1, 2, 5, 10, 20, 50)
 def constant_velocity(bank: FrameBank, idx: np.ndarray, traj_dt: float, sim_dt: float) -> np.ndarray:
     """(S,) samples -> (S, 16, 3): the twist between the last two history frames, continued."""
     ep, t = bank.samples[idx, 0], bank.samples[idx, 1]
-    prev = bank.states[ep, t - bank.stride]  # (S, 5) world frame
-    cur = bank.states[ep, t]
+    prev = bank.states[bank.rows(ep, t - bank.stride)]  # (S, 5) world frame
+    cur = bank.states[bank.rows(ep, t)]
     gap = bank.stride * sim_dt
     dx, dy = prev[:, 0] - cur[:, 0], prev[:, 1] - cur[:, 1]
     c, s = np.cos(cur[:, 2]), np.sin(cur[:, 2])
@@ -37,7 +37,7 @@ def constant_velocity(bank: FrameBank, idx: np.ndarray, traj_dt: float, sim_dt: 
     dyaw = np.angle(np.exp(1j * (cur[:, 2] - prev[:, 2])))
     v = np.hypot(px, py) / gap * np.where(px <= 0, 1.0, -1.0)  # the robot was behind: moving forward
     w = dyaw / gap
-    horizon = bank.traj.shape[2]
+    horizon = bank.traj.shape[1]
     out = np.zeros((len(idx), horizon, 3))
     x = np.zeros(len(idx))
     y = np.zeros(len(idx))
@@ -108,15 +108,14 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, device: str = "cpu", 
     idx = np.arange(len(bank.samples))
     if max_samples and len(idx) > max_samples:
         idx = np.sort(np.random.default_rng(seed).choice(idx, max_samples, replace=False))
-    kinds = [bank.kinds[e] for e in bank.samples[idx, 0]]
+    kinds = [bank.command_key(e) for e in bank.samples[idx, 0]]  # a robot's command without a kind: its text
     texts = {int(i): bank.texts[bank.samples[i, 0]] for i in idx}
-    e, t = torch.from_numpy(bank.samples[idx, 0]), torch.from_numpy(bank.samples[idx, 1])
-    gt = bank.traj[e, t].numpy()
+    gt = bank.traj[torch.from_numpy(bank.sample_rows(idx))].numpy()
 
     world = payload["meta"].get("world_config") or {}
     from vla_ros.data.io import read_dataset_info
 
-    data_world = read_dataset_info(data_dir).get("config") or {}
+    data_world = read_dataset_info(parse_data(data_dir)[0].path).get("config") or {}
     sim_dt = float(data_world.get("sim_dt", world.get("sim_dt", 0.1)))
     means = payload["meta"].get("baselines", {}).get("mean_per_kind", {})
     if not means:
@@ -141,7 +140,7 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, device: str = "cpu", 
     if sweep:
         sidx = idx if len(idx) <= sweep_samples else np.sort(
             np.random.default_rng(seed + 1).choice(idx, sweep_samples, replace=False))
-        sgt = bank.traj[torch.from_numpy(bank.samples[sidx, 0]), torch.from_numpy(bank.samples[sidx, 1])].numpy()
+        sgt = bank.traj[torch.from_numpy(bank.sample_rows(sidx))].numpy()
         rows = []
         settings = [(f"DDIM-{s}", s, True) for s in SWEEP_DDIM if s <= cfg.num_timesteps]
         settings.append((f"DDPM-{cfg.num_timesteps}", None, False))
@@ -262,7 +261,7 @@ def colour_grounding(predict, data_dir: str | Path, steps: tuple[int, ...] = (8,
     pairs = [(a, b) for i, a in enumerate(GROUNDING_COLOURS) for b in GROUNDING_COLOURS[i + 1:]]
     for path in tqdm(list_episodes(data_dir), desc="colour grounding", unit="ep", disable=not progress):
         meta = load_meta(path)  # the arrays only of the episodes tested
-        if not meta["kind"].startswith("goto_") or meta["blocking_obstacle"]:
+        if not (meta.get("kind") or "").startswith("goto_") or meta.get("blocking_obstacle", True):
             continue
         arrays, _ = load_episode(path, mmap=True)
         config, layout = WorldConfig.from_dict(meta["config"]), Layout.from_dict(meta["layout"])

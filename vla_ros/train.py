@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -31,33 +31,91 @@ from vla_ros.sim.commands import KINDS, phrasings
 from vla_ros.sim.layout import TARGET_COLOURS, Layout
 
 
+@dataclass(frozen=True)
+class DataSource:
+    """One dataset directory of ``vla train --data`` and the share of each training batch drawn
+    from it (``None``: in proportion to its samples, as when it is the only one)."""
+
+    path: Path
+    weight: float | None = None
+
+
+def parse_data(data: str | Path | DataSource | Sequence[str | Path | DataSource]) -> list[DataSource]:
+    """``DIR``, ``DIR1,DIR2`` or ``DIR1:W1,DIR2:W2`` (weights: shares of each batch, normalised;
+    give all or none) or a list of paths / :class:`DataSource` -> sources."""
+    if isinstance(data, DataSource):
+        return [data]
+    items = str(data).split(",") if isinstance(data, (str, Path)) else list(data)
+    out = []
+    for item in items:
+        if isinstance(item, DataSource):
+            out.append(item)
+            continue
+        text, weight = str(item).strip(), None
+        if not text:
+            raise ValueError(f"--data {data!r}: an empty directory name; e.g. sim,bags or sim:0.5,bags:0.5")
+        path, sep, tail = text.rpartition(":")
+        try:
+            weight = float(tail) if sep else None
+        except ValueError:
+            path = text  # a ':' in the path itself, no weight
+        out.append(DataSource(Path(path if sep and weight is not None else text), weight))
+    weights = [s.weight for s in out]
+    if not out:
+        raise ValueError(f"--data {data!r}: give one or more dataset directories, e.g. sim,bags or sim:0.5,bags:0.5")
+    if any(w is None for w in weights) and any(w is not None for w in weights):
+        raise ValueError(f"--data {data!r}: give a weight to every directory or to none")
+    if any(w is not None and not (w > 0 and math.isfinite(w)) for w in weights):
+        raise ValueError(f"--data {data!r}: weights must be positive numbers")
+    return out
+
+
 @dataclass
 class FrameBank:
-    """Frozen features of every frame and the samples over them."""
+    """Frozen features of every frame and the samples over them.
 
-    feats: torch.Tensor  # (E, C, F, ...) float16 frozen features per episode, camera, encoded frame
-    traj: torch.Tensor  # (E, T, 16, 3) expert trajectories
-    states: np.ndarray  # (E, T, 5) world-frame [x, y, yaw, v, omega]
-    kinds: list[str]  # per episode
+    Steps are stored episode after episode (episodes may differ in length): step ``t`` of
+    episode ``e`` is row ``offsets[e] + t`` of the per-step arrays (:meth:`rows`).
+    """
+
+    feats: torch.Tensor  # (F, C, ...) float16 frozen features per encoded step (all episodes), camera
+    traj: torch.Tensor  # (N, 16, 3) trajectory labels per step
+    states: np.ndarray  # (N, 5) world-frame [x, y, yaw, v, omega] per step
+    kinds: list[str | None]  # per episode; None: a command outside the simulator's phrasings (a robot's)
     texts: list[str]  # per episode: the episode's own command
     samples: np.ndarray  # (S, 2) int: (episode, t) with a full history
     stride: int
     history: int
-    frame_slot: np.ndarray | None = None  # (T,) step -> index into feats' frame axis (-1: not encoded)
+    offsets: np.ndarray  # (E + 1,) int: first row of each episode, then N
+    frame_slot: np.ndarray | None = None  # (N,) row -> index into feats' first axis (-1: not encoded); None: the row
+    files: list[Path] = field(default_factory=list)  # (E,) episode files
+    source: np.ndarray | None = None  # (E,) int: which data source each episode came from
     # a model with the target locator: the top camera's frames and the keypoint labels
-    top: torch.Tensor | None = None  # (E, T, H, W, 3) uint8
-    robot_xy: torch.Tensor | None = None  # (E, T, 2) robot centre, top-camera coordinates (locator.py)
-    heading: torch.Tensor | None = None  # (E, T, 2) unit vector the robot faces
+    top: torch.Tensor | None = None  # (N, H, W, 3) uint8
+    robot_xy: torch.Tensor | None = None  # (N, 2) robot centre, top-camera coordinates (locator.py)
+    heading: torch.Tensor | None = None  # (N, 2) unit vector the robot faces
     cones: dict[str, torch.Tensor] | None = None  # colour -> (E, 2) that cone, top-camera coordinates
+
+    def rows(self, ep: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Episodes and steps (broadcast) -> rows of the per-step arrays."""
+        return self.offsets[np.asarray(ep)] + np.asarray(t)
 
     def history_index(self, t: np.ndarray) -> np.ndarray:
         """(S,) newest steps -> (S, L) steps oldest first."""
         offs = np.arange(-(self.history - 1), 1) * self.stride
         return t[:, None] + offs[None]
 
-    def slots(self, steps: np.ndarray) -> np.ndarray:
-        """Steps -> positions in ``feats``' frame axis."""
-        return steps if self.frame_slot is None else self.frame_slot[steps]
+    def slots(self, rows: np.ndarray) -> np.ndarray:
+        """Rows -> positions in ``feats``' first axis."""
+        return rows if self.frame_slot is None else self.frame_slot[rows]
+
+    def command_key(self, e: int) -> str:
+        """What baselines and tables group episode ``e`` by: its kind, or its text when it has none."""
+        return self.kinds[e] or self.texts[e]
+
+    def sample_rows(self, idx: np.ndarray) -> np.ndarray:
+        """Samples ``idx`` -> the rows of their newest steps."""
+        return self.rows(self.samples[idx, 0], self.samples[idx, 1])
 
 
 def _hash_files(h: Any, files: list[Path]) -> None:
@@ -76,75 +134,107 @@ def _feature_cache_key(model: SimpleVLA, files: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+def _check_world(model: SimpleVLA, sources: list[DataSource]) -> dict:
+    """The sources' world configs must share the model's grid; returns the first one's."""
+    worlds = [read_dataset_info(s.path).get("config") or {} for s in sources]
+    for src, world in zip(sources, worlds):
+        if int(world.get("horizon", model.config.trajectory_length)) != model.config.trajectory_length:
+            raise ValueError(f"{src.path}: trajectories have {world.get('horizon')} waypoints, the model "
+                             f"predicts {model.config.trajectory_length}")
+        for key, default in (("history_stride", 2), ("sim_dt", 0.1), ("traj_dt", 0.2)):
+            if world.get(key, default) != worlds[0].get(key, default):
+                raise ValueError(f"{src.path}: world.{key}={world.get(key, default)} but {sources[0].path} has "
+                                 f"{worlds[0].get(key, default)}: datasets trained together need the same grid")
+    return worlds[0]
+
+
+def _encode_episode(model: SimpleVLA, f: Path, arrays: dict, keep: np.ndarray, cache: Path | None, tag: str,
+                    batch: int) -> torch.Tensor:
+    """Frozen features (len(keep), C, ...) of the kept steps of one episode (cached per file)."""
+    for cam in model.config.cameras:
+        if cam not in arrays:
+            raise ValueError(f"{f}: the episode has no '{cam}' frames, but the model's cameras are "
+                             f"{list(model.config.cameras)} (vla data from-bag --top TOPIC, or model.cameras: [ego])")
+    entry = cache / f"{f.stem}{tag}_{_feature_cache_key(model, [f])}.pt" if cache is not None else None
+    if entry is not None and entry.exists():
+        return torch.load(entry, weights_only=True).transpose(0, 1)
+    cams = []
+    for cam in model.config.cameras:
+        frames = np.asarray(arrays[cam])[keep]
+        out = [model.frame_frozen(frames[i:i + batch]).half().cpu() for i in range(0, len(frames), batch)]
+        cams.append(torch.cat(out))
+    per_ep = torch.stack(cams)  # (C, T, ...): the cache's layout
+    if entry is not None:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(per_ep, entry)
+    return per_ep.transpose(0, 1)
+
+
+def _source_cache(cache_dir: str | Path | None, sources: list[DataSource], i: int, model: SimpleVLA) -> Path | None:
+    """Frozen-feature cache folder of source ``i`` (one source: as before sources existed)."""
+    if cache_dir is None:
+        return None
+    root = Path(cache_dir) / f"frozen_{_feature_cache_key(model, [])}"
+    if len(sources) == 1:
+        return root
+    return root / hashlib.sha1(str(sources[i].path.resolve()).encode()).hexdigest()[:10]
+
+
 @torch.no_grad()
-def build_frame_bank(model: SimpleVLA, data_dir: str | Path, cache_dir: str | Path | None = None,
+def build_frame_bank(model: SimpleVLA, data_dir: str | Path | Sequence, cache_dir: str | Path | None = None,
                      progress: bool = True, batch: int = 128, every_frame: bool = True) -> FrameBank:
-    """Encode the dataset's frames once with the frozen backbone.
+    """Encode the frames of one or more datasets (``data_dir``: see :func:`parse_data`) once with
+    the frozen backbone; episodes of any length, from ``vla data generate`` or ``vla data from-bag``.
 
     ``every_frame=False`` keeps only the steps that share the newest step's phase modulo the
     history stride (a sample's history frames are ``stride`` steps apart): half the frames and
     half the samples for stride 2, and the neighbouring samples dropped are near-duplicates.
     """
-    files = list_episodes(data_dir)
-    info = read_dataset_info(data_dir)
-    world = info.get("config") or {}
+    sources = parse_data(data_dir)
+    world = _check_world(model, sources)
     stride = int(world.get("history_stride", 2))
     history = model.config.history_length
-    if int(world.get("horizon", model.config.trajectory_length)) != model.config.trajectory_length:
-        raise ValueError(f"{data_dir}: trajectories have {world.get('horizon')} waypoints, the model "
-                         f"predicts {model.config.trajectory_length}")
-    # frozen features are cached per episode file, so an interrupted run keeps what it encoded
-    cache = Path(cache_dir) / f"frozen_{_feature_cache_key(model, [])}" if cache_dir is not None else None
-    kinds, texts, trajs, states, per_ep = [], [], [], [], []
+    first = (history - 1) * stride
     locate = getattr(model, "locator", None) is not None
-    tops, cones = [], []
     half = float(world.get("arena_size", 12.0)) / 2  # the top camera spans the arena (sim/render.py)
-    for f in tqdm(files, desc="encoding frames (frozen backbone)", unit="ep", disable=not progress):
+    ep = {"kinds": [], "texts": [], "files": [], "source": [], "cones": []}
+    trajs, states, feats, tops, slots, samples, offsets = [], [], [], [], [], [], [0]
+    n_slots = 0
+    files = [(i, f) for i, s in enumerate(sources) for f in list_episodes(s.path)]
+    for i, f in tqdm(files, desc="encoding frames (frozen backbone)", unit="ep", disable=not progress):
         arrays, meta = load_episode(f, mmap=True)
-        kinds.append(meta["kind"])
-        texts.append(meta["command"])
+        e, n_steps = len(ep["files"]), len(arrays["traj"])
+        ep["kinds"].append(meta.get("kind"))
+        ep["texts"].append(meta["command"])
+        ep["files"].append(f)
+        ep["source"].append(i)
         trajs.append(torch.from_numpy(np.array(arrays["traj"], dtype=np.float32)))
         states.append(np.array(arrays["state"], dtype=np.float64))
-        n_steps = len(arrays["traj"])
         if locate:
+            if "layout" not in meta:
+                raise ValueError(f"{f}: no layout (an episode recorded on a robot): the target locator learns "
+                                 "from the simulator's cone positions; train without model.target_locator")
             tops.append(torch.from_numpy(np.array(arrays["top"])))
             layout = Layout.from_dict(meta["layout"])
-            cones.append({c: [layout.cone(c).x / half, layout.cone(c).y / half] for c in TARGET_COLOURS})
+            ep["cones"].append({c: [layout.cone(c).x / half, layout.cone(c).y / half] for c in TARGET_COLOURS})
         keep = np.arange(n_steps) if every_frame else np.arange((n_steps - 1) % stride, n_steps, stride)
-        tag = "" if every_frame else f"_s{stride}"
-        entry = cache / f"{f.stem}{tag}_{_feature_cache_key(model, [f])}.pt" if cache is not None else None
-        if entry is not None and entry.exists():
-            per_ep.append(torch.load(entry, weights_only=True))
-            continue
-        cams = []
-        for cam in model.config.cameras:
-            frames = np.asarray(arrays[cam])[keep]
-            out = [model.frame_frozen(frames[i:i + batch]).half().cpu() for i in range(0, len(frames), batch)]
-            cams.append(torch.cat(out))
-        per_ep.append(torch.stack(cams))  # (C, T, ...)
-        if entry is not None:
-            entry.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(per_ep[-1], entry)
-    lengths = {p.shape[1] for p in per_ep}
-    if len(lengths) != 1:
-        raise ValueError(f"{data_dir}: episodes have different lengths {sorted(lengths)}")
-    feats = torch.stack(per_ep)
-    traj = torch.stack(trajs)
-    T = traj.shape[1]
-    first = (history - 1) * stride
-    slot = None
-    if not every_frame:
-        slot = np.full(T, -1, dtype=np.int64)
-        slot[keep] = np.arange(len(keep))
-    steps = [t for t in range(first, T) if slot is None or slot[t] >= 0]
-    samples = np.array([(e, t) for e in range(len(files)) for t in steps], dtype=np.int64)
-    bank = FrameBank(feats, traj, np.stack(states), kinds, texts, samples, stride, history, slot)
+        feats.append(_encode_episode(model, f, arrays, keep, _source_cache(cache_dir, sources, i, model),
+                                     "" if every_frame else f"_s{stride}", batch))
+        slot = np.full(n_steps, -1, np.int64)
+        slot[keep] = n_slots + np.arange(len(keep))
+        n_slots += len(keep)
+        slots.append(slot)
+        samples.extend((e, t) for t in range(first, n_steps) if slot[t] >= 0)
+        offsets.append(offsets[-1] + n_steps)
+    bank = FrameBank(torch.cat(feats), torch.cat(trajs), np.concatenate(states), ep["kinds"], ep["texts"],
+                     np.array(samples, dtype=np.int64).reshape(-1, 2), stride, history, np.array(offsets),
+                     None if every_frame else np.concatenate(slots), ep["files"], np.array(ep["source"]))
     if locate:
         st = torch.from_numpy(bank.states).float()
-        bank.top = torch.stack(tops)
+        bank.top = torch.cat(tops)
         bank.robot_xy = st[..., :2] / half
         bank.heading = torch.stack([st[..., 2].cos(), st[..., 2].sin()], -1)
-        bank.cones = {c: torch.tensor([ep[c] for ep in cones]) for c in TARGET_COLOURS}
+        bank.cones = {c: torch.tensor([row[c] for row in ep["cones"]]) for c in TARGET_COLOURS}
     return bank
 
 
@@ -155,19 +245,23 @@ def _expert_version() -> str:
     return hashlib.sha1(Path(expert.__file__).read_bytes()).hexdigest()[:12]
 
 
-def _expert_labels(bank: FrameBank, files: list[Path], episodes: list[int], kinds_of: Callable[[int], Sequence[str]],
+def _episode_steps(bank: FrameBank, e: int) -> np.ndarray:
+    """The sample steps of episode ``e`` (ascending)."""
+    return bank.samples[bank.samples[:, 0] == e, 1]
+
+
+def _expert_labels(bank: FrameBank, episodes: list[int], kinds_of: Callable[[int], Sequence[str]],
                    cache: Path | None, desc: str, progress: bool) -> dict[tuple[int, str], torch.Tensor]:
     """``{(episode, kind): (steps, 16, 3)}``: the current expert's plan for each of ``kinds_of(e)``
     from the recorded state of every sample step of episode ``e``; cached per episode file, kind
-    and expert version."""
+    and expert version. Only simulated episodes: the expert needs the world's layout."""
     from vla_ros.sim.config import WorldConfig
     from vla_ros.sim.expert import expert_trajectory
 
-    steps = np.unique(bank.samples[:, 1])
     version = _expert_version()
     out = {}
     for e in tqdm(episodes, desc=desc, unit="ep", disable=not progress):
-        f = files[e]
+        f, steps = bank.files[e], _episode_steps(bank, e)
         h = hashlib.sha1()
         _hash_files(h, [f])
         h.update(str(steps.tolist()).encode())
@@ -181,9 +275,12 @@ def _expert_labels(bank: FrameBank, files: list[Path], episodes: list[int], kind
                 continue
             if meta is None:
                 meta = load_meta(f)
+                if "layout" not in meta:
+                    raise ValueError(f"{f}: no layout (an episode recorded on a robot): the simulator's expert "
+                                     "cannot relabel it; train on it without relabel_prob / refresh_labels")
                 config, layout = WorldConfig.from_dict(meta["config"]), Layout.from_dict(meta["layout"])
-            labels = np.stack([expert_trajectory(kind, bank.states[e, t], layout, config)
-                               for t in steps]).astype(np.float32)  # (steps, 16, 3)
+            labels = np.stack([expert_trajectory(kind, bank.states[r], layout, config)
+                               for r in bank.rows(e, steps)]).astype(np.float32)  # (steps, 16, 3)
             out[e, kind] = torch.from_numpy(labels)
             if entry is not None:
                 entry.parent.mkdir(parents=True, exist_ok=True)
@@ -191,49 +288,38 @@ def _expert_labels(bank: FrameBank, files: list[Path], episodes: list[int], kind
     return out
 
 
-def _episode_files(bank: FrameBank, data_dir: str | Path) -> list[Path]:
-    files = list_episodes(data_dir)
-    if len(files) != bank.traj.shape[0]:
-        raise ValueError(f"{data_dir}: {len(files)} episodes, but the frame bank holds {bank.traj.shape[0]}")
-    return files
-
-
-def relabel_trajectories(bank: FrameBank, data_dir: str | Path, kinds: tuple[str, ...] = KINDS,
-                         cache_dir: str | Path | None = None, progress: bool = True) -> torch.Tensor:
-    """(E, T, K, 16, 3): the expert's trajectory for each of ``kinds`` (K of them, in that order)
+def relabel_trajectories(bank: FrameBank, kinds: tuple[str, ...] = KINDS, cache_dir: str | Path | None = None,
+                         progress: bool = True) -> torch.Tensor:
+    """(N, K, 16, 3): the expert's trajectory for each of ``kinds`` (K of them, in that order)
     from the recorded state of every sample step (zeros at steps that are not samples).
 
-    Every episode file keeps its world config, layout and states, so the expert can answer any
-    command from any state it recorded; for the episode's own kind this is its stored label
-    (unless the expert changed since). Cached per episode file and kind next to the frozen features.
+    Every simulated episode file keeps its world config, layout and states, so the expert can
+    answer any command from any state it recorded; for the episode's own kind this is its stored
+    label (unless the expert changed since). Cached per episode file and kind next to the frozen features.
     """
-    files = _episode_files(bank, data_dir)
-    E, T = bank.traj.shape[:2]
-    steps = np.unique(bank.samples[:, 1])
-    out = torch.zeros(E, T, len(kinds), *bank.traj.shape[2:])
+    out = torch.zeros(bank.traj.shape[0], len(kinds), *bank.traj.shape[1:])
     cache = Path(cache_dir) / "relabel" if cache_dir is not None else None
-    labels = _expert_labels(bank, files, list(range(E)), lambda e: kinds, cache,
+    labels = _expert_labels(bank, list(range(len(bank.files))), lambda e: kinds, cache,
                             "labelling every state for every command", progress)
     for (e, kind), lab in labels.items():
-        out[e, steps, kinds.index(kind)] = lab
+        out[bank.rows(e, _episode_steps(bank, e)), kinds.index(kind)] = lab
     return out
 
 
-def refresh_labels(bank: FrameBank, data_dir: str | Path, kinds: tuple[str, ...],
-                   cache_dir: str | Path | None = None, progress: bool = True) -> int:
+def refresh_labels(bank: FrameBank, kinds: tuple[str, ...], cache_dir: str | Path | None = None,
+                   progress: bool = True) -> int:
     """Replace the recorded label of every sample of an episode of ``kinds`` with the current
     expert's plan from the same recorded state (data recorded before the expert changed, e.g.
     goto episodes from before it drove around obstacles). Returns how many labels changed."""
-    files = _episode_files(bank, data_dir)
-    steps = np.unique(bank.samples[:, 1])
     episodes = [e for e, k in enumerate(bank.kinds) if k in kinds]
     cache = Path(cache_dir) / "relabel" if cache_dir is not None else None
-    labels = _expert_labels(bank, files, episodes, lambda e: (bank.kinds[e],), cache,
+    labels = _expert_labels(bank, episodes, lambda e: (bank.kinds[e],), cache,
                             "labels from the current expert", progress)
     changed = 0
     for (e, _), lab in labels.items():
-        changed += int(((bank.traj[e, steps] - lab).abs().amax(dim=(-1, -2)) > 1e-4).sum())
-        bank.traj[e, steps] = lab
+        rows = torch.from_numpy(bank.rows(e, _episode_steps(bank, e)))
+        changed += int(((bank.traj[rows] - lab).abs().amax(dim=(-1, -2)) > 1e-4).sum())
+        bank.traj[rows] = lab
     return changed
 
 
@@ -249,11 +335,10 @@ def validation_episodes(files: list[Path], n: int) -> set[int]:
 def gather(bank: FrameBank, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Samples ``idx`` -> frozen (B, C, L, ...) float32 and trajectories (B, 16, 3)."""
     ep, t = bank.samples[idx, 0], bank.samples[idx, 1]
-    steps = bank.history_index(t)  # (B, L)
-    e = torch.from_numpy(ep)
-    frozen = bank.feats[e[:, None], :, torch.from_numpy(bank.slots(steps))]  # (B, L, C, ...)
+    rows = bank.rows(ep[:, None], bank.history_index(t))  # (B, L)
+    frozen = bank.feats[torch.from_numpy(bank.slots(rows))]  # (B, L, C, ...)
     frozen = frozen.transpose(1, 2).float().to(device)
-    traj = bank.traj[e, torch.from_numpy(t)].to(device)
+    traj = bank.traj[torch.from_numpy(bank.sample_rows(idx))].to(device)
     return frozen, traj
 
 
@@ -263,39 +348,38 @@ def gather_top(model: SimpleVLA, bank: FrameBank, idx: np.ndarray) -> torch.Tens
         return None
     if bank.top is None:
         raise ValueError("the frame bank holds no top-camera frames; build it with the locator model")
-    ep, t = torch.from_numpy(bank.samples[idx, 0]), torch.from_numpy(bank.samples[idx, 1])
-    return model.preprocess(bank.top[ep, t])
+    return model.preprocess(bank.top[torch.from_numpy(bank.sample_rows(idx))])
 
 
-def gather_keypoints(bank: FrameBank, idx: np.ndarray, kinds: list[str],
+def gather_keypoints(bank: FrameBank, idx: np.ndarray, kinds: list[str | None],
                      device: torch.device) -> dict[str, torch.Tensor]:
     """The locator's labels of samples ``idx`` answering commands of ``kinds``: robot, heading,
     and the cone a goto command names (target_mask 0 for the other commands)."""
-    ep, t = torch.from_numpy(bank.samples[idx, 0]), torch.from_numpy(bank.samples[idx, 1])
+    ep = torch.from_numpy(bank.samples[idx, 0])
+    rows = torch.from_numpy(bank.sample_rows(idx))
     target = torch.zeros(len(idx), 2)
     mask = torch.zeros(len(idx))
     for j, kind in enumerate(kinds):
-        if kind.startswith("goto_"):
+        if kind and kind.startswith("goto_"):
             target[j] = bank.cones[kind[5:]][ep[j]]
             mask[j] = 1.0
-    return {"robot": bank.robot_xy[ep, t].to(device), "heading": bank.heading[ep, t].to(device),
+    return {"robot": bank.robot_xy[rows].to(device), "heading": bank.heading[rows].to(device),
             "target": target.to(device), "target_mask": mask.to(device)}
 
 
 def gather_odometry(bank: FrameBank, idx: np.ndarray) -> np.ndarray:
     """Samples ``idx`` -> (B, 2) float32 measured (v, omega) at each sample's newest frame."""
-    ep, t = bank.samples[idx, 0], bank.samples[idx, 1]
-    return np.ascontiguousarray(bank.states[ep, t, 3:5], dtype=np.float32)
+    return np.ascontiguousarray(bank.states[bank.sample_rows(idx), 3:5], dtype=np.float32)
 
 
 def mean_trajectory_per_kind(bank: FrameBank) -> dict[str, list]:
-    """The command-only baseline: the mean expert trajectory of each command kind."""
+    """The command-only baseline: the mean trajectory of each command kind (of each command
+    text, for a robot's commands that are no known phrasing)."""
+    keys = np.array([bank.command_key(e) for e in bank.samples[:, 0]], dtype=object)
     out = {}
-    for kind in KINDS:
-        rows = [i for i, (e, _) in enumerate(bank.samples) if bank.kinds[e] == kind]
-        if rows:
-            e, t = bank.samples[rows, 0], bank.samples[rows, 1]
-            out[kind] = bank.traj[torch.from_numpy(e), torch.from_numpy(t)].mean(0).tolist()
+    for key in [k for k in KINDS if k in set(keys)] + sorted(set(keys) - set(KINDS)):
+        rows = bank.sample_rows(np.flatnonzero(keys == key))
+        out[key] = bank.traj[torch.from_numpy(rows)].mean(0).tolist()
     return out
 
 
@@ -466,11 +550,51 @@ def _optimizer(model: SimpleVLA, params: list[torch.nn.Parameter], cfg: TrainCon
     return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
 
+def split_samples(bank: FrameBank, n_sources: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """(training sample indices, validation sample indices, validation episodes): each source
+    holds out ``val_fraction`` of its episodes (:func:`validation_episodes`, at least one of two
+    or more), so every source is validated; with one episode in all, it trains and validates."""
+    val_eps: set[int] = set()
+    for i in range(n_sources):
+        mine = np.flatnonzero(bank.source == i)
+        n = max(1, int(round(len(mine) * val_fraction))) if len(mine) > 1 else 0
+        val_eps |= {int(mine[j]) for j in validation_episodes([bank.files[e] for e in mine], n)}
+    is_val = np.array([e in val_eps for e in bank.samples[:, 0]], dtype=bool)
+    train_idx = np.flatnonzero(~is_val) if val_eps else np.arange(len(bank.samples))
+    val_idx = np.flatnonzero(is_val) if val_eps else train_idx
+    return train_idx, val_idx, len(val_eps)
+
+
+def sample_probabilities(bank: FrameBank, train_idx: np.ndarray, sources: list[DataSource]) -> np.ndarray | None:
+    """How likely each training sample is drawn: source weight / that source's training samples
+    (None without weights: every sample alike)."""
+    if sources[0].weight is None:
+        return None
+    src = bank.source[bank.samples[train_idx, 0]]
+    p = np.zeros(len(train_idx))
+    for i, s in enumerate(sources):
+        mine = src == i
+        if not mine.any():
+            raise ValueError(f"--data {s.path}:{s.weight:g}: this source has no training samples")
+        p[mine] = s.weight / mine.sum()
+    return p / p.sum()
+
+
+def batch_commands(bank: FrameBank, sel: np.ndarray, kinds: list[str | None], rng: np.random.Generator) -> list[str]:
+    """Language variety: a random training phrasing of each sample's command kind; a robot's own
+    command (no known kind) verbatim."""
+    return [str(rng.choice(phrasings(k, "train"))) if k else bank.texts[bank.samples[i, 0]]
+            for i, k in zip(sel, kinds)]
+
+
 def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path,
           device: str = "cpu", resume: str | Path | None = None, progress: bool = True,
           max_minutes: float | None = None, every_frame: bool = True,
           init: str | Path | None = None) -> dict[str, Any]:
     """Train and return a summary; writes best.pth, last.pth, curve PNG and log JSON to ``out_dir``.
+
+    ``data_dir``: one dataset directory, or several with the share of each batch drawn from each
+    (:func:`parse_data`: ``sim,bags`` or ``sim:0.5,bags:0.5``), simulated or converted from bags.
 
     ``init``: fine-tune a checkpoint: its config, weights and normaliser (kept, so the outputs
     keep their meaning), with a fresh optimiser and schedule. ``resume`` wins over ``init``.
@@ -503,7 +627,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
         if not model_cfg.text_lora and model.has_text_lora:
             # ... and a model may drop its text encoder's LoRA for the pretrained encoder (its
             # projection refitted so that the training phrasings encode as before)
-            split = str(read_dataset_info(data_dir).get("split") or "train")
+            split = str(read_dataset_info(parse_data(data_dir)[0].path).get("split") or "train")
             refit = model.freeze_text_encoder([p for k in KINDS for p in phrasings(k, split)])
             print(f"text encoder: LoRA dropped for the pretrained MiniLM; projection refitted on the "
                   f"{split} phrasings (relative error {refit['fit_rel_error']:.4f})")
@@ -512,13 +636,11 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
         model = SimpleVLA(model_cfg).to(dev)
     if model.scene_map is not None:  # trained alone, on layouts (vla scene-map); kept as it is here
         model.scene_map.requires_grad_(False)
-    bank = build_frame_bank(model, data_dir, cache_dir=out / "cache", progress=progress, every_frame=every_frame)
-    n_ep = bank.feats.shape[0]
-    n_val_ep = max(1, int(round(n_ep * train_cfg.val_fraction))) if n_ep > 1 else 0
-    val_eps = validation_episodes(list_episodes(data_dir), n_val_ep)
-    is_val = np.array([e in val_eps for e in bank.samples[:, 0]])
-    train_idx = np.flatnonzero(~is_val) if n_val_ep else np.arange(len(bank.samples))
-    val_idx = np.flatnonzero(is_val) if n_val_ep else train_idx
+    sources = parse_data(data_dir)
+    bank = build_frame_bank(model, sources, cache_dir=out / "cache", progress=progress, every_frame=every_frame)
+    n_ep = len(bank.files)
+    train_idx, val_idx, n_val_ep = split_samples(bank, len(sources), train_cfg.val_fraction)
+    draw_p = sample_probabilities(bank, train_idx, sources)
     rng_val = np.random.default_rng(0)
     val_idx = np.sort(rng_val.choice(val_idx, min(len(val_idx), train_cfg.val_batches * train_cfg.batch_size),
                                      replace=False))
@@ -526,16 +648,15 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
     val_text_list = [val_texts.get(i, "") for i in range(len(bank.samples))] if len(val_idx) else []
 
     if train_cfg.refresh_labels:
-        changed = refresh_labels(bank, data_dir, tuple(train_cfg.refresh_labels), cache_dir=out / "cache",
+        changed = refresh_labels(bank, tuple(train_cfg.refresh_labels), cache_dir=out / "cache",
                                  progress=progress)
         print(f"labels of {', '.join(train_cfg.refresh_labels)} episodes recomputed by the current expert: "
               f"{changed} changed")
     # normalise with the training trajectories (stored in the checkpoint)
-    e, t = bank.samples[train_idx, 0], bank.samples[train_idx, 1]
     if not fine_tune:  # fine-tuning keeps the checkpoint's normaliser
-        model.action_head.normalizer.fit(bank.traj[torch.from_numpy(e), torch.from_numpy(t)].to(dev))
+        model.action_head.normalizer.fit(bank.traj[torch.from_numpy(bank.sample_rows(train_idx))].to(dev))
     baselines = {"mean_per_kind": mean_trajectory_per_kind(bank)}
-    relabels = relabel_trajectories(bank, data_dir, tuple(train_cfg.relabel_kinds), cache_dir=out / "cache",
+    relabels = relabel_trajectories(bank, tuple(train_cfg.relabel_kinds), cache_dir=out / "cache",
                                     progress=progress) if train_cfg.relabel_prob > 0 else None
 
     pretrain = not state and model.locator is not None and (added_locator or not fine_tune) \
@@ -564,10 +685,11 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
         history = {"train": [tuple(x) for x in state["history"]["train"]], "val": list(state["history"]["val"])}
         rng = np.random.default_rng([train_cfg.seed, step])
 
-    meta_base = {"data": str(data_dir), "init": str(init) if fine_tune else None,
+    meta_base = {"data": ",".join(f"{s.path}:{s.weight:g}" if s.weight else str(s.path) for s in sources),
+                 "init": str(init) if fine_tune else None,
                  "train_config": to_dict(train_cfg), "baselines": baselines,
                  "dataset": {"episodes": n_ep, "samples": len(bank.samples), "val_episodes": n_val_ep},
-                 "world_config": read_dataset_info(data_dir).get("config")}
+                 "world_config": read_dataset_info(sources[0].path).get("config")}
 
     def save_all(metrics: dict[str, float] | None) -> None:
         nonlocal best_ade
@@ -601,7 +723,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
     train_kinds = [bank.kinds[e] for e in bank.samples[:, 0]]
     metrics = None
     while step < train_cfg.steps:
-        sel = rng.choice(train_idx, train_cfg.batch_size, replace=len(train_idx) < train_cfg.batch_size)
+        sel = rng.choice(train_idx, train_cfg.batch_size, replace=len(train_idx) < train_cfg.batch_size, p=draw_p)
         frozen, traj = gather(bank, sel, dev)
         kinds = [train_kinds[i] for i in sel]
         if relabels is not None:  # some samples answer another command from the same state
@@ -609,9 +731,8 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
             new_k = rng.integers(len(train_cfg.relabel_kinds), size=len(swap))
             for j, k in zip(swap, new_k):
                 kinds[j] = train_cfg.relabel_kinds[k]
-                traj[j] = relabels[bank.samples[sel[j], 0], bank.samples[sel[j], 1], k].to(dev)
-        # language variety: a random training phrasing of the sample's command kind
-        cmds = [str(rng.choice(phrasings(k, "train"))) for k in kinds]
+                traj[j] = relabels[bank.sample_rows(sel[j:j + 1])[0], k].to(dev)
+        cmds = batch_commands(bank, sel, kinds, rng)
         odom = gather_odometry(bank, sel)
         odom[rng.random(len(sel)) < train_cfg.odometry_dropout] = np.nan  # "no odometry" is an input too
         top = gather_top(model, bank, sel)

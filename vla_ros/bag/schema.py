@@ -22,7 +22,7 @@ import numpy as np
 from vla_ros.runtime.geometry import quaternion_to_yaw
 
 __all__ = [
-    "IMAGE", "COMPRESSED_IMAGE", "STRING", "TRAJECTORY", "CLOCK", "PATH", "ODOMETRY", "IMAGE_TYPES",
+    "IMAGE", "COMPRESSED_IMAGE", "STRING", "TRAJECTORY", "CLOCK", "PATH", "ODOMETRY", "TF_MESSAGE", "IMAGE_TYPES",
     "TOPIC_EGO", "TOPIC_TOP", "TOPIC_COMMAND", "TOPIC_TRUTH", "TOPIC_CLOCK", "TOPIC_TRAJECTORY", "TOPIC_PATH",
     "TOPIC_ODOM", "odometry_msg", "OdometryData", "odometry_data",
     "SENSOR_QOS", "LATCHED_QOS", "RELIABLE_QOS", "CLOCK_QOS",
@@ -41,6 +41,7 @@ TRAJECTORY = "vla_ros/msg/Trajectory"
 CLOCK = "rosgraph_msgs/msg/Clock"
 PATH = "nav_msgs/msg/Path"
 ODOMETRY = "nav_msgs/msg/Odometry"
+TF_MESSAGE = "tf2_msgs/msg/TFMessage"
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 
 # topics of the bags `vla bag record-sim` writes (the node's topics with an empty namespace)

@@ -1,4 +1,4 @@
-"""``vla data generate`` and ``vla data show``."""
+"""``vla data generate``, ``vla data from-bag`` and ``vla data show``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,66 @@ def cmd_generate(args) -> int:
     driver = f", driven by {args.policy} and labelled by the expert" if args.policy else ""
     print(f"wrote {args.episodes} {args.split} episodes{driver} to {out} (format: vla_ros/data/FORMAT.md)")
     return 0
+
+
+def cmd_from_bag(args) -> int:
+    import json
+    import sys
+
+    from vla_ros.bag.io import BagError
+    from vla_ros.data.from_bag import FromBagConfig, convert_bags, format_summary
+    from vla_ros.errors import UserError
+
+    cfg = FromBagConfig(ego=args.ego, top=args.top, command=args.command, command_text=args.command_text,
+                        odom=args.odom, tf=args.tf, tf_topic=args.tf_topic, image_size=args.image_size,
+                        frame_tolerance=args.frame_tolerance, max_skew=args.max_skew,
+                        max_odometry_gap=args.max_odometry_gap)
+    try:
+        summary = convert_bags(args.bags, args.out, cfg, overwrite=args.overwrite, progress=not args.quiet,
+                               log=lambda line: print(line, file=sys.stderr))
+    except BagError as exc:
+        raise UserError(str(exc)) from None
+    print(format_summary(summary))
+    if args.summary:
+        from pathlib import Path
+
+        Path(args.summary).write_text(json.dumps(summary, indent=1))
+        print(f"wrote {args.summary}")
+    return 0
+
+
+def _register_from_bag(dsub) -> None:
+    from vla_ros.data.from_bag import FromBagConfig
+
+    d = FromBagConfig.__dataclass_fields__
+    b = dsub.add_parser("from-bag", help="convert a robot's rosbag2 recordings (cameras, odometry, command) "
+                                         "into a dataset for vla train / vla eval (docs/train_on_robot.md)")
+    b.add_argument("bags", nargs="+", metavar="BAG", help="rosbag2 directories or .mcap / .db3 files")
+    b.add_argument("--out", required=True, help="dataset directory to create (must be empty unless --overwrite)")
+    b.add_argument("--ego", required=True, metavar="TOPIC",
+                   help="the robot's forward camera: sensor_msgs/Image (rgb8, bgr8, mono8) or CompressedImage "
+                        "(JPEG, PNG), any resolution (centre-cropped and resized to --image-size)")
+    b.add_argument("--top", metavar="TOPIC", help="the second camera (the default model has two: ego and top)")
+    cmd = b.add_mutually_exclusive_group(required=True)
+    cmd.add_argument("--command", metavar="TOPIC", help="std_msgs/String command topic; a new episode at each change")
+    cmd.add_argument("--command-text", metavar="TEXT", help="or: the one command of every bag, verbatim")
+    odo = b.add_mutually_exclusive_group(required=True)
+    odo.add_argument("--odom", metavar="TOPIC", help="nav_msgs/Odometry topic (pose for the labels, twist for v, omega)")
+    odo.add_argument("--tf", metavar="PARENT:CHILD", help="or: odometry from the transforms PARENT -> CHILD "
+                                                          "(e.g. odom:base_link; v, omega differentiated)")
+    b.add_argument("--tf-topic", default=d["tf_topic"].default, metavar="TOPIC", help="tf2_msgs/TFMessage topic")
+    b.add_argument("--image-size", type=int, default=d["image_size"].default, help="the model's image size")
+    b.add_argument("--frame-tolerance", type=float, default=d["frame_tolerance"].default, metavar="S",
+                   help="a step uses each camera's newest frame at or before it, at most this old (the node's "
+                        "history_tolerance)")
+    b.add_argument("--max-skew", type=float, default=d["max_skew"].default, metavar="S",
+                   help="the cameras' frames of a step at most this far apart (the node's max_skew)")
+    b.add_argument("--max-odometry-gap", type=float, default=d["max_odometry_gap"].default, metavar="S",
+                   help="odometry messages further apart are a gap: never interpolated across")
+    b.add_argument("--summary", metavar="F", help="also write the summary JSON here (it is always in OUT/from_bag.json)")
+    b.add_argument("--overwrite", action="store_true", help="replace OUT (only once the conversion succeeded)")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.set_defaults(func=cmd_from_bag)
 
 
 def cmd_show(args) -> int:
@@ -61,6 +121,7 @@ def register(sub) -> None:
                    help="target / scene: the policy drives with that guidance (a model with the locator; scene: "
                         "and the scene map), as `vla sim --guidance target|scene` runs it")
     g.set_defaults(func=cmd_generate)
+    _register_from_bag(dsub)
     s = dsub.add_parser("show", help="draw a few samples: both cameras and the ground truth over the top view")
     s.add_argument("data", help="dataset directory")
     s.add_argument("--out", required=True, help="PNG to write")

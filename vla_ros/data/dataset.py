@@ -9,8 +9,9 @@ key             type / shape           meaning
 ==============  =====================  ========================================================
 ego, top        uint8 (L, H, W, 3)     camera frames, oldest first, newest (time t) last
 command         str                    the language command
-kind            str                    command kind (``vla_ros.sim.commands.KINDS``)
-kind_id         int                    ``KINDS.index(kind)``
+kind            str                    command kind (``vla_ros.sim.commands.KINDS``); "" for a robot's
+                                       command that is no known phrasing (``vla data from-bag``)
+kind_id         int                    ``KINDS.index(kind)``, -1 without a kind
 traj            float32 (16, 3)        ground truth: (x, y, yaw) in the robot frame at t
 past_poses      float32 (L, 3)         robot poses of the history frames in the robot frame at t
                                        (last row is (0, 0, 0)); for a constant-velocity baseline
@@ -122,7 +123,7 @@ class EpisodeDataset(Dataset):
 
     def command_text(self, e: int, t: int) -> str:
         meta = self.metas[e]
-        if self.phrasing == "episode":
+        if self.phrasing == "episode" or not meta.get("kind"):  # a robot's own command: verbatim
             return meta["command"]
         options = phrasings(meta["kind"], "train" if meta.get("split", "train") == "train" else "eval")
         rng = np.random.default_rng([int(meta.get("seed", 0)), int(t)])
@@ -146,8 +147,8 @@ class EpisodeDataset(Dataset):
             "ego": ego,
             "top": top,
             "command": self.command_text(e, t),
-            "kind": meta["kind"],
-            "kind_id": KINDS.index(meta["kind"]),
+            "kind": meta.get("kind") or "",
+            "kind_id": KINDS.index(meta["kind"]) if meta.get("kind") else -1,
             "traj": traj,
             "past_poses": past,
             "state": state[-1].astype(np.float32),

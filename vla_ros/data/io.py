@@ -12,6 +12,8 @@ import numpy as np
 
 __all__ = [
     "DATASET_FILE",
+    "LATEST_FORMAT_VERSION",
+    "check_format_version",
     "episode_stem",
     "save_episode",
     "load_episode",
@@ -22,6 +24,17 @@ __all__ = [
 ]
 
 DATASET_FILE = "dataset.json"
+# The newest dataset format this vla_ros reads (FORMAT.md): 1 = simulated episodes (what
+# `vla data generate` writes), 2 = version 1 plus episodes from recordings (`vla data from-bag`).
+LATEST_FORMAT_VERSION = 2
+
+
+def check_format_version(info: dict, where: str | Path) -> None:
+    """ValueError for a dataset (or episode) written in a format newer than this vla_ros reads."""
+    version = info.get("format_version")
+    if version is not None and int(version) > LATEST_FORMAT_VERSION:
+        raise ValueError(f"{where} has dataset format version {version}; this vla_ros reads versions up to "
+                         f"{LATEST_FORMAT_VERSION}: upgrade vla_ros")
 
 
 def episode_stem(index: int) -> str:
@@ -140,8 +153,11 @@ def read_dataset_info(data_dir: str | Path) -> dict[str, Any]:
     data_dir = Path(data_dir)
     p = data_dir / DATASET_FILE
     if p.exists():
-        return json.loads(p.read_text())
-    first = list_episodes(data_dir)[0]
-    meta = load_meta(first)
-    return {"format_version": meta.get("format_version"), "split": meta.get("split"),
-            "config": meta.get("config"), "episodes": len(list_episodes(data_dir))}
+        info = json.loads(p.read_text())
+    else:
+        first = list_episodes(data_dir)[0]
+        meta = load_meta(first)
+        info = {"format_version": meta.get("format_version"), "split": meta.get("split"),
+                "config": meta.get("config"), "episodes": len(list_episodes(data_dir))}
+    check_format_version(info, data_dir)
+    return info

@@ -53,7 +53,8 @@ def show_dataset(data_dir, out_png, n: int = 4, seed: int = 0) -> Path:
     # cover as many command kinds as possible: round-robin over kinds, a random episode of each
     by_kind: dict[str, list[int]] = {}
     for i, f in enumerate(files):
-        by_kind.setdefault(load_meta(f).get("kind", ""), []).append(i)
+        meta = load_meta(f)
+        by_kind.setdefault(meta.get("kind") or meta["command"], []).append(i)
     order = [k for k in KINDS if k in by_kind] + sorted(k for k in by_kind if k not in KINDS)
     pools = {k: list(rng.permutation(v)) for k, v in by_kind.items()}
     picks: list[int] = []
@@ -75,21 +76,24 @@ def show_dataset(data_dir, out_png, n: int = 4, seed: int = 0) -> Path:
         traj = np.asarray(arrays["traj"][t])
         hist_t = np.clip(t - config.history_stride * np.arange(config.history_length - 1, -1, -1), 0, None)
         hist = np.asarray(arrays["state"][hist_t], dtype=np.float64)
-        title = f'"{meta["command"]}" ({meta["kind"]})  ep {meta.get("episode", ei)} t={t}'
+        title = f'"{meta["command"]}" ({meta.get("kind")})  ep {meta.get("episode", ei)} t={t}'
+        simulated = "layout" in meta  # a robot's cameras: the simulator's projections do not apply
 
         ax = fig.add_subplot(n, 3, 3 * row + 1)
         ax.imshow(arrays["ego"][t], interpolation="nearest")
-        draw_trajectory_ego(ax, traj, config)
+        if simulated:
+            draw_trajectory_ego(ax, traj, config)
         ax.set_xlim(-0.5, config.image_size - 0.5)
         ax.set_ylim(config.image_size - 0.5, -0.5)
         ax.set_title("ego", fontsize=8)
         ax.axis("off")
 
         ax = fig.add_subplot(n, 3, 3 * row + 2)
-        ax.imshow(arrays["top"][t], interpolation="nearest")
-        huv = world_to_top_pixel(hist[:, :2], config)
-        ax.plot(huv[:, 0], huv[:, 1], "o", color="cyan", ms=2.5)
-        draw_trajectory_top(ax, traj, state, config)
+        ax.imshow(arrays["top" if "top" in arrays else "ego"][t], interpolation="nearest")
+        if simulated:
+            huv = world_to_top_pixel(hist[:, :2], config)
+            ax.plot(huv[:, 0], huv[:, 1], "o", color="cyan", ms=2.5)
+            draw_trajectory_top(ax, traj, state, config)
         ax.set_xlim(-0.5, config.image_size - 0.5)
         ax.set_ylim(config.image_size - 0.5, -0.5)
         ax.set_title(title, fontsize=9)

@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-__all__ = ["KINDS", "SPLITS", "PHRASINGS", "phrasings", "sample_command", "kind_from_text", "normalize_text"]
+__all__ = ["KINDS", "SPLITS", "PHRASINGS", "phrasings", "sample_command", "kind_of_phrasing", "kind_from_text", "normalize_text"]
 
 #: Every command kind, in a fixed order (index = class id).
 KINDS: tuple[str, ...] = (
@@ -99,12 +99,17 @@ _COLOUR_WORDS = {
 }
 
 
+def kind_of_phrasing(text: str) -> str | None:
+    """The kind of a known phrasing (train or eval, up to case and punctuation); None for any other text."""
+    return _LOOKUP.get(normalize_text(text))
+
+
 def kind_from_text(text: str) -> str | None:
     """The kind of a known phrasing (train or eval); for other text a keyword guess; None if unsure."""
-    norm = normalize_text(text)
-    if norm in _LOOKUP:
-        return _LOOKUP[norm]
-    words = set(norm.split())
+    known = kind_of_phrasing(text)
+    if known is not None:
+        return known
+    words = set(normalize_text(text).split())
     for kind, colours in _COLOUR_WORDS.items():
         if words & set(colours):
             return kind
