@@ -395,3 +395,34 @@ def test_a_dataset_from_a_newer_vla_ros_is_refused(converted, tmp_path):
     (out / "dataset.json").write_text(json.dumps({**info, "format_version": FORMAT_VERSION + 1}))
     with pytest.raises(ValueError, match="format version 3; this vla_ros reads versions up to 2"):
         read_dataset_info(out)
+
+
+def test_sim_round_trip_labels_equal_the_simulators_own_within_1cm_and_1deg(tmp_path, capsys):
+    """The expert drives while `vla bag record-sim --robot` records what a robot publishes;
+    `vla data from-bag` labels every recorded frame from the odometry alone."""
+    from vla_ros.bag.io import BagReader
+    from vla_ros.bag.record import _world_config
+    from vla_ros.cli import main
+    from vla_ros.data.generate import episode_kind, episode_seed
+    from vla_ros.sim.episode import run_episode
+
+    bag, out, kinds = tmp_path / "sim_robot", tmp_path / "data", ["turn_left", "follow_lane", "goto_green"]
+    assert main(["bag", "record-sim", "--out", str(bag), "--episodes", "3", "--seed", "5", "--image-size", "32",
+                 "--robot", "--expert-noise", "off", "--kinds", ",".join(kinds), "--quiet"]) == 0
+    with BagReader(bag) as r:
+        assert set(r.topics) == {"/ego/image_raw", "/top/image_raw", "/odom", "/command"}  # no ground truth
+    assert main(["data", "from-bag", str(bag), "--out", str(out), "--ego", "/ego/image_raw", "--top",
+                 "/top/image_raw", "--command", "/command", "--odom", "/odom", "--image-size", "32", "--quiet"]) == 0
+    assert "wrote 3 episodes, 96 samples" in capsys.readouterr().out  # 32 per 40-step episode, as simulated
+    world = _world_config(32, 40, robot=True, expert_noise=False)
+    for i, f in enumerate(list_episodes(out)):
+        arrays, meta = load_episode(f)
+        ep = run_episode(episode_seed(5, i), episode_kind(5, i, kinds), "train", world)
+        sim = ep.arrays
+        assert meta["num_steps"] == 40 and meta["command"] == ep.meta["command"]
+        err_m = np.linalg.norm(arrays["traj"][..., :2] - sim["traj"][:40, :, :2], axis=-1).max()
+        err_deg = np.degrees(np.abs(np.angle(np.exp(1j * (arrays["traj"][..., 2] - sim["traj"][:40, :, 2]))))).max()
+        assert err_m < 0.01 and err_deg < 1.0, (f.name, err_m, err_deg)
+        np.testing.assert_array_equal(arrays["ego"], sim["ego"][:40])
+        np.testing.assert_allclose(arrays["state"], sim["state"][:40], atol=1e-6)
+

@@ -40,7 +40,9 @@ def cmd_record_sim(args) -> int:
     try:
         s = record_sim(args.out, episodes=args.episodes, seed=args.seed, split=args.split, image_size=args.image_size,
                        steps=args.steps, gap=args.gap, start=args.start, storage=args.storage,
-                       overwrite=args.overwrite, progress=None if args.quiet else _note)
+                       overwrite=args.overwrite, progress=None if args.quiet else _note, robot=args.robot,
+                       expert_noise=args.expert_noise == "on",
+                       kinds=[k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None)
     except (BagError, ValueError) as exc:
         raise _err(str(exc)) from None
     frames = sum(e["frames"] for e in s.episodes)
@@ -303,7 +305,8 @@ def register(sub) -> None:
                        description="rosbag2 tools (see docs/bags.md)")
     bsub = p.add_subparsers(dest="bag_cmd", required=True, metavar="ACTION")
 
-    r = bsub.add_parser("record-sim", help="write simulated episodes as a rosbag2 (MCAP) with ground truth")
+    r = bsub.add_parser("record-sim", help="write simulated episodes as a rosbag2 (MCAP) with ground truth "
+                                           "(--robot: as a robot publishes them, without)")
     r.add_argument("--out", required=True, help="bag directory to create")
     r.add_argument("--episodes", type=int, required=True)
     r.add_argument("--seed", type=int, required=True, help="episode i = the dataset's episode i for this seed")
@@ -316,6 +319,12 @@ def register(sub) -> None:
     r.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     r.add_argument("--overwrite", action="store_true")
     r.add_argument("--quiet", action="store_true")
+    r.add_argument("--robot", action="store_true",
+                   help="record as a robot would: cameras, /odom and /command only (no /clock, no ground truth), "
+                        "each episode driven 3.2 s longer so vla data from-bag labels all --steps frames")
+    r.add_argument("--expert-noise", choices=("on", "off"), default="on",
+                   help="off: the expert drives exactly its plan (the recorded motion equals the simulator's labels)")
+    r.add_argument("--kinds", metavar="K1,K2", help="only these command kinds, comma-separated (cycled; default all)")
     r.set_defaults(func=cmd_record_sim)
 
     rp = bsub.add_parser("replay", help="play a bag into vla_node (or --offline), record and score its answers")

@@ -18,7 +18,7 @@ from ..sim.episode import FORMAT_VERSION, run_episode
 from ..sim.world import World
 from .io import DATASET_FILE, episode_stem, save_episode
 
-__all__ = ["generate_dataset", "episode_seed", "episode_kind"]
+__all__ = ["generate_dataset", "episode_seed", "episode_kind", "checked_kinds"]
 
 
 def episode_seed(seed: int, index: int) -> int:
@@ -31,6 +31,16 @@ def episode_kind(seed: int, index: int, kinds: Sequence[str] | None = None) -> s
     seed-dependent offset."""
     kinds = tuple(kinds or KINDS)
     return kinds[(index + int(seed)) % len(kinds)]
+
+
+def checked_kinds(kinds: Sequence[str] | None) -> tuple[str, ...] | None:
+    """``kinds`` as a tuple (None: all kinds); ConfigError for an empty list or an unknown kind."""
+    if kinds is None:
+        return None
+    kinds = tuple(kinds)
+    if not kinds or any(k not in KINDS for k in kinds):
+        raise ConfigError(f"kinds={list(kinds)}: choose one or more of {', '.join(KINDS)}")
+    return kinds
 
 
 _WORLD: World | None = None
@@ -111,11 +121,7 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
                "replan_period": float(replan_period), "noise": policy_noise}
         if policy_guidance != "none":  # (kept out of the record otherwise, as before the option)
             pol["guidance"] = policy_guidance
-    if kinds is not None:
-        kinds = tuple(kinds)
-        unknown = [k for k in kinds if k not in KINDS]
-        if not kinds or unknown:
-            raise ConfigError(f"kinds={list(kinds)}: choose one or more of {', '.join(KINDS)}")
+    kinds = checked_kinds(kinds)
     if int(first_index) < 0:
         raise ValueError(f"first_index={first_index}: must be >= 0")
     out = Path(out_dir)
