@@ -426,3 +426,23 @@ def test_sim_round_trip_labels_equal_the_simulators_own_within_1cm_and_1deg(tmp_
         np.testing.assert_array_equal(arrays["ego"], sim["ego"][:40])
         np.testing.assert_allclose(arrays["state"], sim["state"][:40], atol=1e-6)
 
+
+
+def test_what_recorded_episodes_cannot_give_is_said_clearly(robot_bag, converted, tmp_path):
+    import dataclasses
+
+    from test_train_eval import TINY_MODEL
+
+    from vla_ros.config import ConfigError
+    from vla_ros.model.vla import SimpleVLA
+    from vla_ros.train import build_frame_bank, relabel_trajectories
+
+    model = SimpleVLA(dataclasses.replace(TINY_MODEL, image_size=32))
+    ego_only = tmp_path / "ego_only"
+    convert_bags([robot_bag[0]], ego_only, robot_config(top=None), progress=False)
+    assert "top" not in load_episode(list_episodes(ego_only)[0])[0]
+    with pytest.raises(ConfigError, match="no 'top' frames, but the model's cameras are"):
+        build_frame_bank(model, ego_only, progress=False)
+    bank = build_frame_bank(model, converted[0], progress=False)
+    with pytest.raises(ConfigError, match="the simulator's expert cannot relabel it"):
+        relabel_trajectories(bank, progress=False)

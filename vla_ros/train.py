@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from vla_ros.checkpoint import checkpoint_config, load_checkpoint, read_checkpoint, save_checkpoint
-from vla_ros.config import ModelConfig, TrainConfig, to_dict
+from vla_ros.config import ConfigError, ModelConfig, TrainConfig, to_dict
 from vla_ros.data.io import list_episodes, load_episode, load_meta, read_dataset_info
 from vla_ros.model.vla import SimpleVLA
 from vla_ros.sim.commands import KINDS, phrasings
@@ -53,7 +53,7 @@ def parse_data(data: str | Path | DataSource | Sequence[str | Path | DataSource]
             continue
         text, weight = str(item).strip(), None
         if not text:
-            raise ValueError(f"--data {data!r}: an empty directory name; e.g. sim,bags or sim:0.5,bags:0.5")
+            raise ConfigError(f"--data {data!r}: an empty directory name; e.g. sim,bags or sim:0.5,bags:0.5")
         path, sep, tail = text.rpartition(":")
         try:
             weight = float(tail) if sep else None
@@ -62,11 +62,11 @@ def parse_data(data: str | Path | DataSource | Sequence[str | Path | DataSource]
         out.append(DataSource(Path(path if sep and weight is not None else text), weight))
     weights = [s.weight for s in out]
     if not out:
-        raise ValueError(f"--data {data!r}: give one or more dataset directories, e.g. sim,bags or sim:0.5,bags:0.5")
+        raise ConfigError(f"--data {data!r}: give one or more dataset directories, e.g. sim,bags or sim:0.5,bags:0.5")
     if any(w is None for w in weights) and any(w is not None for w in weights):
-        raise ValueError(f"--data {data!r}: give a weight to every directory or to none")
+        raise ConfigError(f"--data {data!r}: give a weight to every directory or to none")
     if any(w is not None and not (w > 0 and math.isfinite(w)) for w in weights):
-        raise ValueError(f"--data {data!r}: weights must be positive numbers")
+        raise ConfigError(f"--data {data!r}: weights must be positive numbers")
     return out
 
 
@@ -139,11 +139,11 @@ def _check_world(model: SimpleVLA, sources: list[DataSource]) -> dict:
     worlds = [read_dataset_info(s.path).get("config") or {} for s in sources]
     for src, world in zip(sources, worlds):
         if int(world.get("horizon", model.config.trajectory_length)) != model.config.trajectory_length:
-            raise ValueError(f"{src.path}: trajectories have {world.get('horizon')} waypoints, the model "
+            raise ConfigError(f"{src.path}: trajectories have {world.get('horizon')} waypoints, the model "
                              f"predicts {model.config.trajectory_length}")
         for key, default in (("history_stride", 2), ("sim_dt", 0.1), ("traj_dt", 0.2)):
             if world.get(key, default) != worlds[0].get(key, default):
-                raise ValueError(f"{src.path}: world.{key}={world.get(key, default)} but {sources[0].path} has "
+                raise ConfigError(f"{src.path}: world.{key}={world.get(key, default)} but {sources[0].path} has "
                                  f"{worlds[0].get(key, default)}: datasets trained together need the same grid")
     return worlds[0]
 
@@ -153,7 +153,7 @@ def _encode_episode(model: SimpleVLA, f: Path, arrays: dict, keep: np.ndarray, c
     """Frozen features (len(keep), C, ...) of the kept steps of one episode (cached per file)."""
     for cam in model.config.cameras:
         if cam not in arrays:
-            raise ValueError(f"{f}: the episode has no '{cam}' frames, but the model's cameras are "
+            raise ConfigError(f"{f}: the episode has no '{cam}' frames, but the model's cameras are "
                              f"{list(model.config.cameras)} (vla data from-bag --top TOPIC, or model.cameras: [ego])")
     entry = cache / f"{f.stem}{tag}_{_feature_cache_key(model, [f])}.pt" if cache is not None else None
     if entry is not None and entry.exists():
@@ -212,7 +212,7 @@ def build_frame_bank(model: SimpleVLA, data_dir: str | Path | Sequence, cache_di
         states.append(np.array(arrays["state"], dtype=np.float64))
         if locate:
             if "layout" not in meta:
-                raise ValueError(f"{f}: no layout (an episode recorded on a robot): the target locator learns "
+                raise ConfigError(f"{f}: no layout (an episode recorded on a robot): the target locator learns "
                                  "from the simulator's cone positions; train without model.target_locator")
             tops.append(torch.from_numpy(np.array(arrays["top"])))
             layout = Layout.from_dict(meta["layout"])
@@ -276,7 +276,7 @@ def _expert_labels(bank: FrameBank, episodes: list[int], kinds_of: Callable[[int
             if meta is None:
                 meta = load_meta(f)
                 if "layout" not in meta:
-                    raise ValueError(f"{f}: no layout (an episode recorded on a robot): the simulator's expert "
+                    raise ConfigError(f"{f}: no layout (an episode recorded on a robot): the simulator's expert "
                                      "cannot relabel it; train on it without relabel_prob / refresh_labels")
                 config, layout = WorldConfig.from_dict(meta["config"]), Layout.from_dict(meta["layout"])
             labels = np.stack([expert_trajectory(kind, bank.states[r], layout, config)
@@ -575,7 +575,7 @@ def sample_probabilities(bank: FrameBank, train_idx: np.ndarray, sources: list[D
     for i, s in enumerate(sources):
         mine = src == i
         if not mine.any():
-            raise ValueError(f"--data {s.path}:{s.weight:g}: this source has no training samples")
+            raise ConfigError(f"--data {s.path}:{s.weight:g}: this source has no training samples")
         p[mine] = s.weight / mine.sum()
     return p / p.sum()
 

@@ -14,7 +14,9 @@ def cmd_eval(args) -> int:
         from vla_ros import paths
 
         ckpt = paths.default_checkpoint()
-    cache = args.cache or (Path(args.data) / ".vla_cache")
+    from vla_ros.train import parse_data
+
+    cache = args.cache or (parse_data(args.data)[0].path / ".vla_cache")
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError:
@@ -35,7 +37,9 @@ def cmd_eval(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("eval", help="ADE/FDE against baselines, and quality against sampling steps")
     p.add_argument("--checkpoint", help="checkpoint (default: the packaged default)")
-    p.add_argument("--data", required=True, help="dataset directory (ideally: held-out seeds, --split eval)")
+    p.add_argument("--data", required=True,
+                   help="dataset directory (ideally held out: seeds, --split eval, or bags converted with "
+                        "vla data from-bag), or several, comma-separated")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--json", help="write the report as JSON")
     p.add_argument("--plot", help="write a PNG: ADE per command and the steps sweep")

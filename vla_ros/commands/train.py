@@ -41,7 +41,11 @@ def register(sub) -> None:
 
     p = sub.add_parser("train", help="train SimpleVLA on a generated dataset")
     p.add_argument("--config", default=str(paths.config_dir() / "model.yaml"), help="YAML with model: and train:")
-    p.add_argument("--data", required=True, help="dataset directory (vla data generate)")
+    p.add_argument("--data", required=True, metavar="DIR[:W],...",
+                   help="dataset directory (vla data generate, vla data from-bag), or several, comma-separated, "
+                        "optionally each with the share W of every training batch drawn from it: sim:0.5,bags:0.5 "
+                        "(weights normalised; without weights every sample is drawn alike). Each directory holds "
+                        "out its own validation episodes")
     p.add_argument("--out", required=True, help="run directory: best.pth, last.pth, loss_curve.png, train_log.json")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--resume", nargs="?", const="auto", default=None,
