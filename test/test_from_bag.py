@@ -446,3 +446,34 @@ def test_what_recorded_episodes_cannot_give_is_said_clearly(robot_bag, converted
     bank = build_frame_bank(model, converted[0], progress=False)
     with pytest.raises(ConfigError, match="the simulator's expert cannot relabel it"):
         relabel_trajectories(bank, progress=False)
+
+
+def test_a_replay_of_a_held_out_bag_scores_against_the_converted_labels(tmp_path, tiny_checkpoint, capsys):
+    """vla data from-bag --truth-bag: the labels as ground truth, stamped as the node stamps its
+    answers, so that `vla bag score` measures a replay of the robot's own bag."""
+    from vla_ros.bag import schema
+    from vla_ros.bag.io import BagReader
+    from vla_ros.bag.record import record_sim
+    from vla_ros.bag.replay import truths_from_bag
+    from vla_ros.cli import main
+
+    bag, truth = tmp_path / "held_out", tmp_path / "truth"
+    record_sim(bag, episodes=2, seed=8, image_size=32, robot=True, expert_noise=False, kinds=["forward", "turn_left"])
+    s = convert_bags([bag], tmp_path / "data", robot_config(ego="/ego/image_raw", top="/top/image_raw",
+                                                              command="/command", odom="/odom"),
+                     progress=False, truth_bag=truth)
+    with BagReader(truth) as r:
+        truths, damage = truths_from_bag(r, schema.TOPIC_TRUTH)
+    stored = [load_episode(f)[0] for f in list_episodes(tmp_path / "data")]
+    assert damage is None and len(truths) == sum(len(a["stamp_ns"]) for a in stored) == 80
+    first = {t.stamp_ns: t for t in truths}
+    np.testing.assert_allclose(first[int(stored[0]["stamp_ns"][9])].trajectory, stored[0]["traj"][9], atol=1e-6)
+    assert s["truth_bag"] == str(truth)
+    answers, report = tmp_path / "answers", tmp_path / "score.json"
+    assert main(["bag", "replay", str(bag), "--offline", "--checkpoint", str(tiny_checkpoint), "--set",
+                 "num_inference_steps=2", "--set", "warmup=false", "--record", str(answers), "--quiet"]) == 0
+    assert main(["bag", "score", str(answers), "--truth", str(truth), "--report", str(report)]) == 0
+    scored = json.loads(report.read_text())
+    # every sample (a step with a full history: 32 per 40-step episode) is answered OK and scored;
+    # the node stops on the first 8 steps of each episode for want of a history, as training skips them
+    assert scored["truth"]["with_ok_answer"] == scored["overall"]["scored"] == s["samples"] == 64

@@ -35,10 +35,13 @@ def cmd_from_bag(args) -> int:
                         max_odometry_gap=args.max_odometry_gap)
     try:
         summary = convert_bags(args.bags, args.out, cfg, overwrite=args.overwrite, progress=not args.quiet,
-                               log=lambda line: print(line, file=sys.stderr))
+                               log=lambda line: print(line, file=sys.stderr), truth_bag=args.truth_bag)
     except BagError as exc:
         raise UserError(str(exc)) from None
     print(format_summary(summary))
+    if args.truth_bag:
+        print(f"wrote {args.truth_bag}: the labels as /ground_truth/trajectory (vla bag score ANSWERS --truth "
+              f"{args.truth_bag})")
     if args.summary:
         from pathlib import Path
 
@@ -75,6 +78,9 @@ def _register_from_bag(dsub) -> None:
                    help="the cameras' frames of a step at most this far apart (the node's max_skew)")
     b.add_argument("--max-odometry-gap", type=float, default=d["max_odometry_gap"].default, metavar="S",
                    help="odometry messages further apart are a gap: never interpolated across")
+    b.add_argument("--truth-bag", metavar="BAG", help="also write the labels as a ground-truth bag "
+                   "(/ground_truth/trajectory, stamped like the node's answers) to score a replay against: "
+                   "vla bag score ANSWERS --truth BAG")
     b.add_argument("--summary", metavar="F", help="also write the summary JSON here (it is always in OUT/from_bag.json)")
     b.add_argument("--overwrite", action="store_true", help="replace OUT (only once the conversion succeeded)")
     b.add_argument("--quiet", action="store_true", help="no progress bars")

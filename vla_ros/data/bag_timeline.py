@@ -25,13 +25,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vla_ros.runtime.history import select_indices
+from vla_ros.runtime.history import NS, select_indices
 from vla_ros.sim.geometry import wrap_angle, world_to_robot
 
 __all__ = ["NS", "REASONS", "Timing", "PoseTrack", "CommandTrack", "StepPlan", "twist_from_poses",
            "select_newest", "plan_steps", "split_episodes"]
 
-NS = 1_000_000_000
 
 # Why a grid step is not a sample (keys of the summary's "dropped"), in the order they are checked.
 NO_FRAME = "no_frame:{camera}"  # no frame of that camera at or before the step, within the tolerance

@@ -260,6 +260,7 @@ class _Sink:
         self.span = self.world.history_span
         self.episodes: list[dict] = []  # one record per written episode
         self.sample_states: list[np.ndarray] = []  # (samples, 5) per episode, for the speed statistics
+        self.labels: list[tuple[np.ndarray, np.ndarray, str]] = []  # (stamps (T,), labels (T, 16, 3), command)
 
     def write(self, plan: StepPlan, a: int, b: int, frames: dict[str, np.ndarray], text: str,
               source: dict) -> None:
@@ -277,6 +278,7 @@ class _Sink:
                 "config": self.world.to_dict()}
         save_episode(self.out, index, arrays, meta)
         self.sample_states.append(plan.state[a + self.span:b])
+        self.labels.append((obs.astype(np.int64), plan.traj[a:b], text))
         self.episodes.append({"index": index, "command": text, "kind": kind, "steps": b - a,
                               "samples": b - a - self.span, "seconds": (obs[-1] - obs[0]) / NS,
                               "bag": source["bag"]})
@@ -366,6 +368,18 @@ def _bar(total: int, desc: str, progress: bool):
     return tqdm(total=total, desc=desc, unit="msg", disable=not progress, leave=False)
 
 
+def _warn_clocks(path: Path, tracks: BagTracks, log: Callable[[str], None]) -> None:
+    """Say so when the cameras and the odometry were stamped at times that never meet (two clocks:
+    a driver stamping with its sensor's time, a bag of sim time beside wall time)."""
+    cam_lo = max(s[0] for s in tracks.cams.values())
+    cam_hi = min(s[-1] for s in tracks.cams.values())
+    odo_lo, odo_hi = int(tracks.odom.stamp_ns[0]), int(tracks.odom.stamp_ns[-1])
+    if cam_hi < odo_lo or odo_hi < cam_lo:
+        log(f"warning: {path}: the cameras' header stamps ({cam_lo / NS:.3f} .. {cam_hi / NS:.3f} s) and the "
+            f"odometry's ({odo_lo / NS:.3f} .. {odo_hi / NS:.3f} s) never overlap: are they stamped by "
+            "different clocks? Every step needs both")
+
+
 def _convert_one(reader: BagReader, topics: dict[str, str], sink: _Sink, progress: bool,
                  log: Callable[[str], None]) -> dict:
     """Both passes over one bag; returns its row of the summary."""
@@ -373,6 +387,7 @@ def _convert_one(reader: BagReader, topics: dict[str, str], sink: _Sink, progres
     counts = {role: reader.topics[t].count for role, t in topics.items()}
     with _bar(sum(counts.values()), f"{reader.path.name}: pass 1/2, stamps", progress) as bar:
         tracks = read_tracks(reader, topics, cfg, bar.update, warn=log)
+    _warn_clocks(reader.path, tracks, log)
     plan = plan_steps(tracks.cams, tracks.odom, tracks.commands, timing)
     episodes = split_episodes(plan, tracks.commands, timing.span)
     source = {"type": "rosbag2", "bag": str(reader.path.resolve()), "storage": reader.storage,
@@ -419,6 +434,19 @@ def _summary(sink: _Sink, rows: list[dict], out: Path, seconds: float) -> dict[s
     }
 
 
+def _write_truth_bag(path: Path, sink: _Sink) -> None:
+    """The labels as ground truth for ``vla bag score --truth``: /ground_truth/trajectory
+    (vla_ros/msg/Trajectory) stamped with each step's observation stamp, as the node stamps its answers."""
+    from vla_ros.bag.io import BagWriter
+
+    with BagWriter(path, storage="mcap") as bag:
+        bag.add_topic(schema.TOPIC_TRUTH, schema.TRAJECTORY, schema.RELIABLE_QOS())
+        for stamps, labels, text in sink.labels:
+            for stamp, traj in zip(stamps.tolist(), labels):
+                bag.write_msg(schema.TOPIC_TRUTH, stamp,
+                              schema.trajectory_msg(stamp, traj, sink.world.traj_dt, command=text))
+
+
 def _prepare_out(out: Path, overwrite: bool) -> Path:
     """A fresh temporary directory beside ``out`` (renamed to it at the end)."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
@@ -453,14 +481,21 @@ def _dataset_info(sink: _Sink, summary: dict) -> dict[str, Any]:
 
 
 def convert_bags(bags: Sequence[str | Path], out: str | Path, cfg: FromBagConfig, overwrite: bool = False,
-                 progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+                 progress: bool = True, log: Callable[[str], None] = print,
+                 truth_bag: str | Path | None = None) -> dict[str, Any]:
     """Convert ``bags`` into the dataset directory ``out`` and return the summary (also written
-    to ``out/from_bag.json`` and into ``dataset.json``). Every bag is checked before anything is
-    written; on any error the output is left as it was."""
+    to ``out/from_bag.json`` and into ``dataset.json``). ``truth_bag``: also write the labels as
+    a ground-truth bag there (:func:`_write_truth_bag`). Every bag is checked before anything is
+    written; on any error the outputs are left as they were."""
     if not bags:
         raise ConfigError("give at least one bag")
     t0 = time.perf_counter()
     out = Path(out)
+    truth = Path(truth_bag) if truth_bag is not None else None
+    if truth is not None and truth.exists() and not overwrite:
+        raise FileExistsError(f"{truth} exists; choose another --truth-bag or pass --overwrite")
+    if truth is not None and (truth.resolve() == out.resolve() or out.resolve() in truth.resolve().parents):
+        raise ConfigError(f"--truth-bag {truth}: put it outside --out {out} (the dataset directory is replaced whole)")
     for bag in bags:  # fail early: a wrong topic in the last bag should not cost the first ones' time
         with BagReader(bag) as reader:
             check_topics(reader, cfg)
@@ -478,6 +513,10 @@ def convert_bags(bags: Sequence[str | Path], out: str | Path, cfg: FromBagConfig
                            f"({summary['grid_steps']} grid steps: {drops}); nothing written")
         (tmp / DATASET_FILE).write_text(json.dumps(_dataset_info(sink, summary), indent=1))
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+        if truth is not None:
+            _write_truth_bag(tmp / "truth_bag", sink)
+            _commit(tmp / "truth_bag", truth)
+            summary["truth_bag"] = str(truth)
         _commit(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
