@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from tqdm import tqdm
 from vla_ros.checkpoint import checkpoint_config, load_checkpoint, read_checkpoint, save_checkpoint
 from vla_ros.config import ConfigError, ModelConfig, TrainConfig, to_dict
 from vla_ros.data.io import list_episodes, load_episode, load_meta, read_dataset_info
+from vla_ros.distributed import init_distributed, share
 from vla_ros.model.vla import SimpleVLA
 from vla_ros.sim.commands import KINDS, phrasings
 from vla_ros.sim.layout import TARGET_COLOURS, Layout
@@ -125,6 +127,15 @@ def _hash_files(h: Any, files: list[Path]) -> None:
         h.update(f"{f.name}:{st.st_size}:{int(st.st_mtime)}".encode())
 
 
+def _save_atomic(path: Path, write: Callable[[Any], None]) -> None:
+    """Write a cache entry through a temporary file and a rename: processes of a data-parallel run
+    on several machines may fill the same cache at once, and a reader never sees half a file."""
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        write(f)
+    os.replace(tmp, path)
+
+
 def _feature_cache_key(model: SimpleVLA, files: list[Path]) -> str:
     h = hashlib.sha1()
     cfg = model.config
@@ -166,7 +177,7 @@ def _encode_episode(model: SimpleVLA, f: Path, arrays: dict, keep: np.ndarray, c
     per_ep = torch.stack(cams)  # (C, T, ...): the cache's layout
     if entry is not None:
         entry.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(per_ep, entry)
+        _save_atomic(entry, lambda f: torch.save(per_ep, f))
     return per_ep.transpose(0, 1)
 
 
@@ -284,7 +295,7 @@ def _expert_labels(bank: FrameBank, episodes: list[int], kinds_of: Callable[[int
             out[e, kind] = torch.from_numpy(labels)
             if entry is not None:
                 entry.parent.mkdir(parents=True, exist_ok=True)
-                np.save(entry, labels)
+                _save_atomic(entry, lambda f: np.save(f, labels))
     return out
 
 
@@ -587,6 +598,29 @@ def batch_commands(bank: FrameBank, sel: np.ndarray, kinds: list[str | None], rn
             for i, k in zip(sel, kinds)]
 
 
+def training_batch(model: SimpleVLA, bank: FrameBank, sel: np.ndarray, cfg: TrainConfig, rng: np.random.Generator,
+                   relabels: torch.Tensor | None, with_keypoints: bool, device: torch.device) -> dict[str, Any]:
+    """The loss's inputs for the global batch ``sel``, every random choice made for all of it
+    (relabels, phrasings, odometry dropout, diffusion noise and timesteps), so that each process
+    of a data-parallel run draws the same batch and takes its share (:mod:`vla_ros.distributed`)."""
+    frozen, traj = gather(bank, sel, device)
+    kinds = [bank.kinds[e] for e in bank.samples[sel, 0]]
+    if relabels is not None:  # some samples answer another command from the same state
+        swap = np.flatnonzero(rng.random(len(sel)) < cfg.relabel_prob)
+        new_k = rng.integers(len(cfg.relabel_kinds), size=len(swap))
+        for j, k in zip(swap, new_k):
+            kinds[j] = cfg.relabel_kinds[k]
+            traj[j] = relabels[bank.sample_rows(sel[j:j + 1])[0], k].to(device)
+    cmds = batch_commands(bank, sel, kinds, rng)
+    odom = gather_odometry(bank, sel)
+    odom[rng.random(len(sel)) < cfg.odometry_dropout] = np.nan  # "no odometry" is an input too
+    top = gather_top(model, bank, sel)
+    keypoints = gather_keypoints(bank, sel, kinds, device) if top is not None and with_keypoints else None
+    noise, timesteps = model.action_head.draw_noise(traj)
+    return {"frozen": frozen, "commands": cmds, "traj": traj, "odometry": odom, "top": top, "keypoints": keypoints,
+            "noise": noise, "timesteps": timesteps}
+
+
 def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path,
           device: str = "cpu", resume: str | Path | None = None, progress: bool = True,
           max_minutes: float | None = None, every_frame: bool = True,
@@ -598,7 +632,15 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
 
     ``init``: fine-tune a checkpoint: its config, weights and normaliser (kept, so the outputs
     keep their meaning), with a fresh optimiser and schedule. ``resume`` wins over ``init``.
+
+    Under ``torchrun --nproc_per_node N`` the processes share each batch of ``batch_size``
+    (:mod:`vla_ros.distributed`); process 0 validates, saves and reports.
     """
+    dd, device = init_distributed(device)
+    progress = progress and dd.main
+    if train_cfg.batch_size % dd.world:
+        raise ConfigError(f"train.batch_size={train_cfg.batch_size} (the global batch) must be divisible by the "
+                          f"{dd.world} processes")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device)
@@ -629,15 +671,17 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
             # projection refitted so that the training phrasings encode as before)
             split = str(read_dataset_info(parse_data(data_dir)[0].path).get("split") or "train")
             refit = model.freeze_text_encoder([p for k in KINDS for p in phrasings(k, split)])
-            print(f"text encoder: LoRA dropped for the pretrained MiniLM; projection refitted on the "
-                  f"{split} phrasings (relative error {refit['fit_rel_error']:.4f})")
+            if dd.main:
+                print(f"text encoder: LoRA dropped for the pretrained MiniLM; projection refitted on the "
+                      f"{split} phrasings (relative error {refit['fit_rel_error']:.4f})")
         model_cfg = model.config
     else:
         model = SimpleVLA(model_cfg).to(dev)
     if model.scene_map is not None:  # trained alone, on layouts (vla scene-map); kept as it is here
         model.scene_map.requires_grad_(False)
     sources = parse_data(data_dir)
-    bank = build_frame_bank(model, sources, cache_dir=out / "cache", progress=progress, every_frame=every_frame)
+    with dd.main_first():  # process 0 fills the feature cache, the others read it
+        bank = build_frame_bank(model, sources, cache_dir=out / "cache", progress=progress, every_frame=every_frame)
     n_ep = len(bank.files)
     train_idx, val_idx, n_val_ep = split_samples(bank, len(sources), train_cfg.val_fraction)
     draw_p = sample_probabilities(bank, train_idx, sources)
@@ -648,16 +692,21 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
     val_text_list = [val_texts.get(i, "") for i in range(len(bank.samples))] if len(val_idx) else []
 
     if train_cfg.refresh_labels:
-        changed = refresh_labels(bank, tuple(train_cfg.refresh_labels), cache_dir=out / "cache",
-                                 progress=progress)
-        print(f"labels of {', '.join(train_cfg.refresh_labels)} episodes recomputed by the current expert: "
-              f"{changed} changed")
+        with dd.main_first():
+            changed = refresh_labels(bank, tuple(train_cfg.refresh_labels), cache_dir=out / "cache",
+                                     progress=progress)
+        if dd.main:
+            print(f"labels of {', '.join(train_cfg.refresh_labels)} episodes recomputed by the current expert: "
+                  f"{changed} changed")
     # normalise with the training trajectories (stored in the checkpoint)
     if not fine_tune:  # fine-tuning keeps the checkpoint's normaliser
         model.action_head.normalizer.fit(bank.traj[torch.from_numpy(bank.sample_rows(train_idx))].to(dev))
     baselines = {"mean_per_kind": mean_trajectory_per_kind(bank)}
-    relabels = relabel_trajectories(bank, tuple(train_cfg.relabel_kinds), cache_dir=out / "cache",
-                                    progress=progress) if train_cfg.relabel_prob > 0 else None
+    relabels = None
+    if train_cfg.relabel_prob > 0:
+        with dd.main_first():
+            relabels = relabel_trajectories(bank, tuple(train_cfg.relabel_kinds), cache_dir=out / "cache",
+                                            progress=progress)
 
     pretrain = not state and model.locator is not None and (added_locator or not fine_tune) \
         and train_cfg.locator_pretrain_steps > 0
@@ -713,31 +762,19 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
             {"step": step, "best_val_ade": best_ade, "history": {"train": history["train"], "val": history["val"]},
              "model_config": to_dict(model.config), "train_config": to_dict(train_cfg)}, indent=1))
 
-    if step == 0:  # the untrained model's validation figures start the curve
+    loss_fn = dd.loss_fn(model, dev)  # DDP after the locator's pre-training and the resume: all start equal
+    if step == 0 and dd.main:  # the untrained model's validation figures start the curve
         ema.swap(model)
         history["val"].append({"step": 0, **validate(model, bank, val_idx, train_cfg, dev, val_text_list)})
         ema.swap(model)
     model.train()
     t_start = time.perf_counter()
     bar = tqdm(total=train_cfg.steps, initial=step, desc="training", unit="step", disable=not progress)
-    train_kinds = [bank.kinds[e] for e in bank.samples[:, 0]]
     metrics = None
     while step < train_cfg.steps:
         sel = rng.choice(train_idx, train_cfg.batch_size, replace=len(train_idx) < train_cfg.batch_size, p=draw_p)
-        frozen, traj = gather(bank, sel, dev)
-        kinds = [train_kinds[i] for i in sel]
-        if relabels is not None:  # some samples answer another command from the same state
-            swap = np.flatnonzero(rng.random(len(sel)) < train_cfg.relabel_prob)
-            new_k = rng.integers(len(train_cfg.relabel_kinds), size=len(swap))
-            for j, k in zip(swap, new_k):
-                kinds[j] = train_cfg.relabel_kinds[k]
-                traj[j] = relabels[bank.sample_rows(sel[j:j + 1])[0], k].to(dev)
-        cmds = batch_commands(bank, sel, kinds, rng)
-        odom = gather_odometry(bank, sel)
-        odom[rng.random(len(sel)) < train_cfg.odometry_dropout] = np.nan  # "no odometry" is an input too
-        top = gather_top(model, bank, sel)
-        keypoints = gather_keypoints(bank, sel, kinds, dev) if top is not None and not locator_frozen else None
-        loss = model.loss(frozen, cmds, traj, odometry=odom, top=top, keypoints=keypoints)
+        batch = training_batch(model, bank, sel, train_cfg, rng, relabels, not locator_frozen, dev)
+        loss = loss_fn(**share(batch, dd.part(len(sel))))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, train_cfg.grad_clip)
@@ -745,15 +782,16 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
         sched.step()
         ema.update(model, step)
         step += 1
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"training diverged at step {step} (loss {loss.item()}); lower train.lr")
+        out_of_time = max_minutes is not None and (time.perf_counter() - t_start) / 60 > max_minutes
+        loss_value, out_of_time = dd.step_figures(float(loss.item()), out_of_time)  # the same on every process
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"training diverged at step {step} (loss {loss_value}); lower train.lr")
         if step % train_cfg.log_every == 0 or step == 1:
-            history["train"].append((step, float(loss.item())))
-            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{sched.get_last_lr()[0]:.1e}",
+            history["train"].append((step, loss_value))
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{sched.get_last_lr()[0]:.1e}",
                             best_ade=f"{best_ade:.3f}")
         bar.update(1)
-        out_of_time = max_minutes is not None and (time.perf_counter() - t_start) / 60 > max_minutes
-        if step % train_cfg.val_every == 0 or step == train_cfg.steps or out_of_time:
+        if dd.main and (step % train_cfg.val_every == 0 or step == train_cfg.steps or out_of_time):
             ema.swap(model)
             metrics = validate(model, bank, val_idx, train_cfg, dev, val_text_list)
             ema.swap(model)
@@ -762,8 +800,10 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
                       f"FDE {metrics['val_fde']:.3f} m")
             save_all(metrics)
         if out_of_time:
-            bar.write(f"stopping after {max_minutes} minutes at step {step} (resume with --resume)")
+            if dd.main:
+                bar.write(f"stopping after {max_minutes} minutes at step {step} (resume with --resume)")
             break
     bar.close()
+    dd.finish()
     return {"step": step, "best_val_ade": best_ade, "out": str(out), "minutes": (time.perf_counter() - t_start) / 60,
             "last_metrics": metrics}

@@ -32,7 +32,10 @@ def cmd_train(args) -> int:
         resume = Path(args.out) / "last.pth"
     summary = train(model_cfg, train_cfg, args.data, args.out, device=args.device, resume=resume,
                     max_minutes=args.max_minutes, every_frame=not args.half_frames, init=args.init)
-    print(json.dumps(summary, indent=1))
+    import os
+
+    if os.environ.get("RANK", "0") == "0":  # under torchrun: process 0 reports
+        print(json.dumps(summary, indent=1))
     return 0
 
 

@@ -124,16 +124,26 @@ class DiffusionActionHead(nn.Module):
         return self.unet(x, t, encoder_hidden_states=context, return_dict=False)[0]
 
     # -- training -----------------------------------------------------------------------
-    def loss(self, cond: torch.Tensor, traj: torch.Tensor, generator: torch.Generator | None = None
-             ) -> torch.Tensor:
-        """Denoising loss. cond: (B, N, cond_dim); traj: (B, T, D) in robot-frame units."""
+    def draw_noise(self, traj: torch.Tensor, generator: torch.Generator | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Noise (B, D, T, 1) and timesteps (B,) for a training batch of trajectories (B, T, D).
+
+        A seeded generator draws on its own device (validation's is a CPU one, so its losses are
+        the same figures on any device); an unseeded draw happens where ``traj`` is.
+        """
+        b, horizon, dim = traj.shape
+        where = generator.device if generator is not None else traj.device
+        noise = torch.randn((b, dim, horizon, 1), generator=generator, device=where, dtype=traj.dtype).to(traj.device)
+        t = torch.randint(0, self.config.num_timesteps, (b,), generator=generator, device=where).to(traj.device)
+        return noise, t
+
+    def loss(self, cond: torch.Tensor, traj: torch.Tensor, generator: torch.Generator | None = None,
+             noise: torch.Tensor | None = None, timesteps: torch.Tensor | None = None) -> torch.Tensor:
+        """Denoising loss. cond: (B, N, cond_dim); traj: (B, T, D) in robot-frame units; ``noise`` /
+        ``timesteps``: given (:meth:`draw_noise`, e.g. a data-parallel process's share of the global
+        batch's), else drawn here."""
         x0 = self.to_unet(self.normalizer.normalize(traj))  # (B, D, T, 1) in [-1, 1]
-        b = x0.shape[0]
-        # a seeded generator draws on its own device (validation's is a CPU one, so its losses
-        # are the same figures on any device); an unseeded draw happens where x0 is
-        where = generator.device if generator is not None else x0.device
-        noise = torch.randn(x0.shape, generator=generator, device=where, dtype=x0.dtype).to(x0.device)
-        t = torch.randint(0, self.config.num_timesteps, (b,), generator=generator, device=where).to(x0.device)
+        noise, t = (noise, timesteps) if noise is not None else self.draw_noise(traj, generator)
         xt = self.train_scheduler.add_noise(x0, noise, t)
         pred = self.denoise(xt, t, self.cond_proj(cond))
         if self.config.prediction_type == "epsilon":

@@ -338,17 +338,19 @@ class SimpleVLA(nn.Module):
     def loss(self, frozen: torch.Tensor, commands: Sequence[str], traj: torch.Tensor,
              generator: torch.Generator | None = None,
              odometry: torch.Tensor | np.ndarray | None = None, top: torch.Tensor | None = None,
-             keypoints: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+             keypoints: dict[str, torch.Tensor] | None = None, noise: torch.Tensor | None = None,
+             timesteps: torch.Tensor | None = None) -> torch.Tensor:
         """Denoising loss of a batch: frozen (B, C, T, ...), commands B, traj (B, 16, 3), odometry
         (B, 2), top (B, 3, S, S) for a model with the locator; ``keypoints`` (robot, heading,
-        target, target_mask: see ``locator_loss``) adds the locator's supervision."""
+        target, target_mask: see ``locator_loss``) adds the locator's supervision; ``noise`` /
+        ``timesteps``: the diffusion draws (``action_head.draw_noise``), drawn inside if not given."""
         cmd = self.encode_text(commands)
         located = self.locate(top, cmd)
         if self.fusion is None:
             cond, goal = self.condition_from_frozen_text(frozen, cmd, odometry, located=located), None
         else:
             cond, goal = self._condition_tokens(frozen, cmd, odometry, located)
-        loss = self.action_head.loss(cond, traj, generator)
+        loss = self.action_head.loss(cond, traj, generator, noise=noise, timesteps=timesteps)
         if goal is not None and self.config.fusion_goal_weight > 0:  # hindsight: where the trajectory ends
             end = self.action_head.normalizer.normalize(traj)[:, -1, :2]
             loss = loss + self.config.fusion_goal_weight * nn.functional.mse_loss(goal, end)
