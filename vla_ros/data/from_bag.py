@@ -161,7 +161,8 @@ class _Pass1:
         self.reader, self.cfg = reader, cfg
         self.role = {topic: role for role, topic in topics.items()}
         self.stamps: dict[str, list[int]] = {cam: [] for cam in cfg.cameras}
-        self.odom: list[tuple[int, float, float, float, float, float]] = []  # stamp, x, y, yaw, v, omega
+        self.odom_ns: list[int] = []  # header stamps (kept as integers: float64 would round them)
+        self.odom: list[tuple[float, float, float, float, float]] = []  # x, y, yaw, v, omega
         self.commands: list[tuple[int, str]] = []
         self.ignored: Counter = Counter()
         self.tf_pairs: Counter = Counter()
@@ -174,8 +175,9 @@ class _Pass1:
             self.commands.append((m.log_ns, str(msg.data)))
         elif role == "odom":
             p, t = msg.pose.pose, msg.twist.twist
-            self.odom.append((schema.stamp_of(msg), p.position.x, p.position.y, quaternion_to_yaw(
-                p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w), t.linear.x, t.angular.z))
+            q = p.orientation
+            self._pose(schema.stamp_of(msg), p.position.x, p.position.y, quaternion_to_yaw(q.x, q.y, q.z, q.w),
+                       t.linear.x, t.angular.z)
         else:
             self._transforms(msg)
 
@@ -192,6 +194,13 @@ class _Pass1:
                                f"used: {exc}") from None
         self.stamps[cam].append(stamp)
 
+    def _pose(self, stamp: int, x: float, y: float, yaw: float, v: float, omega: float) -> None:
+        if stamp <= 0:
+            self.ignored["zero_stamp:odometry"] += 1
+            return
+        self.odom_ns.append(stamp)
+        self.odom.append((x, y, yaw, v, omega))
+
     def _transforms(self, msg: Any) -> None:
         parent, child = self.cfg.tf_frames
         for tr in msg.transforms:
@@ -199,8 +208,7 @@ class _Pass1:
             self.tf_pairs[pair] += 1
             if pair == (parent, child):
                 q, p = tr.transform.rotation, tr.transform.translation
-                self.odom.append((schema.stamp_of(tr), p.x, p.y, quaternion_to_yaw(q.x, q.y, q.z, q.w),
-                                  np.nan, np.nan))
+                self._pose(schema.stamp_of(tr), p.x, p.y, quaternion_to_yaw(q.x, q.y, q.z, q.w), np.nan, np.nan)
 
 
 def _tracks(p: _Pass1, truncated: dict | None) -> BagTracks:
@@ -209,7 +217,9 @@ def _tracks(p: _Pass1, truncated: dict | None) -> BagTracks:
     cams = {}
     for cam, stamps in p.stamps.items():
         if not stamps:
-            raise BagError(f"{path}: --{cam} {cfg.cameras[cam]} has no frames with a header stamp")
+            zero = p.ignored[f"zero_stamp:{cam}"]
+            raise BagError(f"{path}: --{cam} {cfg.cameras[cam]} has no frames with a header stamp ({zero} stamped 0: "
+                           "the camera driver must stamp its frames)")
         unique = sorted(set(stamps))
         p.ignored[f"duplicate_stamp:{cam}"] += len(stamps) - len(unique)
         cams[cam] = unique
@@ -222,8 +232,7 @@ def _tracks(p: _Pass1, truncated: dict | None) -> BagTracks:
         raise BagError(f"{path}: --command {cfg.command} has no messages; give --command-text TEXT to name "
                        "the bag's command instead")
     rows = np.array(p.odom, np.float64)
-    odom = PoseTrack.build(rows[:, 0].astype(np.int64), rows[:, 1:4], rows[:, 4:6],
-                           round(cfg.max_odometry_gap * NS))
+    odom = PoseTrack.build(np.array(p.odom_ns, np.int64), rows[:, :3], rows[:, 3:5], round(cfg.max_odometry_gap * NS))
     if cfg.tf:  # /tf has no twist: differentiate the poses
         odom.twist = twist_from_poses(odom.stamp_ns, odom.pose, odom.segment)
     commands = sorted(p.commands, key=lambda c: c[0]) if cfg.command else [(0, str(cfg.command_text))]

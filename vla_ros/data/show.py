@@ -102,7 +102,7 @@ def show_dataset(data_dir, out_png, n: int = 4, seed: int = 0) -> Path:
         ax = fig.add_subplot(n, 3, 3 * row + 3)
         past = world_to_robot(hist[:, :3], state)
         ax.plot(-past[:, 1], past[:, 0], "o", color="c", ms=3, label="history")
-        ax.plot(-traj[:, 1], traj[:, 0], ".-", color="orange", label="expert")
+        ax.plot(-traj[:, 1], traj[:, 0], ".-", color="orange", label="expert" if simulated else "recorded")
         L = 0.15
         ax.quiver(-traj[:, 1], traj[:, 0], -np.sin(traj[:, 2]) * L, np.cos(traj[:, 2]) * L, angles="xy",
                   scale_units="xy", scale=1, width=0.004, color="k")
