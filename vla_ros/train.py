@@ -344,14 +344,17 @@ def validate(model: SimpleVLA, bank: FrameBank, idx: np.ndarray, cfg: TrainConfi
              texts: list[str]) -> dict[str, float]:
     model.eval()
     g = torch.Generator().manual_seed(1234)
-    losses, ades, fdes, located = [], [], [], []
+    losses, goals, ades, fdes, located = [], [], [], [], []
     for b in range(0, len(idx), cfg.batch_size):
         sel = idx[b:b + cfg.batch_size]
         frozen, traj = gather(bank, sel, device)
         cmds = [texts[i] for i in sel]
         odom = gather_odometry(bank, sel)
         top = gather_top(model, bank, sel)
-        losses.append(float(model.loss(frozen, cmds, traj, generator=g, odometry=odom, top=top)))
+        terms = model.loss_terms(frozen, cmds, traj, generator=g, odometry=odom, top=top)
+        losses.append(float(terms["denoise"]))
+        if "goal" in terms:
+            goals.append(float(terms["goal"]))
         cmd = model.encode_text(cmds)
         loc = model.locate(top, cmd)
         pred = model.action_head.sample(model.condition_from_frozen_text(frozen, cmd, odom, located=loc),
@@ -364,6 +367,8 @@ def validate(model: SimpleVLA, bank: FrameBank, idx: np.ndarray, cfg: TrainConfi
     model.train()
     out = {"val_loss": float(np.mean(losses)), "val_ade": float(np.concatenate(ades).mean()),
            "val_fde": float(np.concatenate(fdes).mean())}
+    if goals:  # token fusion's goal estimate (weighted MSE, normalised units); val_loss is the head's alone
+        out["val_goal_loss"] = float(np.mean(goals))
     if located:  # the locator's errors (top-camera units: half the image side)
         err_t = torch.cat([(loc.target - kp["target"]).norm(dim=-1)[kp["target_mask"] > 0] for loc, kp in located])
         err_r = torch.cat([(loc.robot - kp["robot"]).norm(dim=-1) for loc, kp in located])
@@ -437,7 +442,7 @@ def plot_curves(history: dict[str, list], out_png: Path) -> None:
         axes[1].plot(vs, [v["val_ade"] for v in history["val"]], "o-", label="val ADE (EMA, DDIM)")
         axes[1].plot(vs, [v["val_fde"] for v in history["val"]], "s--", label="val FDE")
     axes[0].set_xlabel("step")
-    axes[0].set_ylabel("denoising MSE")
+    axes[0].set_ylabel("loss (val: denoising MSE alone)")
     axes[0].set_yscale("log")
     axes[1].set_xlabel("step")
     axes[1].set_ylabel("metres")
@@ -616,7 +621,8 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
         odom[rng.random(len(sel)) < train_cfg.odometry_dropout] = np.nan  # "no odometry" is an input too
         top = gather_top(model, bank, sel)
         keypoints = gather_keypoints(bank, sel, kinds, dev) if top is not None and not locator_frozen else None
-        loss = model.loss(frozen, cmds, traj, odometry=odom, top=top, keypoints=keypoints)
+        loss = model.loss(frozen, cmds, traj, odometry=odom, top=top, keypoints=keypoints,
+                          goal_teacher_prob=train_cfg.goal_teacher_prob)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, train_cfg.grad_clip)
