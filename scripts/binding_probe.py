@@ -13,7 +13,7 @@ to a fixed point on that side, whatever the image; ``identified`` is then the sh
 on the named side.
 
 Usage: .venv/bin/python scripts/binding_probe.py [--fusion tokens|additive] [--task binding|command]
-       [--goal-weight 1.0] [--steps 600] [--lr 1e-3]
+       [--goal-weight 1.0] [--goal-token on|off] [--teacher 0.5] [--steps 600] [--lr 1e-3]
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ COMMANDS = {"red": "go to the red cone", "blue": "go to the blue cone"}
 RGB = {"red": (230, 30, 30), "blue": (30, 60, 230)}
 
 
-def _tiny(fusion: str, goal_weight: float = 1.0) -> SimpleVLA:
+def _tiny(fusion: str, goal_weight: float = 1.0, goal_token: bool = True) -> SimpleVLA:
     return SimpleVLA(backbone="tiny", image_size=SIZE, cameras=("top",), history_length=1, cond_dim=64,
                      target_locator=False, odometry_input=False, fusion=fusion, fusion_dim=64,
                      fusion_layers=2, fusion_heads=4, fusion_readouts=0, unet_channels=(16, 32), use_lora=False,
-                     fusion_goal_weight=goal_weight)
+                     fusion_goal_weight=goal_weight, fusion_goal_token=goal_token)
 
 
 def _world(rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -108,13 +108,17 @@ def main() -> int:
     ap.add_argument("--task", choices=("binding", "command"), default="binding")
     ap.add_argument("--goal-weight", type=float, default=1.0,
                     help="model.fusion_goal_weight of token fusion (0: no auxiliary goal loss)")
+    ap.add_argument("--goal-token", choices=("on", "off"), default="on",
+                    help="model.fusion_goal_token of token fusion: the goal estimate as the head's token")
+    ap.add_argument("--teacher", type=float, default=0.5,
+                    help="train.goal_teacher_prob: share of samples whose goal token is the true end")
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--every", type=int, default=200, help="probe every this many steps")
     ap.add_argument("--json", help="write the probes as JSON")
     args = ap.parse_args()
     torch.manual_seed(0)
-    model = _tiny(args.fusion, args.goal_weight)
+    model = _tiny(args.fusion, args.goal_weight, args.goal_token == "on")
     model.action_head.normalizer.fit(_batch(np.random.default_rng(1), 512, args.task)[2])
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr)
     rng = np.random.default_rng(0)
@@ -123,7 +127,7 @@ def main() -> int:
     for step in range(1, args.steps + 1):
         imgs, cmds, traj = _batch(rng, 32, args.task)
         frozen = model.frame_frozen(imgs)
-        loss = model.loss(frozen.view(32, 1, 1, *frozen.shape[1:]), cmds, traj)
+        loss = model.loss(frozen.view(32, 1, 1, *frozen.shape[1:]), cmds, traj, goal_teacher_prob=args.teacher)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -133,7 +137,8 @@ def main() -> int:
             print(json.dumps(log[-1]), flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"fusion": args.fusion, "goal_weight": args.goal_weight, "task": args.task, "lr": args.lr,
+            json.dump({"fusion": args.fusion, "goal_weight": args.goal_weight, "goal_token": args.goal_token,
+                       "teacher": args.teacher, "task": args.task, "lr": args.lr,
                        "probes": log}, f, indent=1)
     return 0
 

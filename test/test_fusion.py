@@ -22,8 +22,8 @@ def test_token_fusion_gives_the_head_every_token_and_each_input_changes_the_cond
     model = _tiny(target_locator=True).eval()
     x = torch.randint(0, 255, (2, 2, 5, 64, 64, 3), dtype=torch.uint8)
     x[1] = x[0]
-    # command, odometry, target + 2 cameras x 5 frames + 2 cameras x a 4 x 4 grid
-    assert model.num_tokens == 3 + 10 + 32
+    # goal, command, odometry, target + 2 cameras x 5 frames + 2 cameras x a 4 x 4 grid
+    assert model.num_tokens == 4 + 10 + 32
     cond = model.condition(x, ["go to the red cone", "go to the blue cone"], odometry=[[0.3, 0.0], [0.3, 0.0]])
     assert cond.shape == (2, model.num_tokens, 64)
     assert (cond[0] - cond[1]).abs().amax() > 1e-4  # the command
@@ -36,7 +36,7 @@ def test_token_fusion_gives_the_head_every_token_and_each_input_changes_the_cond
 
 def test_token_fusion_round_trips_and_old_checkpoints_stay_additive(tmp_path):
     model = _tiny(fusion_readouts=4).eval()
-    assert model.num_tokens == 4
+    assert model.num_tokens == 4 + 1  # the readouts and the goal token
     save_checkpoint(model, tmp_path / "t.pth")
     loaded, _ = load_checkpoint(tmp_path / "t.pth")
     x = np.random.default_rng(0).integers(0, 255, (1, 2, 5, 64, 64, 3), dtype=np.uint8)
@@ -58,3 +58,18 @@ def test_a_frozen_text_encoder_is_encoded_once_per_string():
     b = model.encode_text(["halt", "turn left"])
     assert calls == [["stop", "halt"], ["turn left"]]
     assert torch.allclose(a[1], b[0])
+
+
+def test_the_goal_token_carries_the_label_where_teacher_forced_and_the_estimate_elsewhere():
+    model = _tiny().eval()
+    frozen = model.frame_frozen(torch.randint(0, 255, (20, 64, 64, 3), dtype=torch.uint8))
+    frozen = frozen.view(2, 2, 5, *frozen.shape[1:])
+    cmd = model.encode_text(["go to the red cone", "go to the red cone"])
+    label = torch.tensor([[0.5, -0.5], [0.5, -0.5]])
+    free, goal = model._condition_tokens(frozen, cmd, None, None)
+    forced, goal2 = model._condition_tokens(frozen, cmd, None, None, label, torch.tensor([True, False]))
+    assert torch.equal(goal, goal2)  # the estimate does not depend on the teacher
+    assert (forced[0] - free[0]).abs().amax() > 1e-4  # the label replaced the estimate ...
+    assert torch.allclose(forced[1], free[1])  # ... only where teacher-forced
+    terms = model.loss_terms(frozen, ["turn left", "stop"], torch.randn(2, 16, 3), goal_teacher_prob=0.5)
+    assert set(terms) == {"denoise", "goal"} and all(torch.isfinite(v) for v in terms.values())

@@ -95,6 +95,7 @@ def checkpoint_config(payload: dict[str, Any], path: str | Path = "checkpoint") 
         stored.setdefault("text_lora", True)  # ... nor the choice of a frozen text encoder
         stored.setdefault("fusion", "additive")  # ... nor token fusion
         stored.setdefault("frame_token_source", "tuned")
+        stored.setdefault("fusion_goal_token", False)
         stored.setdefault("target_locator", False)  # ... nor the target locator
         stored.setdefault("scene_map", False)
         return from_dict(ModelConfig, stored, where=f"{path}:model_config")

@@ -247,6 +247,11 @@ class ModelConfig:
     # trajectory ends (a hindsight label every demonstration has), so the fusion learns to find
     # the named target while the head still ignores its condition (model/fusion.py)
     fusion_goal_weight: float = 1.0
+    # the goal token of token fusion: the goal estimate (where the trajectory ends) handed to the
+    # head as a token of its own and added to every token; in training it carries the true end
+    # for a share train.goal_teacher_prob of the samples, so the head learns to drive where the
+    # token says, and the words choose the place through the estimate (model/fusion.py)
+    fusion_goal_token: bool = True
     # Where each frame's own token comes from. "frozen": the cached frozen features, pooled (the
     # LoRA'd last block then runs only on the newest frames, for their grid tokens: 5x fewer
     # frames per training step). "tuned": the LoRA'd block's pooled output (additive models).
@@ -352,7 +357,7 @@ class ModelConfig:
         "trajectory_length", "action_dim", "history_length", "cameras", "image_size", "backbone",
         "hf_vision_path", "hf_text_path", "use_lora", "text_lora", "lora_r", "vision_lora_blocks", "cond_dim",
         "spatial_tokens", "fusion", "fusion_dim", "fusion_layers", "fusion_heads",
-        "fusion_readouts", "frame_token_source", "odometry_input", "target_locator", "scene_map", "num_timesteps", "unet_channels", "attention_head_dim",
+        "fusion_readouts", "fusion_goal_token", "frame_token_source", "odometry_input", "target_locator", "scene_map", "num_timesteps", "unet_channels", "attention_head_dim",
         "cross_attention_dim", "layers_per_block", "norm_num_groups", "beta_schedule",
         "prediction_type",
     )
@@ -383,6 +388,9 @@ class TrainConfig:
     # share of training samples whose odometry is hidden (model.odometry_input), so the model
     # also answers without it (a robot with no odometry, a bag without /odom, a stale message)
     odometry_dropout: float = 0.2
+    # token fusion with the goal token (model.fusion_goal_token): share of samples whose goal
+    # token carries the demonstration's true end instead of the model's estimate
+    goal_teacher_prob: float = 0.5
     # share of training samples whose command is replaced by another command kind (from
     # relabel_kinds), labelled with the expert's plan for that command from the same recorded
     # state: every state the robot was in answers every command (vla train --relabel-prob).
@@ -422,6 +430,8 @@ class TrainConfig:
         _require(self.num_workers >= 0, f"train.num_workers={self.num_workers}: must be >= 0")
         _require(self.log_every >= 1, f"train.log_every={self.log_every}: must be >= 1")
         _require(0.0 < self.val_fraction < 0.5, f"train.val_fraction={self.val_fraction}: must be in (0, 0.5)")
+        _require(0.0 <= self.goal_teacher_prob <= 1.0,
+                 f"train.goal_teacher_prob={self.goal_teacher_prob}: must be a probability in [0, 1] (default 0.5)")
         _require(0.0 <= self.odometry_dropout <= 1.0,
                  f"train.odometry_dropout={self.odometry_dropout}: must be a probability in [0, 1] (default 0.2)")
         _require(0.0 <= self.relabel_prob <= 1.0,

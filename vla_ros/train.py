@@ -439,14 +439,17 @@ def validate(model: SimpleVLA, bank: FrameBank, idx: np.ndarray, cfg: TrainConfi
              texts: list[str]) -> dict[str, float]:
     model.eval()
     g = torch.Generator().manual_seed(1234)
-    losses, ades, fdes, located = [], [], [], []
+    losses, goals, ades, fdes, located = [], [], [], [], []
     for b in range(0, len(idx), cfg.batch_size):
         sel = idx[b:b + cfg.batch_size]
         frozen, traj = gather(bank, sel, device)
         cmds = [texts[i] for i in sel]
         odom = gather_odometry(bank, sel)
         top = gather_top(model, bank, sel)
-        losses.append(float(model.loss(frozen, cmds, traj, generator=g, odometry=odom, top=top)))
+        terms = model.loss_terms(frozen, cmds, traj, generator=g, odometry=odom, top=top)
+        losses.append(float(terms["denoise"]))
+        if "goal" in terms:
+            goals.append(float(terms["goal"]))
         cmd = model.encode_text(cmds)
         loc = model.locate(top, cmd)
         pred = model.action_head.sample(model.condition_from_frozen_text(frozen, cmd, odom, located=loc),
@@ -459,6 +462,8 @@ def validate(model: SimpleVLA, bank: FrameBank, idx: np.ndarray, cfg: TrainConfi
     model.train()
     out = {"val_loss": float(np.mean(losses)), "val_ade": float(np.concatenate(ades).mean()),
            "val_fde": float(np.concatenate(fdes).mean())}
+    if goals:  # token fusion's goal estimate (weighted MSE, normalised units); val_loss is the head's alone
+        out["val_goal_loss"] = float(np.mean(goals))
     if located:  # the locator's errors (top-camera units: half the image side)
         err_t = torch.cat([(loc.target - kp["target"]).norm(dim=-1)[kp["target_mask"] > 0] for loc, kp in located])
         err_r = torch.cat([(loc.robot - kp["robot"]).norm(dim=-1) for loc, kp in located])
@@ -532,7 +537,7 @@ def plot_curves(history: dict[str, list], out_png: Path) -> None:
         axes[1].plot(vs, [v["val_ade"] for v in history["val"]], "o-", label="val ADE (EMA, DDIM)")
         axes[1].plot(vs, [v["val_fde"] for v in history["val"]], "s--", label="val FDE")
     axes[0].set_xlabel("step")
-    axes[0].set_ylabel("denoising MSE")
+    axes[0].set_ylabel("loss (val: denoising MSE alone)")
     axes[0].set_yscale("log")
     axes[1].set_xlabel("step")
     axes[1].set_ylabel("metres")
@@ -617,8 +622,10 @@ def training_batch(model: SimpleVLA, bank: FrameBank, sel: np.ndarray, cfg: Trai
     top = gather_top(model, bank, sel)
     keypoints = gather_keypoints(bank, sel, kinds, device) if top is not None and with_keypoints else None
     noise, timesteps = model.action_head.draw_noise(traj)
+    # token fusion's goal token: which samples carry the demonstration's true end (model/fusion.py)
+    teacher = torch.from_numpy(rng.random(len(sel)) < cfg.goal_teacher_prob).to(device)
     return {"frozen": frozen, "commands": cmds, "traj": traj, "odometry": odom, "top": top, "keypoints": keypoints,
-            "noise": noise, "timesteps": timesteps}
+            "noise": noise, "timesteps": timesteps, "teacher": teacher}
 
 
 def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path,

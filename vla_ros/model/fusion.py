@@ -67,7 +67,8 @@ class FourierFeatures(nn.Module):
 class TokenFusion(nn.Module):
     """The condition tokens of ``SimpleVLA`` with ``fusion: tokens`` (see the module docstring)."""
 
-    def __init__(self, d: int, cond_dim: int, layers: int, heads: int, target: bool, readouts: int) -> None:
+    def __init__(self, d: int, cond_dim: int, layers: int, heads: int, target: bool, readouts: int,
+                 goal_token: bool = False) -> None:
         super().__init__()
         self.readouts = nn.Parameter(torch.randn(readouts, d) * 0.02) if readouts else None
         self.odom_in = nn.Linear(3, d)
@@ -80,40 +81,62 @@ class TokenFusion(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.out_norm = nn.LayerNorm(d)
         self.out = nn.Linear(d, cond_dim)
-        self.broadcast = nn.Linear((3 if target else 2) * d, cond_dim)  # special tokens -> every token
-        # auxiliary goal: the command token after the transformer predicts where the trajectory
-        # ends (x, y normalised); a label every demonstration has (hindsight), see ``forward``
-        self.goal = nn.Linear(d, 2)
+        n_special = 3 if target else 2
+        self.broadcast = nn.Linear(n_special * d, cond_dim)  # special tokens -> every token
+        # the goal estimate: where the trajectory ends (x, y normalised; a hindsight label every
+        # demonstration has). An MLP reads the special tokens after the transformer *and* the raw
+        # command, odometry and target features: a direct path (see the module docstring)
+        self.target_fourier = FourierFeatures(4) if target else None
+        n_raw = d + 3 + (self.target_fourier.out_dim if target else 0)
+        self.goal = nn.Sequential(nn.Linear(n_special * d + n_raw, d), nn.GELU(), nn.Linear(d, d), nn.GELU(),
+                                  nn.Linear(d, 2))
+        # the goal token: the goal (estimated, or the label while training) as a token of its own
+        # and added to every token, so the head is told where to end (``goal_token``)
+        self.goal_in = nn.Sequential(FourierFeatures(2), nn.Linear(FourierFeatures(2).out_dim, d), nn.SiLU(),
+                                     nn.Linear(d, cond_dim)) if goal_token else None
 
     @property
     def num_out(self) -> int:
         """Tokens handed to the head, besides the visual ones: command, odometry (+ target), or the readouts."""
+        goal = int(self.goal_in is not None)
         if self.readouts is not None:
-            return self.readouts.shape[0]
-        return 2 + (self.target_in is not None)
+            return self.readouts.shape[0] + goal
+        return 2 + (self.target_in is not None) + goal
 
     def forward(self, visual: torch.Tensor, cmd: torch.Tensor, odometry: torch.Tensor,
-                target: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+                target: torch.Tensor | None, goal_label: torch.Tensor | None = None,
+                teacher: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """visual (B, V, d) with their embeddings, cmd (B, d), odometry (B, 3) [v, omega, known],
-        target (B, 4) located-target features or None -> cond (B, 2 (+1) + V or R, cond_dim) and
-        the goal estimate (B, 2).
+        target (B, 4) located-target features or None -> cond (B, num_out + V (or R), cond_dim)
+        and the goal estimate (B, 2).
 
-        The goal estimate is what gives the fusion a gradient to bind words to places before the
-        head listens: the head starts out ignoring its condition, and while it does, nothing in
-        the denoising loss asks the command token to find the named cone."""
+        Training hands ``goal_label`` (B, 2), the normalised last waypoint, and ``teacher`` (B,)
+        bool: where it is set, the goal token carries the label instead of the estimate (teacher
+        forcing; elsewhere the estimate, detached, so the head learns how far to trust it)."""
         special = [cmd + self.type_emb[0], self.odom_in(odometry) + self.type_emb[1]]
+        raw = [cmd, odometry]
         if self.target_in is not None:
             if target is None:
                 raise ValueError("this fusion has a target token: give it the located target's features")
             special.append(self.target_in(target) + self.type_emb[2])
+            raw.append(self.target_fourier(target))
         s = len(special)
         tokens = torch.cat([torch.stack(special, 1), visual], 1)  # (B, N, d)
         if self.readouts is not None:
             tokens = torch.cat([tokens, self.readouts.expand(cmd.shape[0], -1, -1)], 1)  # (B, N + R, d)
         x = self.out_norm(self.encoder(tokens))
+        goal = self.goal(torch.cat([x[:, :s].flatten(1), *raw], -1))  # (B, 2)
         shared = self.broadcast(x[:, :s].flatten(1))[:, None]  # (B, 1, cond_dim): added to every token
         out = x if self.readouts is None else x[:, -self.readouts.shape[0]:]
-        return self.out(out) + shared, self.goal(x[:, 0])
+        cond = self.out(out)
+        if self.goal_in is not None:
+            g = goal.detach()
+            if goal_label is not None and teacher is not None:
+                g = torch.where(teacher[:, None], goal_label, g)
+            goal_tok = self.goal_in(g)[:, None]  # (B, 1, cond_dim)
+            cond = torch.cat([goal_tok, cond], 1)
+            shared = shared + goal_tok
+        return cond + shared, goal
 
 
 def _target_mlp(d: int) -> nn.Sequential:

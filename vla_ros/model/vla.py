@@ -64,7 +64,8 @@ class SimpleVLA(nn.Module):
         self.locator = TargetLocator(d, config.image_size) if config.target_locator else None
         self.target_proj = self._new_target_layer() if config.target_locator and not tokens else None
         self.fusion = TokenFusion(d, config.cond_dim, config.fusion_layers, config.fusion_heads,
-                                  target=config.target_locator, readouts=config.fusion_readouts) if tokens else None
+                                  target=config.target_locator, readouts=config.fusion_readouts,
+                                  goal_token=config.fusion_goal_token) if tokens else None
         # encodings of a frozen text encoder, by string (no LoRA: a fixed function of the text)
         self._text_cache: dict[str, torch.Tensor] = {}
         # obstacles and road on the top camera, for the guidance only (model/scene_map.py)
@@ -272,10 +273,12 @@ class SimpleVLA(nn.Module):
         return torch.cat(tokens, 1)
 
     def _fuse_tokens(self, frame_tok: torch.Tensor, grid_tok: torch.Tensor | None, cmd: torch.Tensor,
-                     odometry: torch.Tensor | np.ndarray | None, located: Located | None
+                     odometry: torch.Tensor | np.ndarray | None, located: Located | None,
+                     goal_label: torch.Tensor | None = None, teacher: torch.Tensor | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token fusion (model/fusion.py): same arguments as ``fuse`` -> (B, N, cond_dim) and the
-        goal estimate (B, 2)."""
+        """Token fusion (model/fusion.py): same arguments as ``fuse`` (+ the training-only goal
+        label and teacher mask of ``TokenFusion.forward``) -> (B, N, cond_dim) and the goal
+        estimate (B, 2)."""
         b = cmd.shape[0]
         visual = [(frame_tok + self.cam_emb[None, :, None] + self.frame_emb[None, None]).flatten(1, 2)]
         if self.config.spatial_tokens:
@@ -284,7 +287,7 @@ class SimpleVLA(nn.Module):
             raise ValueError("this model needs the located target (SimpleVLA.locate) to fuse")
         target = located.features() if located is not None else None
         odometry = odometry if self.config.odometry_input else None  # None: "unknown"
-        return self.fusion(torch.cat(visual, 1), cmd, self.odometry_features(odometry, b), target)
+        return self.fusion(torch.cat(visual, 1), cmd, self.odometry_features(odometry, b), target, goal_label, teacher)
 
     def condition_from_frozen(self, frozen: torch.Tensor, commands: Sequence[str],
                               odometry: torch.Tensor | np.ndarray | None = None,
@@ -304,11 +307,12 @@ class SimpleVLA(nn.Module):
         frame_tok, grid_tok = self._visual_tokens(frozen)
         return self.fuse(frame_tok, grid_tok, cmd, odometry, located)
 
-    def _condition_tokens(self, frozen: torch.Tensor, cmd: torch.Tensor, odometry, located: Located | None
+    def _condition_tokens(self, frozen: torch.Tensor, cmd: torch.Tensor, odometry, located: Located | None,
+                          goal_label: torch.Tensor | None = None, teacher: torch.Tensor | None = None
                           ) -> tuple[torch.Tensor, torch.Tensor]:
         """Token fusion from frozen features: cond (B, N, cond_dim) and the goal estimate (B, 2)."""
         frame_tok, grid_tok = self._visual_tokens(frozen)
-        return self._fuse_tokens(frame_tok, grid_tok, cmd, odometry, located)
+        return self._fuse_tokens(frame_tok, grid_tok, cmd, odometry, located, goal_label, teacher)
 
     def _visual_tokens(self, frozen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """frozen (B, C, T, ...) -> frame tokens (B, C, T, d), grid tokens of the newest frames (B, C, G, d)."""
@@ -338,25 +342,42 @@ class SimpleVLA(nn.Module):
     def loss(self, frozen: torch.Tensor, commands: Sequence[str], traj: torch.Tensor,
              generator: torch.Generator | None = None,
              odometry: torch.Tensor | np.ndarray | None = None, top: torch.Tensor | None = None,
-             keypoints: dict[str, torch.Tensor] | None = None, noise: torch.Tensor | None = None,
-             timesteps: torch.Tensor | None = None) -> torch.Tensor:
-        """Denoising loss of a batch: frozen (B, C, T, ...), commands B, traj (B, 16, 3), odometry
-        (B, 2), top (B, 3, S, S) for a model with the locator; ``keypoints`` (robot, heading,
-        target, target_mask: see ``locator_loss``) adds the locator's supervision; ``noise`` /
-        ``timesteps``: the diffusion draws (``action_head.draw_noise``), drawn inside if not given."""
+             keypoints: dict[str, torch.Tensor] | None = None, goal_teacher_prob: float = 0.0,
+             noise: torch.Tensor | None = None, timesteps: torch.Tensor | None = None,
+             teacher: torch.Tensor | None = None) -> torch.Tensor:
+        """The training loss of a batch: the sum of ``loss_terms``."""
+        return sum(self.loss_terms(frozen, commands, traj, generator, odometry, top, keypoints,
+                                   goal_teacher_prob, noise, timesteps, teacher).values())
+
+    def loss_terms(self, frozen: torch.Tensor, commands: Sequence[str], traj: torch.Tensor,
+                   generator: torch.Generator | None = None,
+                   odometry: torch.Tensor | np.ndarray | None = None, top: torch.Tensor | None = None,
+                   keypoints: dict[str, torch.Tensor] | None = None, goal_teacher_prob: float = 0.0,
+                   noise: torch.Tensor | None = None, timesteps: torch.Tensor | None = None,
+                   teacher: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Loss terms of a batch: frozen (B, C, T, ...), commands B, traj (B, 16, 3), odometry
+        (B, 2), top (B, 3, S, S) for a model with the locator -> {"denoise": the head's MSE,
+        "goal": token fusion's weighted goal-estimate MSE, "locator": the locator's supervision
+        when ``keypoints`` (robot, heading, target, target_mask: see ``locator_loss``) are given}.
+        ``noise`` / ``timesteps``: the diffusion draws (``action_head.draw_noise``), drawn inside
+        if not given. ``teacher`` (B,) bool: samples whose goal token carries the true end, drawn
+        inside with probability ``goal_teacher_prob`` if not given (training)."""
         cmd = self.encode_text(commands)
         located = self.locate(top, cmd)
+        terms: dict[str, torch.Tensor] = {}
         if self.fusion is None:
-            cond, goal = self.condition_from_frozen_text(frozen, cmd, odometry, located=located), None
-        else:
-            cond, goal = self._condition_tokens(frozen, cmd, odometry, located)
-        loss = self.action_head.loss(cond, traj, generator, noise=noise, timesteps=timesteps)
-        if goal is not None and self.config.fusion_goal_weight > 0:  # hindsight: where the trajectory ends
+            cond = self.condition_from_frozen_text(frozen, cmd, odometry, located=located)
+        else:  # hindsight: where the demonstration's trajectory ends
             end = self.action_head.normalizer.normalize(traj)[:, -1, :2]
-            loss = loss + self.config.fusion_goal_weight * nn.functional.mse_loss(goal, end)
+            if teacher is None:
+                where = generator.device if generator is not None else end.device
+                teacher = torch.rand(len(end), generator=generator, device=where).to(end.device) < goal_teacher_prob
+            cond, goal = self._condition_tokens(frozen, cmd, odometry, located, end, teacher)
+            terms["goal"] = self.config.fusion_goal_weight * nn.functional.mse_loss(goal, end)
+        terms["denoise"] = self.action_head.loss(cond, traj, generator, noise=noise, timesteps=timesteps)
         if located is not None and keypoints is not None:
-            loss = loss + locator_loss(located, **keypoints)
-        return loss
+            terms["locator"] = locator_loss(located, **keypoints)
+        return terms
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor | np.ndarray, commands: Sequence[str],
