@@ -154,6 +154,15 @@ def test_model_yaml_round_trips_to_the_dataclasses(tmp_path):
     assert {k: doc["model"][k] for k in seed_section} == seed_section
 
 
+def test_the_token_fusion_recipe_differs_from_the_defaults_only_where_it_says():
+    doc = yaml.safe_load((REPO / "config" / "model_tokens.yaml").read_text())
+    model, train = from_dict(ModelConfig, doc["model"]), from_dict(TrainConfig, doc["train"])
+    changed = {f for f in to_dict(model) if to_dict(model)[f] != to_dict(ModelConfig())[f]}
+    assert changed == {"fusion", "target_locator", "text_lora", "frame_token_source"}
+    assert model.fusion_goal_token and model.unet_channels == (32, 64)  # the seed's head, unchanged
+    assert train.relabel_prob > 0 and "goto_red" in train.relabel_kinds
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"num_inference_steps": 600}, "num_inference_steps=600 exceeds model.num_timesteps=500"),
     ({"unet_channels": [30, 64]}, "not divisible by model.norm_num_groups=8"),
