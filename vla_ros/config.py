@@ -232,10 +232,10 @@ class ModelConfig:
     # How the command meets the images (model/fusion.py). "additive" (the packaged models): the
     # command (+ odometry, + target) is added to every token of width cond_dim; it shifts every
     # key of the head's cross-attention alike, so it cannot select a place
-    # (scripts/colour_grounding.py: 0.32 identified). "tokens" (experimental, docs/results.md:
-    # its head did not yet learn to use its condition in 1,000 steps): the command, the
-    # odometry and the located target are tokens of their own, and a small transformer
-    # (fusion_layers, fusion_heads, width fusion_dim) mixes them with the frame and grid tokens.
+    # (scripts/colour_grounding.py: 0.32 identified). "tokens" (config/model_tokens.yaml; not
+    # packaged yet, docs/results.md): the command, the odometry and the located target are tokens
+    # of their own, a small transformer (fusion_layers, fusion_heads, width fusion_dim) mixes them
+    # with the frame and grid tokens, and a goal estimate becomes the head's goal token.
     fusion: Literal["tokens", "additive"] = "additive"
     fusion_dim: int = 256
     fusion_layers: int = 2
