@@ -14,7 +14,9 @@ Topics (relative, so namespaces and remaps work):
 This module is the thin rclpy adapter: parameters, QoS, timers and message conversion.  What
 the node decides lives in :mod:`vla_ros.runtime` (NodeCore), which never imports rclpy.
 Subscription callbacks only decode and store the newest data; inference runs on its own thread
-(TickWorker), triggered by a timer in its own callback group, so subscriptions never block.
+(TickWorker), triggered by a timer in its own callback group, so subscriptions never block.  The
+node shortens CPython's GIL switch interval so that this thread cannot hold up the executor's
+threads for 5 ms at every hand-off (see GIL_SWITCH_INTERVAL_S).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from std_msgs.msg import String
 
 from vla_ros.config import ConfigError
 from vla_ros.msg import Trajectory
-from vla_ros.ros.compat import SubscriptionEventCallbacks
+from vla_ros.ros.compat import SubscriptionEventCallbacks, UnsupportedEventTypeError
 from vla_ros.ros.messages import diagnostics_msg, path_msg, stamp_ns, trajectory_msg
 from vla_ros.runtime.config import (NODE_NAME, ROS_STANDARD_PARAMETERS, NodeConfig, node_config_from_parameters,
                                     parameter_type_name)
@@ -62,6 +64,13 @@ COMMAND_LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, relia
 COMMAND_VOLATILE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
                                   durability=DurabilityPolicy.VOLATILE)
 DIAGNOSTICS_PERIOD_S = 1.0
+# The inference thread runs Python between torch ops for 100+ ms per tick. rclpy's executor needs
+# the GIL many times to take one message (wait set, take, dispatch to a pool thread), and with
+# CPython's default switch interval (5 ms) each of those waits up to 5 ms while inference runs:
+# 640x480 frames reached the callbacks up to 170 ms late (the keep-last-5 queue full, newer frames
+# overwriting older ones), which made gaps in the histories (STOP_INCOMPLETE_HISTORY) and stale
+# newest frames (STOP_STALE_CAMERA). At 0.5 ms the p95 delay was 33 ms (docs/node.md, "Input delay").
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 def declare_node_config(node: Node) -> NodeConfig:
@@ -119,19 +128,34 @@ class VLANode(Node):
         # Absolute, like diagnostic_updater: the aggregator listens on /diagnostics in every namespace.
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
+        self._create_inputs(cfg, spec.cameras)
+
+        # Timers run on the steady clock: rate_hz is a compute budget, and the node keeps reporting
+        # (stop status, diagnostics) even while a simulator's /clock is paused or absent.
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._worker = TickWorker(self._run_tick, on_error=self._on_worker_error)
+        self._tick_timer = self.create_timer(cfg.period, self._on_tick, MutuallyExclusiveCallbackGroup(), clock=steady)
+        self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._on_diagnostics,
+                                             MutuallyExclusiveCallbackGroup(), clock=steady)
+        if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
+            sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+        self._worker.start()
+
+    def _create_inputs(self, cfg: NodeConfig, cameras) -> None:
+        """The subscriptions, all in one mutually exclusive group (callbacks only decode and store)."""
         inputs = MutuallyExclusiveCallbackGroup()
         compressed = cfg.image_transport == "compressed"
         self._cv_bridge = _cv_bridge() if compressed else None
         if compressed:
-            log.info("compressed cameras, decoded with " + ("cv_bridge" if self._cv_bridge else "Pillow (no cv_bridge)"))
-        for cam in spec.cameras:
+            self.get_logger().info("compressed cameras, decoded with " +
+                                   ("cv_bridge" if self._cv_bridge else "Pillow (no cv_bridge)"))
+        for cam in cameras:
             if compressed:
-                self.create_subscription(CompressedImage, f"{cam}/image_raw/compressed",
-                                         functools.partial(self._on_compressed, cam), qos_profile_sensor_data,
-                                         callback_group=inputs)
+                self._camera_subscription(CompressedImage, f"{cam}/image_raw/compressed",
+                                          functools.partial(self._on_compressed, cam), cam, MutuallyExclusiveCallbackGroup())
             else:
-                self.create_subscription(Image, f"{cam}/image_raw", functools.partial(self._on_image, cam),
-                                         qos_profile_sensor_data, callback_group=inputs)
+                self._camera_subscription(Image, f"{cam}/image_raw", functools.partial(self._on_image, cam), cam,
+                                          MutuallyExclusiveCallbackGroup())
         # The latched subscription cannot match volatile publishers; the volatile one hears them, so
         # rclpy's "incompatible QoS" warning for the latched one is expected and silenced.
         self.create_subscription(String, "command", self._on_command, COMMAND_LATCHED_QOS, callback_group=inputs,
@@ -141,24 +165,29 @@ class VLANode(Node):
             self.create_subscription(Odometry, "odom", self._on_odometry, qos_profile_sensor_data,
                                      callback_group=inputs)
 
-        # Timers run on the steady clock: rate_hz is a compute budget, and the node keeps reporting
-        # (stop status, diagnostics) even while a simulator's /clock is paused or absent.
-        steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self._worker = TickWorker(self._run_tick, on_error=self._on_worker_error)
-        self._tick_timer = self.create_timer(cfg.period, self._on_tick, MutuallyExclusiveCallbackGroup(), clock=steady)
-        self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._on_diagnostics,
-                                             MutuallyExclusiveCallbackGroup(), clock=steady)
-        self._worker.start()
+    def _camera_subscription(self, msg_type, topic: str, callback, camera: str, group) -> None:
+        """A sensor-data subscription that also counts the frames the middleware reports lost (DDS drops
+        large frames whose fragments it could not deliver); without that event in the RMW, none are counted."""
+        def lost(info) -> None:
+            self.core.on_frames_lost(camera, info.total_count_change)
+
+        try:
+            self.create_subscription(msg_type, topic, callback, qos_profile_sensor_data, callback_group=group,
+                                     event_callbacks=SubscriptionEventCallbacks(message_lost=lost))
+        except UnsupportedEventTypeError:
+            self.create_subscription(msg_type, topic, callback, qos_profile_sensor_data, callback_group=group)
 
     # -- callbacks (cheap: decode, validate, store) ---------------------------------------
     def _on_image(self, camera: str, msg: Image) -> None:
+        received = self.get_clock().now().nanoseconds
         try:
             self.core.on_image(camera, stamp_ns(msg.header.stamp), msg.encoding, msg.height, msg.width,
-                               msg.step, msg.data)
+                               msg.step, msg.data, received)
         except Exception as exc:  # noqa: BLE001 - no message may stop the node
             self.core.reject_unexpected(f"{camera}/image_raw", exc)
 
     def _on_compressed(self, camera: str, msg: CompressedImage) -> None:
+        received = self.get_clock().now().nanoseconds
         decoder = None
         if self._cv_bridge is not None:
             def decoder():
@@ -167,7 +196,7 @@ class VLANode(Node):
                 except Exception as exc:  # noqa: BLE001 - cv_bridge raises cv2.error / CvBridgeError
                     raise ImageError("bad_encoding", f"cv_bridge cannot decode it ({msg.format!r}): {exc}") from None
         try:
-            self.core.on_compressed_image(camera, stamp_ns(msg.header.stamp), msg.format, msg.data, decoder)
+            self.core.on_compressed_image(camera, stamp_ns(msg.header.stamp), msg.format, msg.data, decoder, received)
         except Exception as exc:  # noqa: BLE001 - no message may stop the node
             self.core.reject_unexpected(f"{camera}/image_raw/compressed", exc)
 
