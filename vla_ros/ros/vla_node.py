@@ -142,20 +142,20 @@ class VLANode(Node):
         self._worker.start()
 
     def _create_inputs(self, cfg: NodeConfig, cameras) -> None:
-        """The subscriptions, all in one mutually exclusive group (callbacks only decode and store)."""
+        """The subscriptions (callbacks only decode and store; NodeCore's lock makes them thread-safe)."""
         inputs = MutuallyExclusiveCallbackGroup()
         compressed = cfg.image_transport == "compressed"
         self._cv_bridge = _cv_bridge() if compressed else None
         if compressed:
             self.get_logger().info("compressed cameras, decoded with " +
                                    ("cv_bridge" if self._cv_bridge else "Pillow (no cv_bridge)"))
-        for cam in cameras:
+        for cam in cameras:  # a group per camera: one camera's frame never waits for the other's callback
+            group = MutuallyExclusiveCallbackGroup()
             if compressed:
                 self._camera_subscription(CompressedImage, f"{cam}/image_raw/compressed",
-                                          functools.partial(self._on_compressed, cam), cam, MutuallyExclusiveCallbackGroup())
+                                          functools.partial(self._on_compressed, cam), cam, group)
             else:
-                self._camera_subscription(Image, f"{cam}/image_raw", functools.partial(self._on_image, cam), cam,
-                                          MutuallyExclusiveCallbackGroup())
+                self._camera_subscription(Image, f"{cam}/image_raw", functools.partial(self._on_image, cam), cam, group)
         # The latched subscription cannot match volatile publishers; the volatile one hears them, so
         # rclpy's "incompatible QoS" warning for the latched one is expected and silenced.
         self.create_subscription(String, "command", self._on_command, COMMAND_LATCHED_QOS, callback_group=inputs,

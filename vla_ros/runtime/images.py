@@ -64,7 +64,8 @@ def decode_image(encoding: str, height: int, width: int, step: int, data) -> np.
     return np.ascontiguousarray(pixels[:, :, list(rgb)])  # fancy indexing copies
 
 
-def decode_compressed(format: str, data, min_size: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:  # noqa: A002
+def decode_compressed(format: str, data,  # noqa: A002 - the message field's name
+                      min_size: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """sensor_msgs/CompressedImage fields -> ((H, W, 3) uint8 RGB, (height, width) as encoded), JPEG or PNG.
 
     ``format`` is image_transport's (``"jpeg"``, ``"png"``, ``"rgb8; jpeg compressed bgr8"``, ...):
