@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # received share, lost share and input delay (ms) every camera must keep; the bar in issue 19 is 0.95 OK
-MIN_RECEIVED, MAX_LOST, MAX_INPUT_DELAY_MS, MIN_OK = 0.9, 0.02, 80.0, 0.9
+MIN_RECEIVED, MAX_LOST, MAX_INPUT_DELAY_MS, MIN_OK = 0.9, 0.02, 50.0, 0.9
 
 # run_soak with the test's GIL-holding node, in its own process (it sets the ROS domain and the
 # camera publisher's Fast DDS profile in os.environ)
@@ -55,8 +55,9 @@ def test_raw_vga_frames_all_reach_the_node_promptly_while_the_model_holds_the_gi
     assert res["dds_profile"].endswith("config/fastdds_large_frames.xml")
     _check_inputs(res)
     # the model's Python holds the GIL 250 ms per tick; with CPython's default 5 ms switch interval
-    # the p95 was 110-160 ms here, with the node's 0.5 ms 22-64 ms
-    delays = {cam: fig["input_delay_p95_ms_max"] for cam, fig in res["inputs"].items()}
+    # the median of the node's p95 reports was 62-90 ms here, with its 0.5 ms 17-23 ms (the median:
+    # a moment of load from elsewhere must not decide it)
+    delays = {cam: fig["input_delay_p95_ms"] for cam, fig in res["inputs"].items()}
     assert all(d is not None and d < MAX_INPUT_DELAY_MS for d in delays.values()), delays
 
 
