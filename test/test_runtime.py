@@ -594,6 +594,35 @@ def test_worker_drops_ticks_while_busy():
     assert len(runs) == 2
 
 
+def test_worker_wait_idle_returns_when_the_running_tick_ends():
+    release = threading.Event()
+    w = TickWorker(lambda: release.wait(5)).start()
+    try:
+        assert w.wait_idle(0)  # nothing runs yet
+        assert w.request()
+        assert not w.wait_idle(0.1)  # the tick waits for release
+        threading.Timer(0.1, release.set).start()
+        assert w.wait_idle(5) and not w.busy
+    finally:
+        release.set()
+        w.stop()
+
+
+def test_clear_inputs_forgets_frames_and_odometry_but_keeps_the_command():
+    core, log = _core()
+    core.on_command("go")
+    _feed(core, T0)
+    core.on_odometry(T0, 0.3, 0.0)
+    assert core.tick(T0, FakeModel()).ok
+    core.clear_inputs()  # vla_node deactivated
+    r = core.tick(T0 + 10 * MS, FakeModel())
+    assert r.status == Status.STOP_STALE_CAMERA and "no ego image yet" in r.reason
+    assert core.events["time_jump"] == 0 and not any("restarting" in m for _, m in log.lines)
+    _feed(core, T0 + 2 * NS)  # activated again: fresh frames, the command of before
+    model = FakeModel()
+    assert core.tick(T0 + 2 * NS, model).ok and model.calls[-1][1] == "go" and model.odometry == [None]
+
+
 def test_worker_survives_a_failing_tick():
     errors = []
     w = TickWorker(lambda: 1 / 0, on_error=errors.append).start()

@@ -306,8 +306,14 @@ class NodeCore:
         self.odometry_state = "ok"
         return best[1], best[2]
 
-    def _clear(self, why: str) -> None:
-        """Forget every camera's frames and odometry (the caller holds the lock)."""
+    def clear_inputs(self) -> None:
+        """Forget every camera's frames and the odometry, keep the command (the node was deactivated:
+        when it is activated again it starts from fresh frames, not from frames of before)."""
+        with self._lock:
+            self._forget_inputs()
+
+    def _forget_inputs(self) -> None:
+        """(the caller holds the lock) A tick running across this publishes nothing (generation)."""
         self._odometry.clear()
         if self._odom_poses is not None:
             self._odom_poses.clear()
@@ -315,6 +321,10 @@ class NodeCore:
             h.clear()
         self._bad_image.clear()
         self._generation += 1
+
+    def _clear(self, why: str) -> None:
+        """Time jumped back: forget every camera's frames and odometry (the caller holds the lock)."""
+        self._forget_inputs()
         self.events["time_jump"] += 1
         self.log.warning(f"{why}: history cleared, restarting")
 
