@@ -125,6 +125,7 @@ class VLANode(LifecycleNodeMixin, Node):
             # Transitions run in their own group: while configure loads the model (seconds), the
             # parameter services (the default group) are served by the executor's other threads.
             LifecycleNodeMixin.__init__(self, callback_group=MutuallyExclusiveCallbackGroup())
+            self._refuse_invalid_transitions()
             self.cfg = declare_node_config(self)
         except BaseException:
             # destroyed now, not by the garbage collector after rclpy has shut down (which
@@ -139,6 +140,24 @@ class VLANode(LifecycleNodeMixin, Node):
         self.configure_error: BaseException | None = None  # why the last configure failed
         if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
             sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+
+    def _refuse_invalid_transitions(self) -> None:
+        """Jazzy's and Humble's rclpy raise RCLError from the change_state service for a transition the
+        current state does not have (activate while unconfigured): the error ended spinning and the
+        node. Answer success=False instead, as rclcpp and Kilted's rclpy do."""
+        service = self._service_change_state
+        change_state = service.callback
+
+        def refusing(request, response):
+            try:
+                return change_state(request, response)
+            except _rclpy.RCLError as exc:
+                self.get_logger().warning(f"transition {request.transition.id} {request.transition.label!r} "
+                                          f"refused: {str(exc).splitlines()[0]}")
+                response.success = False
+                return response
+
+        service.callback = refusing
 
     # -- lifecycle transitions -------------------------------------------------------------
     def on_configure(self, state) -> TransitionCallbackReturn:
