@@ -4,7 +4,7 @@ VENV ?= $(CURDIR)/.venv
 VENV_JAZZY ?= $(CURDIR)/.venv-jazzy
 export VENV
 # What runs again against ROS 2 Jazzy's rclpy (.venv-jazzy): every test that starts nodes or talks DDS.
-ROS_TESTS := test/test_node.py test/test_launch.py test/test_bag.py test/test_follower.py test/test_closed_loop.py
+ROS_TESTS := test/test_node.py test/test_launch.py test/test_bag.py test/test_follower.py test/test_closed_loop.py test/test_lifecycle.py test/test_soak.py
 
 .PHONY: setup setup-jazzy test test-jazzy pytest demo colcon default-checkpoint
 

@@ -504,6 +504,25 @@ def test_diagnostics_report_latency_rate_drops_ages_and_rejections():
     assert float(d["latency_p50_ms"]) >= 0
 
 
+def test_diagnostics_count_frames_received_and_lost_in_transport_and_the_input_delay():
+    core, log = _core()
+    img = np.full((6, 8, 3), 7, np.uint8).tobytes()
+    for i in range(10):  # frames taken 20 ms (ego) and 120 ms (top) after their stamp
+        t = T0 + i * 33 * MS
+        assert core.on_image("ego", t, "rgb8", 6, 8, 24, img, received_ns=t + 20 * MS)
+        assert core.on_compressed_image("top", t, "png", _encoded(np.zeros((6, 8, 3), np.uint8), "PNG"),
+                                        received_ns=t + 120 * MS)
+    core.on_image("top", T0 + NS, "weird", 1, 1, 1, b"x")  # rejected, but it was received
+    core.on_frames_lost("ego", 3)
+    core.on_frames_lost("ego", 2)
+    d = dict(core.diagnostics(T0 + NS)[2])
+    assert (d["frames_received_ego"], d["frames_received_top"]) == ("10", "11")
+    assert (d["frames_lost_ego"], d["frames_lost_top"]) == ("5", "0")
+    assert (d["input_delay_p95_ms_ego"], d["input_delay_p95_ms_top"]) == ("20.0", "120.0")
+    lost = [m for level, m in log.lines if "lost in transport" in m]
+    assert len(lost) == 1 and lost[0].startswith("ego: 3 frames lost") and "docs/node.md" in lost[0]  # throttled
+
+
 # ---------------------------------------------------------------------------------------------
 # Stats, geometry, worker
 # ---------------------------------------------------------------------------------------------
@@ -573,6 +592,35 @@ def test_worker_drops_ticks_while_busy():
         release.set()
         w.stop()
     assert len(runs) == 2
+
+
+def test_worker_wait_idle_returns_when_the_running_tick_ends():
+    release = threading.Event()
+    w = TickWorker(lambda: release.wait(5)).start()
+    try:
+        assert w.wait_idle(0)  # nothing runs yet
+        assert w.request()
+        assert not w.wait_idle(0.1)  # the tick waits for release
+        threading.Timer(0.1, release.set).start()
+        assert w.wait_idle(5) and not w.busy
+    finally:
+        release.set()
+        w.stop()
+
+
+def test_clear_inputs_forgets_frames_and_odometry_but_keeps_the_command():
+    core, log = _core()
+    core.on_command("go")
+    _feed(core, T0)
+    core.on_odometry(T0, 0.3, 0.0)
+    assert core.tick(T0, FakeModel()).ok
+    core.clear_inputs()  # vla_node deactivated
+    r = core.tick(T0 + 10 * MS, FakeModel())
+    assert r.status == Status.STOP_STALE_CAMERA and "no ego image yet" in r.reason
+    assert core.events["time_jump"] == 0 and not any("restarting" in m for _, m in log.lines)
+    _feed(core, T0 + 2 * NS)  # activated again: fresh frames, the command of before
+    model = FakeModel()
+    assert core.tick(T0 + 2 * NS, model).ok and model.calls[-1][1] == "go" and model.odometry == [None]
 
 
 def test_worker_survives_a_failing_tick():
@@ -752,15 +800,31 @@ def test_compressed_frames_decode_to_rgb_and_bad_ones_are_rejected_with_a_reason
     from vla_ros.runtime.images import decode_compressed
 
     img = np.random.default_rng(1).integers(0, 255, (30, 40, 3), dtype=np.uint8)
-    assert np.array_equal(decode_compressed("png", _encoded(img, "PNG")), img)  # lossless
+    png, size = decode_compressed("png", _encoded(img, "PNG"))
+    assert np.array_equal(png, img) and size == (30, 40)  # lossless
     ramp = np.stack([*np.meshgrid(np.linspace(0, 255, 40), np.linspace(0, 255, 30)), np.full((30, 40), 60.0)], 2)
     smooth = ramp.astype(np.uint8)  # red grows to the right, green downwards
-    jpeg = decode_compressed("rgb8; jpeg compressed bgr8", _encoded(smooth, "JPEG"))
-    assert jpeg.shape == (30, 40, 3) and np.abs(jpeg.astype(int) - smooth).mean() < 5  # lossy, same picture, RGB
+    jpeg, size = decode_compressed("rgb8; jpeg compressed bgr8", _encoded(smooth, "JPEG"))
+    assert jpeg.shape == (30, 40, 3) and size == (30, 40)
+    assert np.abs(jpeg.astype(int) - smooth).mean() < 5  # lossy, same picture, RGB
     for data, reason in ((b"", "empty_image"), (b"not an image at all", "bad_encoding")):
         with pytest.raises(ImageError) as err:
             decode_compressed("jpeg", data)
         assert err.value.reason == reason
+
+
+def test_jpeg_for_a_small_model_decodes_at_a_reduced_scale_as_the_full_decode_downscaled():
+    from vla_ros.commands.soak import soak_frames
+    from vla_ros.runtime.images import decode_compressed, downscale
+
+    for (w, h), reduced in (((640, 480), (240, 320)), ((1280, 720), (180, 320)), ((100, 90), (90, 100))):
+        data = soak_frames(w, h, count=2, jpeg=True)[1]
+        small, size = decode_compressed("jpeg", data, min_size=128)
+        assert size == (h, w) and small.shape == (*reduced, 3)  # libjpeg's 1/2, 1/4 scales; never below 128
+        full, _ = decode_compressed("jpeg", data)
+        assert full.shape == (h, w, 3)
+        diff = np.abs(downscale(small, 128).astype(int) - downscale(full, 128).astype(int))
+        assert diff.mean() < 1.0 and diff.max() <= 16  # the picture the model sees, within a grey level
 
 
 def test_frames_are_downscaled_to_the_model_size_on_arrival_and_a_resolution_change_still_restarts():
@@ -778,6 +842,9 @@ def test_frames_are_downscaled_to_the_model_size_on_arrival_and_a_resolution_cha
     small = np.full((240, 320, 3), 10, np.uint8)  # the same 32x32 after the downscale, but a new camera mode
     assert core.on_image("ego", T0 + 100 * MS, "rgb8", 240, 320, 320 * 3, small.tobytes())
     assert core.events["resolution_change"] == 1 and len(core._histories["ego"]) == 1
+    jpeg = _encoded(np.full((720, 1280, 3), 90, np.uint8), "JPEG")  # decoded at 1/4 scale: still a change
+    assert core.on_compressed_image("top", T0 + 50 * MS, "jpeg", jpeg)
+    assert core.events["resolution_change"] == 2 and core._source_shapes["top"] == (720, 1280)
     assert not core.on_compressed_image("top", T0 + 100 * MS, "jpeg", b"\xff\xd8 broken")
     assert core.rejected["bad_encoding"] == 1
     r = core.tick(T0 + 100 * MS, model)

@@ -1,7 +1,7 @@
 """``vla soak``: vla_node under a robot's camera load for a while -- does it keep answering, does it grow?
 
     vla soak [--duration 120] [--fps 30] [--width 640 --height 480] [--image-transport raw|compressed]
-             [--checkpoint C] [--device D] [--rate-hz R] [--warmup 20] [--json F]
+             [--checkpoint C] [--device D] [--rate-hz R] [--warmup 20] [--dds-profile F|none] [--json F]
 
 vla_node runs as its own process (the vla_ros launch description, as ``vla launch`` starts it) on a
 private ROS domain. This process plays the robot: both cameras at ``--fps`` (rgb8 Image, or JPEG
@@ -9,7 +9,14 @@ CompressedImage with ``--image-transport compressed``), odometry with every fram
 command. It counts the node's trajectories by status and samples the node's resident memory
 (VmRSS) every second. The first ``--warmup`` seconds after the node's first answer (history
 filling, caches, allocator) are left out of both figures. Prints the share of OK trajectories and
-the memory growth (MB, and MB per minute by a least-squares fit); ``--json`` writes them.
+the memory growth (MB, and MB per minute by a least-squares fit), and from the node's diagnostics
+the share of the published frames its callbacks received, the frames the middleware reported lost
+and the input delay (header.stamp to callback, p95); ``--json`` writes them.
+
+The cameras are published the way a robot's camera driver should publish them on one machine:
+with Fast DDS, through ``config/fastdds_large_frames.xml`` (a shared-memory segment that holds
+whole VGA frames; ``--dds-profile none`` publishes with Fast DDS's defaults, which lose most raw
+640x480 frames: docs/node.md, "Raw frames and DDS"). Only this process uses the profile.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ __all__ = ["register", "cmd_soak", "run_soak", "soak_frames"]
 
 STARTUP_TIMEOUT_S = 300.0
 COMMAND = "go forward"
+CAMERAS = ("ego", "top")
+PUBLISHER_PROFILE = "fastdds_large_frames.xml"  # in config/
 
 
 def register(subparsers) -> None:
@@ -47,6 +56,9 @@ def register(subparsers) -> None:
     p.add_argument("--rate-hz", type=float, help="vla_node ticks per second (default: the params file's, 3)")
     p.add_argument("--cpu-threads", type=int, default=1, help="vla_node's torch threads (default 1; 0 = one per core)")
     p.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: a random private one, loopback only)")
+    p.add_argument("--dds-profile", default="",
+                   help="Fast DDS XML profile of the camera publisher (this process): default "
+                        "config/fastdds_large_frames.xml; 'none' = Fast DDS's defaults")
     p.add_argument("--json", help="write the figures to this JSON file")
     p.set_defaults(func=cmd_soak)
 
@@ -86,6 +98,7 @@ class Robot:
 
     def __init__(self, args) -> None:
         import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
         from nav_msgs.msg import Odometry
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -100,7 +113,7 @@ class Robot:
         self.compressed = args.image_transport == "compressed"
         kind, suffix = (CompressedImage, "/compressed") if self.compressed else (Image, "")
         self.cams = {c: self.node.create_publisher(kind, f"{c}/image_raw{suffix}", qos_profile_sensor_data)
-                     for c in ("ego", "top")}
+                     for c in CAMERAS}
         self.odom = self.node.create_publisher(Odometry, "odom", 10)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.node.create_publisher(String, "command", latched).publish(String(data=COMMAND))
@@ -109,6 +122,9 @@ class Robot:
         self.counting = False
         self.answered = False
         self.node.create_subscription(Trajectory, "trajectory", self._on_trajectory, 50)
+        self.pairs_published = 0
+        self.diagnostics: list[tuple[int, dict[str, str]]] = []  # (pairs published by then, the node's values)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.frames = soak_frames(args.width, args.height, jpeg=self.compressed)
@@ -121,6 +137,11 @@ class Robot:
             self.statuses[int(msg.status)] += 1
             if msg.status == self.ok:
                 self.latencies.append(float(msg.inference_latency))
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            if self.counting and status.name.endswith(": inference"):
+                self.diagnostics.append((self.pairs_published, {kv.key: kv.value for kv in status.values}))
 
     def publish(self, i: int) -> None:
         """Frame pair ``i`` and odometry, stamped now."""
@@ -140,6 +161,7 @@ class Robot:
         odom.header.stamp, odom.header.frame_id, odom.child_frame_id = stamp, "odom", "base_link"
         odom.twist.twist.linear.x = 0.3
         self.odom.publish(odom)
+        self.pairs_published += 1
 
     def spin_until(self, deadline: float) -> None:
         while time.monotonic() < deadline:
@@ -182,6 +204,27 @@ def _drive(robot: Robot, args, proc: subprocess.Popen) -> dict:
         robot.spin_until(t0 + i * period)
 
 
+def input_figures(diagnostics: list[tuple[int, dict[str, str]]]) -> dict | None:
+    """Per camera, between the node's first and last diagnostics of the measured phase: the share
+    of the published frames its callbacks received, the frames the middleware reported lost, and
+    the input delay (ms, header.stamp to callback): the median and the largest of the p95s the node
+    reported once a second (each over its last 100 frames of that camera)."""
+    if len(diagnostics) < 2 or diagnostics[-1][0] <= diagnostics[0][0]:
+        return None
+    (p0, first), (p1, last) = diagnostics[0], diagnostics[-1]
+    count = lambda values, key: int(values.get(key, 0))  # noqa: E731
+    out = {}
+    for cam in CAMERAS:
+        received = count(last, f"frames_received_{cam}") - count(first, f"frames_received_{cam}")
+        delays = [float(v.get(f"input_delay_p95_ms_{cam}", "nan")) for _, v in diagnostics]
+        delays = [d for d in delays if d == d]  # NaN: no frame yet
+        out[cam] = {"published": p1 - p0, "received_share": round(received / (p1 - p0), 4),
+                    "lost_in_transport": count(last, f"frames_lost_{cam}") - count(first, f"frames_lost_{cam}"),
+                    "input_delay_p95_ms": round(float(np.median(delays)), 1) if delays else None,
+                    "input_delay_p95_ms_max": max(delays) if delays else None}
+    return out
+
+
 def summarize_soak(args, run: dict, robot: Robot) -> dict:
     """The figures: OK share, statuses, publish rate, node latency, resident memory and its growth."""
     from vla_ros.runtime.safety import Status
@@ -198,14 +241,16 @@ def summarize_soak(args, run: dict, robot: Robot) -> dict:
         "ok_share": round(robot.statuses.get(Status.OK, 0) / total, 4) if total else None,
         "statuses": {Status(k).name: v for k, v in sorted(robot.statuses.items())},
         "mean_inference_latency_ms": round(1e3 * float(np.mean(robot.latencies)), 1) if robot.latencies else None,
+        "dds_profile": args.dds_profile_path, "inputs": input_figures(robot.diagnostics),
         "rss_mb": {"start": round(float(mb[0]), 1), "end": round(float(mb[-1]), 1), "max": round(float(mb.max()), 1),
                    "growth": round(float(mb[-1] - mb[0]), 1),
                    "growth_per_min": None if slope is None else round(slope, 2)} if len(mb) else None,
     }
 
 
-def run_soak(args, log_dir: Path) -> dict:
-    """Start vla_node, drive it, stop it; returns :func:`summarize_soak`'s figures."""
+def run_soak(args, log_dir: Path, node_module: str | None = None) -> dict:
+    """Start vla_node, drive it, stop it; returns :func:`summarize_soak`'s figures. ``node_module``
+    replaces the module ``python -m`` runs (a test's instrumented node; the same parameters)."""
     import os
 
     from vla_ros.commands.launch import _child_setup
@@ -214,6 +259,7 @@ def run_soak(args, log_dir: Path) -> dict:
 
     (desc,) = describe(checkpoint=args.checkpoint, device=args.device, rate_hz=args.rate_hz)
     desc.parameters.update({"image_transport": args.image_transport, "cpu_threads": int(args.cpu_threads)})
+    desc.module = node_module or desc.module
     env, domain = _ros_env(args)
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE") if k in env})
     log = log_dir / "vla_node.log"
@@ -223,6 +269,7 @@ def run_soak(args, log_dir: Path) -> dict:
     print(f"[vla soak] vla_node (pid {proc.pid}) on ROS_DOMAIN_ID={domain}; its log: {log}", file=sys.stderr)
     robot = None
     try:
+        args.dds_profile_path = _use_publisher_profile(args.dds_profile)  # the cameras' process, not the node's
         robot = Robot(args)
         run = _drive(robot, args, proc)
         return summarize_soak(args, run, robot)
@@ -230,6 +277,24 @@ def run_soak(args, log_dir: Path) -> dict:
         _stop([proc])
         if robot is not None:
             robot.close()
+
+
+def _use_publisher_profile(option: str) -> str | None:
+    """Point this process's Fast DDS at the camera publisher's profile (before its first participant);
+    ``option`` '' = the packaged one, 'none' = Fast DDS's defaults. Returns the path used, or None."""
+    import os
+
+    from vla_ros import paths
+    from vla_ros.cli import UserError
+
+    if option == "none":
+        return None
+    path = Path(option).expanduser() if option else paths.config_dir() / PUBLISHER_PROFILE
+    if not path.is_file():
+        raise UserError(f"--dds-profile {option or '(packaged)'}: {path} does not exist")
+    for var in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):  # Fast DDS 3, 2
+        os.environ[var] = str(path)
+    return str(path)
 
 
 def cmd_soak(args) -> int:
@@ -253,6 +318,13 @@ def cmd_soak(args) -> int:
           f"{res['ok_share']}, statuses {res['statuses']}; cameras published at {res['publish_rate_hz']} Hz")
     print(f"vla_node resident memory: {rss.get('start')} -> {rss.get('end')} MB (growth {rss.get('growth')} MB, "
           f"{rss.get('growth_per_min')} MB/min); mean inference latency {res['mean_inference_latency_ms']} ms")
+    inputs = res["inputs"] or {}
+    print("frames received by the node (share of published), lost in transport, input delay p95 (median, worst "
+          "of the node's reports): " +
+          ("; ".join(f"{cam} {v['received_share']}, {v['lost_in_transport']}, {v['input_delay_p95_ms']} "
+                     f"({v['input_delay_p95_ms_max']}) ms"
+                     for cam, v in inputs.items()) or "no diagnostics from the node") +
+          f" (camera publisher's DDS profile: {res['dds_profile'] or 'Fast DDS defaults'})")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(res, indent=1))

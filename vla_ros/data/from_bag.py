@@ -150,7 +150,7 @@ def decode_frame(msgtype: str, msg: Any, size: int) -> np.ndarray:
     if msgtype == schema.IMAGE:
         image = decode_image(str(msg.encoding), int(msg.height), int(msg.width), int(msg.step), msg.data)
     else:
-        image = decode_compressed(str(msg.format), msg.data)
+        image, _ = decode_compressed(str(msg.format), msg.data, size)  # the node decodes JPEGs at this scale too
     return np.ascontiguousarray(downscale(image, size))
 
 

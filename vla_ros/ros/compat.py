@@ -7,8 +7,9 @@ wheels on PyPI; its one difference the nodes meet is handled below from its docu
 from __future__ import annotations
 
 try:  # Iron and later
-    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
-except ImportError:  # Humble: the same classes lived in rclpy.qos_event
-    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks  # type: ignore[no-redef]
+    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks, UnsupportedEventTypeError
+except ImportError:  # Humble: the same names lived in rclpy.qos_event
+    from rclpy.qos_event import (PublisherEventCallbacks, SubscriptionEventCallbacks,  # type: ignore[no-redef]
+                                 UnsupportedEventTypeError)
 
-__all__ = ["PublisherEventCallbacks", "SubscriptionEventCallbacks"]
+__all__ = ["PublisherEventCallbacks", "SubscriptionEventCallbacks", "UnsupportedEventTypeError"]

@@ -11,10 +11,16 @@ Topics (relative, so namespaces and remaps work):
        output_frame odom the pose that places each trajectory in the odometry frame
   out: trajectory (vla_ros/Trajectory), trajectory/path (nav_msgs/Path), /diagnostics (1 Hz)
 
+A managed (lifecycle) node: configure loads the model, activate subscribes and drives,
+deactivate stops driving and keeps the model (docs/node.md, "Lifecycle"); with the ``autostart``
+parameter (default) it configures and activates itself at start-up.
+
 This module is the thin rclpy adapter: parameters, QoS, timers and message conversion.  What
 the node decides lives in :mod:`vla_ros.runtime` (NodeCore), which never imports rclpy.
 Subscription callbacks only decode and store the newest data; inference runs on its own thread
-(TickWorker), triggered by a timer in its own callback group, so subscriptions never block.
+(TickWorker), triggered by a timer in its own callback group, so subscriptions never block.  The
+node shortens CPython's GIL switch interval so that this thread cannot hold up the executor's
+threads for 5 ms at every hand-off (see GIL_SWITCH_INTERVAL_S).
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from __future__ import annotations
 import functools
 import signal
 import sys
+import threading
 import time
+import traceback
 from dataclasses import fields
 
 import numpy as np
@@ -31,6 +39,8 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+from rclpy.lifecycle import LifecycleNodeMixin, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions, install_signal_handlers
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -41,7 +51,7 @@ from std_msgs.msg import String
 
 from vla_ros.config import ConfigError
 from vla_ros.msg import Trajectory
-from vla_ros.ros.compat import SubscriptionEventCallbacks
+from vla_ros.ros.compat import SubscriptionEventCallbacks, UnsupportedEventTypeError
 from vla_ros.ros.messages import diagnostics_msg, path_msg, stamp_ns, trajectory_msg
 from vla_ros.runtime.config import (NODE_NAME, ROS_STANDARD_PARAMETERS, NodeConfig, node_config_from_parameters,
                                     parameter_type_name)
@@ -53,6 +63,8 @@ from vla_ros.runtime.worker import TickWorker
 
 __all__ = ["VLANode", "declare_node_config", "main"]
 
+InvalidHandle = _rclpy.InvalidHandle  # a handle used after its destruction was requested
+
 # Commands are rare and must not be lost: reliable; transient-local so that the last command
 # published before this node started (a latched publisher) is delivered on connection.
 COMMAND_LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -62,6 +74,14 @@ COMMAND_LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, relia
 COMMAND_VOLATILE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
                                   durability=DurabilityPolicy.VOLATILE)
 DIAGNOSTICS_PERIOD_S = 1.0
+# The inference thread runs Python between torch ops for 100+ ms per tick. rclpy's executor needs
+# the GIL many times to take one message (wait set, take, dispatch to a pool thread), and with
+# CPython's default switch interval (5 ms) each of those waits up to 5 ms while inference runs:
+# 640x480 frames reached the callbacks up to 170 ms late (the keep-last-5 queue full, newer frames
+# overwriting older ones), which made gaps in the histories (STOP_INCOMPLETE_HISTORY) and stale
+# newest frames (STOP_STALE_CAMERA). At 0.5 ms the p95 delay was 33 ms (docs/node.md, "Input delay").
+GIL_SWITCH_INTERVAL_S = 0.0005
+WORKER_IDLE_TIMEOUT_S = 10.0  # deactivate waits this long for a running tick (a CPU prediction: < 1 s)
 
 
 def declare_node_config(node: Node) -> NodeConfig:
@@ -88,20 +108,75 @@ def declare_node_config(node: Node) -> NodeConfig:
     return node_config_from_parameters(values, where="parameter")
 
 
-class VLANode(Node):
+class VLANode(LifecycleNodeMixin, Node):
+    """vla_node as a managed (lifecycle) node; rclpy.lifecycle's states and services::
+
+        unconfigured --configure: load the model, publishers, worker--> inactive
+        inactive --activate: subscribe, tick, publish--> active --deactivate--> inactive (model kept)
+        inactive --cleanup: drop the model--> unconfigured;   any --shutdown--> finalized
+
+    Constructing it only declares the parameters (an invalid one raises ConfigError). With
+    ``autostart`` :func:`main` configures and activates it while the executor already spins.
+    """
+
     def __init__(self, **kwargs) -> None:
-        super().__init__(NODE_NAME, **kwargs)
+        Node.__init__(self, NODE_NAME, **kwargs)
         try:
-            self._set_up()
+            # Transitions run in their own group: while configure loads the model (seconds), the
+            # parameter services (the default group) are served by the executor's other threads.
+            LifecycleNodeMixin.__init__(self, callback_group=MutuallyExclusiveCallbackGroup())
+            self._refuse_invalid_transitions()
+            self.cfg = declare_node_config(self)
         except BaseException:
             # destroyed now, not by the garbage collector after rclpy has shut down (which
             # crashed the process at exit now and then: SIGSEGV instead of exit code 2)
             self.destroy_node()
             raise
+        self.core: NodeCore | None = None  # set while configured
+        self.api = self._predict = self._worker = None
+        self._traj_pub = self._path_pub = self._diag_pub = self._tick_timer = self._diag_timer = None
+        self._inputs: list = []  # subscriptions, while active
+        self._active = False
+        self.configure_error: BaseException | None = None  # why the last configure failed
+        if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
+            sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
-    def _set_up(self) -> None:
-        self.cfg = cfg = declare_node_config(self)
-        log = self.get_logger()
+    def _refuse_invalid_transitions(self) -> None:
+        """Jazzy's and Humble's rclpy raise RCLError from the change_state service for a transition the
+        current state does not have (activate while unconfigured): the error ended spinning and the
+        node. Answer success=False instead, as rclcpp and Kilted's rclpy do."""
+        service = self._service_change_state
+        change_state = service.callback
+
+        def refusing(request, response):
+            try:
+                return change_state(request, response)
+            except _rclpy.RCLError as exc:
+                self.get_logger().warning(f"transition {request.transition.id} {request.transition.label!r} "
+                                          f"refused: {str(exc).splitlines()[0]}")
+                response.success = False
+                return response
+
+        service.callback = refusing
+
+    # -- lifecycle transitions -------------------------------------------------------------
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        """Load the model; publishers, the inference thread and the timers (the tick timer paused)."""
+        self.configure_error = None
+        try:
+            self._configure()
+        except Exception as exc:  # noqa: BLE001 - rclpy would swallow it silently
+            self.configure_error = exc
+            self._release()
+            if _is_user_error(exc) or isinstance(exc, ExternalShutdownException):
+                self.get_logger().error(f"configure failed: {exc}")
+                return TransitionCallbackReturn.FAILURE  # stays unconfigured
+            self.get_logger().error(f"configure failed:\n{traceback.format_exc()}")
+            return TransitionCallbackReturn.ERROR
+        return super().on_configure(state)
+
+    def _configure(self) -> None:
+        cfg, log = self.cfg, self.get_logger()
         t0 = time.perf_counter()
         log.info(f"loading model {cfg.checkpoint or '(packaged default)'} on {cfg.device} ...")
         self.api, spec = load_model(cfg)
@@ -113,52 +188,154 @@ class VLANode(Node):
         log.info(f"model ready in {time.perf_counter() - t0:.1f} s: cameras {list(spec.cameras)}, history "
                  f"{spec.history_length} x {cfg.history_spacing:g} s, {spec.trajectory_length} waypoints x "
                  f"{spec.traj_dt:g} s, {steps} denoising steps, {cfg.rate_hz:g} Hz")
-
-        self._traj_pub = self.create_publisher(Trajectory, "trajectory", 10)
-        self._path_pub = self.create_publisher(Path, "trajectory/path", 10)
+        # lifecycle publishers: they publish only while the node is active
+        self._traj_pub = self.create_lifecycle_publisher(Trajectory, "trajectory", 10)
+        self._path_pub = self.create_lifecycle_publisher(Path, "trajectory/path", 10)
         # Absolute, like diagnostic_updater: the aggregator listens on /diagnostics in every namespace.
+        # A plain publisher: an inactive node reports that it is inactive.
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-
-        inputs = MutuallyExclusiveCallbackGroup()
-        compressed = cfg.image_transport == "compressed"
-        self._cv_bridge = _cv_bridge() if compressed else None
-        if compressed:
-            log.info("compressed cameras, decoded with " + ("cv_bridge" if self._cv_bridge else "Pillow (no cv_bridge)"))
-        for cam in spec.cameras:
-            if compressed:
-                self.create_subscription(CompressedImage, f"{cam}/image_raw/compressed",
-                                         functools.partial(self._on_compressed, cam), qos_profile_sensor_data,
-                                         callback_group=inputs)
-            else:
-                self.create_subscription(Image, f"{cam}/image_raw", functools.partial(self._on_image, cam),
-                                         qos_profile_sensor_data, callback_group=inputs)
-        # The latched subscription cannot match volatile publishers; the volatile one hears them, so
-        # rclpy's "incompatible QoS" warning for the latched one is expected and silenced.
-        self.create_subscription(String, "command", self._on_command, COMMAND_LATCHED_QOS, callback_group=inputs,
-                                 event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda _event: None))
-        self.create_subscription(String, "command", self._on_command, COMMAND_VOLATILE_QOS, callback_group=inputs)
-        if cfg.use_odometry or cfg.output_frame == "odom":  # best effort hears reliable publishers too
-            self.create_subscription(Odometry, "odom", self._on_odometry, qos_profile_sensor_data,
-                                     callback_group=inputs)
-
         # Timers run on the steady clock: rate_hz is a compute budget, and the node keeps reporting
         # (stop status, diagnostics) even while a simulator's /clock is paused or absent.
         steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self._worker = TickWorker(self._run_tick, on_error=self._on_worker_error)
+        self._worker = TickWorker(self._run_tick, on_error=self._on_worker_error).start()
         self._tick_timer = self.create_timer(cfg.period, self._on_tick, MutuallyExclusiveCallbackGroup(), clock=steady)
+        self._tick_timer.cancel()  # until activated
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._on_diagnostics,
                                              MutuallyExclusiveCallbackGroup(), clock=steady)
-        self._worker.start()
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        """Subscribe to the inputs and start ticking: trajectories are published from now on."""
+        ret = super().on_activate(state)  # enables the lifecycle publishers
+        if ret != TransitionCallbackReturn.SUCCESS:
+            return ret
+        self._create_inputs(self.cfg, self.core.model.cameras)
+        self._active = True
+        self._tick_timer.reset()
+        self.get_logger().info("active: subscribed to the inputs, publishing trajectories")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        """Stop ticking and unsubscribe; the model stays loaded (activate again: no reload)."""
+        self._stop_driving()
+        self.get_logger().info("inactive: model loaded, no trajectories (activate to drive again)")
+        return super().on_deactivate(state)
+
+    def _stop_driving(self) -> None:
+        self._active = False
+        if self._tick_timer is not None:
+            self._tick_timer.cancel()
+        if self._worker is not None and not self._worker.wait_idle(WORKER_IDLE_TIMEOUT_S):
+            self.get_logger().warning(f"a tick still runs after {WORKER_IDLE_TIMEOUT_S:g} s; its trajectory "
+                                      "will not be published")
+        for sub in self._inputs:
+            self.destroy_subscription(sub)
+        self._inputs = []
+        if self.core is not None:
+            self.core.clear_inputs()  # activated again, the node starts from fresh frames
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        """Drop the model, publishers, timers and the inference thread (back to unconfigured)."""
+        self._release()
+        self.get_logger().info("unconfigured: model released")
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        self._release()
+        return super().on_shutdown(state)
+
+    def on_error(self, state) -> TransitionCallbackReturn:
+        """A transition raised: release what was created; the node goes back to unconfigured."""
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        """Whatever configure and activate created, in any state (idempotent)."""
+        self._stop_driving()
+        if self._worker is not None:
+            self._worker.stop()
+        for timer in (self._tick_timer, self._diag_timer):
+            if timer is not None:
+                self.destroy_timer(timer)
+        for pub in (self._traj_pub, self._path_pub):
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        if self._diag_pub is not None:
+            self.destroy_publisher(self._diag_pub)
+        self._traj_pub = self._path_pub = self._diag_pub = self._tick_timer = self._diag_timer = None
+        self.core = self.api = self._predict = self._worker = None
+
+    def autostart(self) -> BaseException | None:
+        """configure + activate (``autostart``; main calls it while the executor spins in another
+        thread). Returns the user error that stopped configure (the caller exits 2), else None;
+        raises anything else that did."""
+        self.trigger_configure()
+        if self.core is None:
+            exc = self.configure_error or RuntimeError("configure failed (see the log)")
+            if _is_user_error(exc):
+                return exc
+            raise exc
+        self.trigger_activate()
+        return None
+
+    def _create_inputs(self, cfg: NodeConfig, cameras) -> None:
+        """The subscriptions, kept in self._inputs (callbacks only decode and store; NodeCore's lock
+        makes them thread-safe)."""
+        inputs = MutuallyExclusiveCallbackGroup()
+        subs = self._inputs
+        compressed = cfg.image_transport == "compressed"
+        self._cv_bridge = _cv_bridge() if compressed else None
+        if compressed:
+            self.get_logger().info("compressed cameras, decoded with " +
+                                   ("cv_bridge" if self._cv_bridge else "Pillow (no cv_bridge)"))
+        for cam in cameras:  # a group per camera: one camera's frame never waits for the other's callback
+            group = MutuallyExclusiveCallbackGroup()
+            if compressed:
+                subs.append(self._camera_subscription(CompressedImage, f"{cam}/image_raw/compressed",
+                                                      functools.partial(self._on_compressed, cam), cam, group))
+            else:
+                subs.append(self._camera_subscription(Image, f"{cam}/image_raw", functools.partial(self._on_image, cam),
+                                                      cam, group))
+        # The latched subscription cannot match volatile publishers; the volatile one hears them, so
+        # rclpy's "incompatible QoS" warning for the latched one is expected and silenced. Activated
+        # again, the latched one hears the operator's last command again.
+        subs.append(self.create_subscription(
+            String, "command", self._on_command, COMMAND_LATCHED_QOS, callback_group=inputs,
+            event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda _event: None)))
+        subs.append(self.create_subscription(String, "command", self._on_command, COMMAND_VOLATILE_QOS,
+                                             callback_group=inputs))
+        if cfg.use_odometry or cfg.output_frame == "odom":  # best effort hears reliable publishers too
+            subs.append(self.create_subscription(Odometry, "odom", self._on_odometry, qos_profile_sensor_data,
+                                                 callback_group=inputs))
+
+    def _camera_subscription(self, msg_type, topic: str, callback, camera: str, group):
+        """A sensor-data subscription that also counts the frames the middleware reports lost (DDS drops
+        large frames whose fragments it could not deliver); without that event in the RMW, none are counted."""
+        def lost(info) -> None:
+            core = self.core
+            if core is not None:
+                core.on_frames_lost(camera, info.total_count_change)
+
+        try:
+            return self.create_subscription(msg_type, topic, callback, qos_profile_sensor_data, callback_group=group,
+                                            event_callbacks=SubscriptionEventCallbacks(message_lost=lost))
+        except UnsupportedEventTypeError:
+            return self.create_subscription(msg_type, topic, callback, qos_profile_sensor_data, callback_group=group)
 
     # -- callbacks (cheap: decode, validate, store) ---------------------------------------
     def _on_image(self, camera: str, msg: Image) -> None:
+        received, core = self.get_clock().now().nanoseconds, self.core
+        if core is None:  # a callback that was already running when the node was cleaned up
+            return
         try:
-            self.core.on_image(camera, stamp_ns(msg.header.stamp), msg.encoding, msg.height, msg.width,
-                               msg.step, msg.data)
+            core.on_image(camera, stamp_ns(msg.header.stamp), msg.encoding, msg.height, msg.width,
+                          msg.step, msg.data, received)
         except Exception as exc:  # noqa: BLE001 - no message may stop the node
-            self.core.reject_unexpected(f"{camera}/image_raw", exc)
+            core.reject_unexpected(f"{camera}/image_raw", exc)
 
     def _on_compressed(self, camera: str, msg: CompressedImage) -> None:
+        received, core = self.get_clock().now().nanoseconds, self.core
+        if core is None:
+            return
         decoder = None
         if self._cv_bridge is not None:
             def decoder():
@@ -167,33 +344,46 @@ class VLANode(Node):
                 except Exception as exc:  # noqa: BLE001 - cv_bridge raises cv2.error / CvBridgeError
                     raise ImageError("bad_encoding", f"cv_bridge cannot decode it ({msg.format!r}): {exc}") from None
         try:
-            self.core.on_compressed_image(camera, stamp_ns(msg.header.stamp), msg.format, msg.data, decoder)
+            core.on_compressed_image(camera, stamp_ns(msg.header.stamp), msg.format, msg.data, decoder, received)
         except Exception as exc:  # noqa: BLE001 - no message may stop the node
-            self.core.reject_unexpected(f"{camera}/image_raw/compressed", exc)
+            core.reject_unexpected(f"{camera}/image_raw/compressed", exc)
 
     def _on_command(self, msg: String) -> None:
+        core = self.core
+        if core is None:
+            return
         try:
-            self.core.on_command(msg.data)
+            core.on_command(msg.data)
         except Exception as exc:  # noqa: BLE001
-            self.core.reject_unexpected("command", exc)
+            core.reject_unexpected("command", exc)
 
     def _on_odometry(self, msg: Odometry) -> None:
+        core = self.core
+        if core is None:
+            return
         try:  # twist is in the child frame (the robot): linear.x forward speed, angular.z yaw rate
             t, p = msg.twist.twist, msg.pose.pose
             q = p.orientation
-            self.core.on_odometry(stamp_ns(msg.header.stamp), t.linear.x, t.angular.z,
-                                  (p.position.x, p.position.y, quaternion_to_yaw(q.x, q.y, q.z, q.w)),
-                                  msg.header.frame_id)
+            core.on_odometry(stamp_ns(msg.header.stamp), t.linear.x, t.angular.z,
+                             (p.position.x, p.position.y, quaternion_to_yaw(q.x, q.y, q.z, q.w)),
+                             msg.header.frame_id)
         except Exception as exc:  # noqa: BLE001
-            self.core.reject_unexpected("odom", exc)
+            core.reject_unexpected("odom", exc)
 
     def _on_tick(self) -> None:
-        if not self._worker.request():
-            self.core.count_dropped_tick()
+        worker, core = self._worker, self.core  # None after cleanup
+        if worker is not None and core is not None and not worker.request():
+            core.count_dropped_tick()
 
     def _on_diagnostics(self) -> None:
+        core = self.core
+        if core is None:
+            return
         now = self.get_clock().now().nanoseconds
-        level, message, values = self.core.diagnostics(now)
+        level, message, values = core.diagnostics(now)
+        if not self._active:  # deactivated on purpose (e.g. teleop): not a fault
+            level, message = 0, "inactive (lifecycle): model loaded, no trajectories"
+        values.insert(0, ("lifecycle", "active" if self._active else "inactive"))
         msg = diagnostics_msg(now, f"{self.get_fully_qualified_name()}: inference", self.cfg.device, level,
                               message, values)
         try:
@@ -204,18 +394,26 @@ class VLANode(Node):
 
     # -- the inference thread -------------------------------------------------------------
     def _run_tick(self) -> None:
-        result = self.core.tick(self.get_clock().now().nanoseconds, self._predict)
-        if result is not None and self.context.ok():  # not after Ctrl-C shut the context down
+        core, predict, traj_pub, path_pub = self.core, self._predict, self._traj_pub, self._path_pub
+        if core is None:
+            return
+        result = core.tick(self.get_clock().now().nanoseconds, predict)
+        # not after deactivate, nor after Ctrl-C shut the context down
+        if result is not None and self._active and self.context.ok():
             frame_id = result.frame_id or self.cfg.frame_id
-            self._traj_pub.publish(trajectory_msg(result, frame_id))
-            self._path_pub.publish(path_msg(result, frame_id))
+            traj_pub.publish(trajectory_msg(result, frame_id))
+            path_pub.publish(path_msg(result, frame_id))
 
     def _on_worker_error(self, exc: BaseException) -> None:
         if self.context.ok():  # a publish racing with shutdown is not an error worth reporting
             self.get_logger().error(f"tick failed: {type(exc).__name__}: {exc}")
 
     def close(self) -> None:
-        self._worker.stop()
+        """At exit: stop the inference thread, then destroy the node with everything on it (the
+        context may be shut down already: no entity is destroyed on its own, as before lifecycle)."""
+        self._active = False
+        if self._worker is not None:
+            self._worker.stop()
         self.destroy_node()
 
 
@@ -235,55 +433,81 @@ def _is_user_error(exc: BaseException) -> bool:
     return isinstance(exc, (ConfigError, ValueError)) or (ckpt is not None and isinstance(exc, ckpt.CheckpointError))
 
 
-def _interrupt(signum, _frame):
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+def _spin(executor, failures: list[BaseException] | None = None) -> None:
+    """Spin until shutdown; an error that ends spinning goes to ``failures`` (main exits 1 with it).
 
-
-def _spin(executor) -> None:
-    """Spin until shutdown. A signal can shut the context down while the executor builds its wait
-    set; rclpy then raises RCLError instead of ExternalShutdownException: that is a shutdown too."""
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        if executor.context.ok():
-            raise
+    A signal can shut the context down while the executor builds its wait set; rclpy then raises
+    RCLError instead of ExternalShutdownException: that is a shutdown too. Deactivate destroys the
+    subscriptions from a callback thread; when that happens while the executor thread is adding a
+    subscription's event handler to its wait set, rclpy (Jazzy, Kilted) raises InvalidHandle there
+    instead of skipping the destroyed handler (it skips destroyed subscriptions and timers): the
+    next wait set is built without it, so spinning goes on.
+    """
+    while True:
+        try:
+            executor.spin()
+            return
+        except InvalidHandle:
+            if not executor.context.ok():
+                return
+        except (KeyboardInterrupt, ExternalShutdownException):
+            return
+        except Exception as exc:  # noqa: BLE001
+            if executor.context.ok():
+                if failures is None:
+                    raise
+                failures.append(exc)
+            return
 
 
 def main(args: list[str] | None = None) -> None:
     """Entry point (``ros2 run vla_ros vla_node``, ``vla_node``, ``python -m vla_ros.ros.vla_node``).
 
-    Exits non-zero with one clear line on stderr for an invalid parameter or an unusable checkpoint.
+    Exits non-zero with one clear line on stderr for an invalid parameter or, with ``autostart``,
+    an unusable checkpoint. The executor spins (another thread) before the model loads, so the
+    parameter and lifecycle services answer meanwhile.
     """
-    # While the model loads (seconds), SIGINT / SIGTERM must interrupt it: plain Python handling
-    # (KeyboardInterrupt) until the node is up, rclpy's handlers (clean shutdown of spin) after.
+    # While the model loads (seconds, in this thread), SIGINT / SIGTERM end the process at once (the
+    # default action, like a C++ node before rclcpp's handlers): a KeyboardInterrupt raised inside
+    # `import torch` or a C++ initializer left the process to exit 130 or abort at exit ("terminate
+    # called without an active exception"). rclpy's handlers (clean shutdown) once the node is up.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
-    node = executor = None
+    previous = {s: signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGTERM)}
+    node = executor = spinner = None
     code = 0
     try:
         try:
             node = VLANode()
+            executor = MultiThreadedExecutor(num_threads=3)
+            executor.add_node(node)
+            spin_failures: list[BaseException] = []
+            spinner = threading.Thread(target=_spin, args=(executor, spin_failures), name="vla-executor", daemon=True)
+            spinner.start()
+            error = node.autostart() if node.cfg.autostart else None
         except ExternalShutdownException:
             raise
         except Exception as exc:
             if not _is_user_error(exc):
                 raise
-            print(f"{NODE_NAME}: error: {exc}", file=sys.stderr)
+            error = exc
+        if error is not None:
+            print(f"{NODE_NAME}: error: {error}", file=sys.stderr)
             code = 2
         else:
             for s, handler in previous.items():
                 signal.signal(s, handler)
             install_signal_handlers(SignalHandlerOptions.ALL)
-            executor = MultiThreadedExecutor(num_threads=3)
-            executor.add_node(node)
-            _spin(executor)
+            while spinner.is_alive() and rclpy.ok():  # a timeout: the main thread stays responsive
+                spinner.join(0.5)
+            if spin_failures:
+                raise spin_failures[0]
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         if executor is not None:
             executor.shutdown(timeout_sec=5.0)  # let running callbacks finish before the node goes
+        if spinner is not None:  # its spin() returns once the executor is shut down; an exit with it
+            spinner.join(10.0)   # still in rclpy aborted the process ("terminate called ...", exit 134)
         if node is not None:
             node.close()
         rclpy.try_shutdown()

@@ -48,6 +48,11 @@ def _opt(default: Any, help: str) -> Any:  # noqa: A002 - 'help' reads best here
 class NodeConfig:
     """Settings of ``vla_node`` (ROS parameters; ``config/vla.yaml``)."""
 
+    # -- lifecycle ----------------------------------------------------------------------
+    autostart: bool = _opt(True, "Configure (load the model) and activate (subscribe, tick, publish) at "
+                                 "start-up. false: the node starts unconfigured and waits for lifecycle "
+                                 "transitions (ros2 lifecycle set <node> configure, then activate; or a "
+                                 "lifecycle manager). Either way deactivate stops driving and keeps the model.")
     # -- model --------------------------------------------------------------------------
     checkpoint: str = _opt("", "Model checkpoint (.pth). '' = the packaged default "
                                "(share/vla_ros/checkpoints/default.pth).")

@@ -2,13 +2,16 @@
 
 Inputs (called from subscription callbacks; cheap, they only validate and store the newest data)::
 
-    on_image(camera, stamp_ns, encoding, height, width, step, data)
-    on_compressed_image(camera, stamp_ns, format, data, decoder=None)   (image_transport compressed)
+    on_image(camera, stamp_ns, encoding, height, width, step, data, received_ns=None)
+    on_compressed_image(camera, stamp_ns, format, data, decoder=None, received_ns=None)   (image_transport compressed)
+    on_frames_lost(camera, count)   (the middleware reports frames of a camera lost before delivery)
     on_command(text)
     on_odometry(stamp_ns, v, omega, pose, frame_id)   (the measured velocity; the pose for output_frame odom)
 
-Frames are downscaled to the model's image size on arrival, so a history of 640x480 frames
-holds what the model sees (128x128) rather than the camera's resolution.
+Frames are downscaled to the model's image size on arrival (a JPEG is decoded at a reduced scale
+already), so a history of 640x480 frames holds what the model sees (128x128) rather than the
+camera's resolution.  ``received_ns`` (the node clock when the callback ran) gives each camera's
+input delay, header.stamp to callback: the figure that shows frames waiting in a queue.
 
 A tick (called from the inference worker, ``rate_hz`` times per second)::
 
@@ -120,7 +123,7 @@ class NodeCore:
         # keep enough for the history behind the oldest camera's newest frame (at most max_age back)
         keep_ns = (n - 1) * self._spacing_ns + self._tolerance_ns + self._max_age_ns + NS // 2
         self._histories = {cam: CameraHistory(keep_ns) for cam in model.cameras}
-        self._source_shapes: dict[str, tuple[int, ...]] = {}  # camera -> shape of its newest frame as it came
+        self._source_shapes: dict[str, tuple[int, int]] = {}  # camera -> (height, width) of its newest frame as sent
         self._bad_image: dict[str, str] = {}  # camera -> why its newest message was rejected
         self._command: str | None = None  # None: none received yet
         self._bad_command: str | None = None
@@ -141,6 +144,9 @@ class NodeCore:
         self.rejected: collections.Counter[str] = collections.Counter()
         self.events: collections.Counter[str] = collections.Counter()
         self.latency = LatencyWindow(100)
+        self.frames_received: collections.Counter[str] = collections.Counter()  # camera -> messages taken
+        self.frames_lost: collections.Counter[str] = collections.Counter()  # camera -> lost before delivery
+        self.input_delay = {cam: LatencyWindow(100) for cam in model.cameras}  # header.stamp -> callback, s
         self.tick_rate = RateMeter(10.0)
         self.prediction_rate = RateMeter(10.0)
         self.ticks = 0
@@ -166,20 +172,43 @@ class NodeCore:
             self.log.warning(message + more)
 
     def on_image(self, camera: str, stamp_ns: int, encoding: str, height: int, width: int, step: int,
-                 data: Any) -> bool:
+                 data: Any, received_ns: int | None = None) -> bool:
         """Validate, decode and store one camera frame; False when it was rejected."""
-        return self._store(camera, stamp_ns, lambda: decode_image(encoding, height, width, step, data))
+        def decode():
+            return decode_image(encoding, height, width, step, data), (height, width)
+
+        return self._store(camera, stamp_ns, decode, received_ns)
 
     def on_compressed_image(self, camera: str, stamp_ns: int, format: str, data: Any,  # noqa: A002
-                            decoder: Callable[[], np.ndarray] | None = None) -> bool:
-        """A sensor_msgs/CompressedImage frame: ``decoder()`` (e.g. cv_bridge's) or Pillow decodes it."""
-        return self._store(camera, stamp_ns, decoder or (lambda: decode_compressed(format, data)))
+                            decoder: Callable[[], np.ndarray] | None = None, received_ns: int | None = None) -> bool:
+        """A sensor_msgs/CompressedImage frame: ``decoder()`` (e.g. cv_bridge's, full size) or Pillow decodes it."""
+        def decode():
+            if decoder is None:
+                return decode_compressed(format, data, self.model.image_size)
+            image = decoder()
+            return image, image.shape[:2]
 
-    def _store(self, camera: str, stamp_ns: int, decode: Callable[[], np.ndarray]) -> bool:
-        """Decode (outside the lock), downscale to the model's size, store; False when rejected."""
+        return self._store(camera, stamp_ns, decode, received_ns)
+
+    def on_frames_lost(self, camera: str, count: int) -> None:
+        """The middleware lost ``count`` frames of ``camera`` before delivering them (e.g. DDS fragments
+        of large frames dropped): counted for diagnostics and logged, throttled, with the likely cause."""
+        with self._lock:
+            self.frames_lost[camera] += int(count)
+            self._warn_throttled(f"lost:{camera}", f"{camera}: {self.frames_lost[camera]} frames lost in transport "
+                                 "so far (reported by the middleware). Raw frames larger than the publisher's DDS "
+                                 "shared-memory segment lose fragments: see 'Raw frames and DDS' in docs/node.md")
+
+    def _store(self, camera: str, stamp_ns: int, decode: Callable[[], tuple[np.ndarray, tuple[int, int]]],
+               received_ns: int | None = None) -> bool:
+        """Decode (outside the lock), downscale to the model's size, store; False when rejected.
+        ``decode()`` -> (RGB image, (height, width) as sent)."""
+        with self._lock:  # diagnostics read these from another thread
+            self.frames_received[camera] += 1
+            if received_ns is not None and stamp_ns > 0:
+                self.input_delay[camera].add((received_ns - stamp_ns) / NS)
         try:
-            image = decode()
-            source_shape = image.shape
+            image, source_shape = decode()
             if self.model.image_size:
                 image = downscale(image, self.model.image_size)
         except ImageError as exc:
@@ -200,13 +229,13 @@ class NodeCore:
                     self._reject("out_of_order", f"{camera}: frame stamped {back / NS:.3f} s before the newest")
                     return False
                 self._clear(f"{camera} stamps jumped back by {back / NS:.2f} s (a bag looping?)")
-            elif hist.shape is not None and self._source_shapes.get(camera) != source_shape:
+            elif hist.shape is not None and self._source_shapes.get(camera) != tuple(source_shape):
                 was = self._source_shapes[camera]
                 hist.clear()
                 self.events["resolution_change"] += 1
                 self._warn_throttled("resolution_change", f"{camera}: resolution changed from {was[1]}x{was[0]} "
                                                           f"to {source_shape[1]}x{source_shape[0]}; its history restarts")
-            self._source_shapes[camera] = source_shape
+            self._source_shapes[camera] = tuple(source_shape)
             hist.add(Frame(int(stamp_ns), image))
             self._bad_image.pop(camera, None)
             return True
@@ -277,8 +306,14 @@ class NodeCore:
         self.odometry_state = "ok"
         return best[1], best[2]
 
-    def _clear(self, why: str) -> None:
-        """Forget every camera's frames and odometry (the caller holds the lock)."""
+    def clear_inputs(self) -> None:
+        """Forget every camera's frames and the odometry, keep the command (the node was deactivated:
+        when it is activated again it starts from fresh frames, not from frames of before)."""
+        with self._lock:
+            self._forget_inputs()
+
+    def _forget_inputs(self) -> None:
+        """(the caller holds the lock) A tick running across this publishes nothing (generation)."""
         self._odometry.clear()
         if self._odom_poses is not None:
             self._odom_poses.clear()
@@ -286,6 +321,10 @@ class NodeCore:
             h.clear()
         self._bad_image.clear()
         self._generation += 1
+
+    def _clear(self, why: str) -> None:
+        """Time jumped back: forget every camera's frames and odometry (the caller holds the lock)."""
+        self._forget_inputs()
         self.events["time_jump"] += 1
         self.log.warning(f"{why}: history cleared, restarting")
 
@@ -455,6 +494,9 @@ class NodeCore:
                 newest = self._histories[cam].newest
                 values.append((f"age_{cam}_s", "none" if newest is None else f"{(now_ns - newest.stamp_ns) / NS:.3f}"))
                 values.append((f"frames_{cam}", str(len(self._histories[cam]))))
+                values.append((f"frames_received_{cam}", str(self.frames_received[cam])))
+                values.append((f"frames_lost_{cam}", str(self.frames_lost[cam])))
+                values.append((f"input_delay_p95_ms_{cam}", ms(self.input_delay[cam].percentile(95))))
             command = self._command
             newest_odom = self._odometry[-1] if self._odometry else None
         values.append(("command", "none" if command is None else command[:80]))

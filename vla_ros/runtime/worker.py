@@ -22,6 +22,8 @@ class TickWorker:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._busy = False
+        self._idle = threading.Event()  # set while no tick runs
+        self._idle.set()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
@@ -39,8 +41,13 @@ class TickWorker:
             if self._busy or self._stopping:
                 return False
             self._busy = True
+            self._idle.clear()
         self._wake.set()
         return True
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no tick runs (e.g. before the node stops publishing); False on timeout."""
+        return self._idle.wait(timeout)
 
     def stop(self, timeout: float | None = 10.0) -> None:
         """Finish the running tick (if any) and end the thread."""
@@ -65,3 +72,4 @@ class TickWorker:
             finally:
                 with self._lock:
                     self._busy = False
+                    self._idle.set()
