@@ -150,7 +150,7 @@ rclpy = pytest.importorskip("rclpy")
 from geometry_msgs.msg import TwistStamped  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from nav_msgs.msg import Path as PathMsg  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from ros_harness import SpinningNode  # noqa: E402
 from std_srvs.srv import SetBool  # noqa: E402
 
 from vla_ros.msg import Trajectory  # noqa: E402
@@ -160,13 +160,11 @@ LIMITS = {"max_linear_velocity": 0.5, "max_linear_acceleration": 0.5, "max_linea
           "max_yaw_rate": 0.4, "watchdog_timeout": 0.6, "control_rate": 20.0}
 
 
-class Planner:
+class Planner(SpinningNode):
     """This process: the planner (trajectories at 5 Hz) and a base that integrates cmd_vel into odom."""
 
     def __init__(self) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("follower_test", context=self.context)
+        super().__init__("follower_test")
         self.traj_pub = self.node.create_publisher(Trajectory, "/trajectory", 10)
         self.odom_pub = self.node.create_publisher(Odometry, "/odom", 10)
         self.node.create_subscription(TwistStamped, "/cmd_vel", self._on_cmd, 50)
@@ -177,16 +175,7 @@ class Planner:
         self.cmds: list[tuple[float, float, float]] = []  # (monotonic, v, omega)
         self.status: int | None = 0  # what the planner publishes; None = nothing (planner silent)
         self.pose, self.v = [0.0, 0.0, 0.0], 0.0
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.running = True
-        self.threads = [threading.Thread(target=self._spin, daemon=True), threading.Thread(target=self._feed, daemon=True)]
-        for t in self.threads:
-            t.start()
-
-    def _spin(self):
-        while self.running and self.context.ok():
-            self.executor.spin_once(timeout_sec=0.05)
+        self.start(self._feed)
 
     def _on_cmd(self, msg):
         with self.lock:
@@ -234,13 +223,6 @@ class Planner:
         assert fut.done() and fut.result().success
         return fut.result().message
 
-    def close(self):
-        self.running = False
-        for t in self.threads:
-            t.join(5)
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
 
 
 def _follower(tmp_path, **params) -> tuple[subprocess.Popen, Path]:

@@ -26,7 +26,7 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from lifecycle_msgs.msg import State, Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rcl_interfaces.srv import GetParameters  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from ros_harness import SpinningNode  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
@@ -39,13 +39,11 @@ H, W = 48, 64
 NODE = "/lc/vla_node"
 
 
-class Client:
+class Client(SpinningNode):
     """This process: cameras at 20 Hz, a latched command, the lifecycle and parameter clients."""
 
     def __init__(self) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("vla_lifecycle_test", context=self.context)
+        super().__init__("vla_lifecycle_test")
         self.cams = [self.node.create_publisher(Image, f"/lc/{c}/image_raw", qos_profile_sensor_data)
                      for c in ("ego", "top")]
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -58,16 +56,7 @@ class Client:
         self.change = self.node.create_client(ChangeState, f"{NODE}/change_state")
         self.get_state_client = self.node.create_client(GetState, f"{NODE}/get_state")
         self.get_params = self.node.create_client(GetParameters, f"{NODE}/get_parameters")
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.running = True
-        self.threads = [threading.Thread(target=self._spin, daemon=True), threading.Thread(target=self._feed, daemon=True)]
-        for t in self.threads:
-            t.start()
-
-    def _spin(self):
-        while self.running and self.context.ok():
-            self.executor.spin_once(timeout_sec=0.05)
+        self.start(self._feed)
 
     def _feed(self):
         data = np.random.default_rng(0).integers(0, 255, H * W * 3, dtype=np.uint8).tobytes()
@@ -117,13 +106,6 @@ class Client:
             time.sleep(0.05)
         raise AssertionError(f"no OK trajectory within {timeout} s")
 
-    def close(self):
-        self.running = False
-        for t in self.threads:
-            t.join(5)
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
 
 
 def _start_node(args: list[str], log_path: Path) -> subprocess.Popen:

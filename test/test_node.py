@@ -30,7 +30,7 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from nav_msgs.msg import Path as PathMsg  # noqa: E402
 from vla_ros.ros.compat import PublisherEventCallbacks  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from ros_harness import SpinningNode  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
@@ -154,33 +154,18 @@ class Robot:
         return self.wait(lambda m: m.status == int(status), timeout, since, what=status.name)
 
 
-class Harness:
+class Harness(SpinningNode):
     """rclpy in this process: a node spun on a background thread, a camera feed at 20 Hz, /clock."""
 
     def __init__(self) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("vla_test_harness", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.running = True
-        self.spin_thread = threading.Thread(target=self._spin, daemon=True)
-        self.spin_thread.start()
+        super().__init__("vla_test_harness")
         self.diags: list[DiagnosticArray] = []
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diags.append, 50)
         self.clock_pub = self.node.create_publisher(Clock, "/clock", 10)
         self.sim_base_ns = 1000 * NS
         self.sim_mono0 = time.monotonic()
         self.robots: list[Robot] = []
-        self.feed_thread = threading.Thread(target=self._feed, daemon=True)
-        self.feed_thread.start()
-
-    def _spin(self):
-        while self.context.ok() and self.running:
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # noqa: BLE001 - shutting down
-                break
+        self.start(self._feed)
 
     def sim_now_ns(self) -> int:
         return self.sim_base_ns + int((time.monotonic() - self.sim_mono0) * NS)
@@ -202,13 +187,6 @@ class Harness:
                 last_cmd = t
             time.sleep(max(0.0, 0.05 - (time.monotonic() - t)))
 
-    def close(self):
-        self.running = False
-        self.feed_thread.join(5)
-        self.spin_thread.join(5)
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
 
 
 def _start_launch(args: list[str], log_path: Path) -> tuple[subprocess.Popen, object]:
