@@ -102,7 +102,8 @@ class TokenFusion(nn.Module):
                                   nn.Linear(d, 2))
         # the goal token: the goal (estimated, or the label while training) as a token of its own
         # and added to every token, so the head is told where to end (``goal_token``)
-        self.goal_in = nn.Sequential(FourierFeatures(2), nn.Linear(FourierFeatures(2).out_dim, d), nn.SiLU(),
+        goal_fourier = FourierFeatures(2)
+        self.goal_in = nn.Sequential(goal_fourier, nn.Linear(goal_fourier.out_dim, d), nn.SiLU(),
                                      nn.Linear(d, cond_dim)) if goal_token else None
 
     @property
