@@ -258,7 +258,7 @@ class _Executor:
 
 
 def test_spinning_goes_on_after_a_handler_destroyed_while_the_wait_set_was_built():
-    from vla_ros.ros.vla_node import InvalidHandle, _spin
+    from vla_ros.ros.process import InvalidHandle, spin as _spin
 
     ex = _Executor(InvalidHandle("cannot use Destroyable because destruction was requested"))
     _spin(ex)

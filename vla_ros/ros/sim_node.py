@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import sys
 import threading
 import time
@@ -38,7 +37,7 @@ from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped, Twist, TwistStamped
 from nav_msgs.msg import Odometry
 from nav_msgs.msg import Path as PathMsg
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -51,6 +50,7 @@ from vla_ros.config import ConfigError
 from vla_ros.bag.schema import stamp_of, trajectory_data
 from vla_ros.msg import Trajectory
 from vla_ros.ros.parameters import declare_dataclass_parameters
+from vla_ros.ros.process import Spinner, stop_on_signals
 from vla_ros.sim.config import WorldConfig
 
 __all__ = ["SimNode", "declare_sim_config", "main", "NODE_NAME"]
@@ -468,16 +468,11 @@ def main(args: list[str] | None = None) -> None:
     Exits 0 after the last episode (or on SIGINT / SIGTERM: the episode under way is dropped),
     1 when no VLA node showed up, 2 for an invalid parameter.
     """
-    # Own signal handling: a signal only asks the loop to end (checked every step and while
-    # waiting), so that shutdown never races with a KeyboardInterrupt in the middle of it.
+    # A signal only asks the loop to end (checked every step and while waiting): ros/process.py
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    for s in (signal.SIGINT, signal.SIGTERM):  # kept until the process exits: a late signal is harmless
-        signal.signal(s, lambda *_: stop.set())
-    node = None
+    stop = stop_on_signals()
+    node = spinner = None
     code = 0
-    executor = None
-    spin = None
     try:
         try:
             node = SimNode(stop_event=stop)
@@ -487,28 +482,17 @@ def main(args: list[str] | None = None) -> None:
         else:
             executor = SingleThreadedExecutor()
             executor.add_node(node)
-            spin = threading.Thread(target=_spin, args=(executor, node, stop), daemon=True)
-            spin.start()
+            spinner = Spinner(executor, name="sim-executor")
             code = node.run()
     finally:
         stop.set()
-        if spin is not None:
-            spin.join(2.0)
-        if executor is not None:
-            executor.shutdown(timeout_sec=1.0)
+        if spinner is not None:
+            spinner.close(timeout_s=1.0)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
     if code:
         sys.exit(code)
-
-
-def _spin(executor, node, stop: threading.Event) -> None:
-    try:
-        while not stop.is_set() and node.context.ok():
-            executor.spin_once(timeout_sec=0.1)
-    except (ExternalShutdownException, Exception):  # noqa: BLE001 - shutting down
-        pass
 
 
 if __name__ == "__main__":

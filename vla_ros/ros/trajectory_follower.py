@@ -28,6 +28,7 @@ from nav_msgs.msg import Odometry, Path
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Header
 from std_srvs.srv import SetBool
 
@@ -37,6 +38,7 @@ from vla_ros.control.follower import FOLLOWER_NODE_NAME, FollowerCommand, Follow
 from vla_ros.msg import Trajectory
 from vla_ros.ros.messages import pose_from_xy_yaw, stamp_ns, to_time
 from vla_ros.ros.parameters import declare_dataclass_parameters
+from vla_ros.ros.process import Spinner, stop_on_signals
 from vla_ros.runtime.geometry import quaternion_to_yaw
 
 __all__ = ["TrajectoryFollower", "main"]
@@ -149,21 +151,26 @@ class TrajectoryFollower(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Entry point (``ros2 run vla_ros trajectory_follower``, ``trajectory_follower``,
-    ``python -m vla_ros.ros.trajectory_follower``). Exits 2 with one line for an invalid parameter."""
-    rclpy.init(args=args)
-    node = None
+    ``python -m vla_ros.ros.trajectory_follower``). Exits 2 with one line for an invalid parameter.
+    On SIGINT / SIGTERM it publishes a last zero command before it goes (ros/process.py)."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = stop_on_signals()
+    node = spinner = None
     code = 0
     try:
         node = TrajectoryFollower()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        spinner = Spinner(executor, name="follower-executor")
+        spinner.wait(stop)
     except (ConfigError, ValueError) as exc:
         print(f"{FOLLOWER_NODE_NAME}: error: {exc}", file=sys.stderr)
         code = 2
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except ExternalShutdownException:
         pass
     finally:
+        if spinner is not None:
+            spinner.close()
         if node is not None:
             if node.context.ok():
                 node.stop_robot()

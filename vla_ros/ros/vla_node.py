@@ -28,7 +28,6 @@ from __future__ import annotations
 import functools
 import signal
 import sys
-import threading
 import time
 import traceback
 from dataclasses import fields
@@ -42,7 +41,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNodeMixin, TransitionCallbackReturn
 from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions, install_signal_handlers
+from rclpy.signals import SignalHandlerOptions
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry, Path
@@ -53,6 +52,7 @@ from vla_ros.config import ConfigError
 from vla_ros.msg import Trajectory
 from vla_ros.ros.compat import SubscriptionEventCallbacks, UnsupportedEventTypeError
 from vla_ros.ros.messages import diagnostics_msg, path_msg, stamp_ns, trajectory_msg
+from vla_ros.ros.process import STOP_SIGNALS, Spinner, stop_on_signals
 from vla_ros.runtime.config import (NODE_NAME, ROS_STANDARD_PARAMETERS, NodeConfig, node_config_from_parameters,
                                     parameter_type_name)
 from vla_ros.runtime.core import NodeCore
@@ -63,7 +63,6 @@ from vla_ros.runtime.worker import TickWorker
 
 __all__ = ["VLANode", "declare_node_config", "main"]
 
-InvalidHandle = _rclpy.InvalidHandle  # a handle used after its destruction was requested
 
 # Commands are rare and must not be lost: reliable; transient-local so that the last command
 # published before this node started (a latched publisher) is delivered on connection.
@@ -433,33 +432,6 @@ def _is_user_error(exc: BaseException) -> bool:
     return isinstance(exc, (ConfigError, ValueError)) or (ckpt is not None and isinstance(exc, ckpt.CheckpointError))
 
 
-def _spin(executor, failures: list[BaseException] | None = None) -> None:
-    """Spin until shutdown; an error that ends spinning goes to ``failures`` (main exits 1 with it).
-
-    A signal can shut the context down while the executor builds its wait set; rclpy then raises
-    RCLError instead of ExternalShutdownException: that is a shutdown too. Deactivate destroys the
-    subscriptions from a callback thread; when that happens while the executor thread is adding a
-    subscription's event handler to its wait set, rclpy (Jazzy, Kilted) raises InvalidHandle there
-    instead of skipping the destroyed handler (it skips destroyed subscriptions and timers): the
-    next wait set is built without it, so spinning goes on.
-    """
-    while True:
-        try:
-            executor.spin()
-            return
-        except InvalidHandle:
-            if not executor.context.ok():
-                return
-        except (KeyboardInterrupt, ExternalShutdownException):
-            return
-        except Exception as exc:  # noqa: BLE001
-            if executor.context.ok():
-                if failures is None:
-                    raise
-                failures.append(exc)
-            return
-
-
 def main(args: list[str] | None = None) -> None:
     """Entry point (``ros2 run vla_ros vla_node``, ``vla_node``, ``python -m vla_ros.ros.vla_node``).
 
@@ -470,19 +442,18 @@ def main(args: list[str] | None = None) -> None:
     # While the model loads (seconds, in this thread), SIGINT / SIGTERM end the process at once (the
     # default action, like a C++ node before rclcpp's handlers): a KeyboardInterrupt raised inside
     # `import torch` or a C++ initializer left the process to exit 130 or abort at exit ("terminate
-    # called without an active exception"). rclpy's handlers (clean shutdown) once the node is up.
+    # called without an active exception"). Then a signal asks for a clean shutdown (ros/process.py).
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    previous = {s: signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGTERM)}
-    node = executor = spinner = None
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_DFL)
+    node = spinner = None
     code = 0
     try:
         try:
             node = VLANode()
             executor = MultiThreadedExecutor(num_threads=3)
             executor.add_node(node)
-            spin_failures: list[BaseException] = []
-            spinner = threading.Thread(target=_spin, args=(executor, spin_failures), name="vla-executor", daemon=True)
-            spinner.start()
+            spinner = Spinner(executor, name="vla-executor")
             error = node.autostart() if node.cfg.autostart else None
         except ExternalShutdownException:
             raise
@@ -494,20 +465,12 @@ def main(args: list[str] | None = None) -> None:
             print(f"{NODE_NAME}: error: {error}", file=sys.stderr)
             code = 2
         else:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-            install_signal_handlers(SignalHandlerOptions.ALL)
-            while spinner.is_alive() and rclpy.ok():  # a timeout: the main thread stays responsive
-                spinner.join(0.5)
-            if spin_failures:
-                raise spin_failures[0]
-    except (KeyboardInterrupt, ExternalShutdownException):
+            spinner.wait(stop_on_signals())
+    except ExternalShutdownException:
         pass
     finally:
-        if executor is not None:
-            executor.shutdown(timeout_sec=5.0)  # let running callbacks finish before the node goes
-        if spinner is not None:  # its spin() returns once the executor is shut down; an exit with it
-            spinner.join(10.0)   # still in rclpy aborted the process ("terminate called ...", exit 134)
+        if spinner is not None:
+            spinner.close()  # running callbacks finish before the node goes
         if node is not None:
             node.close()
         rclpy.try_shutdown()
