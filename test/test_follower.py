@@ -6,6 +6,7 @@ the planner (vla_ros/Trajectory) and the robot base (odometry integrated from th
 
 import math
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -270,11 +271,18 @@ def test_node_limits_watchdog_stop_and_enable(tmp_path):
         assert all(c[1] == 0.0 and c[2] == 0.0 for c in p.since(t_off)), "cmd_vel not zero while disabled"
         assert "enabled" in p.set_enabled(True)
         p.wait_v(lambda v: v > 0.0, 5.0, "moving after enable")
+        # Ctrl-C while moving: the follower's last command is zero, and it exits 0
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0, log.read_text()[-2000:]
+        time.sleep(0.3)  # the last command in flight
+        with p.lock:
+            assert p.cmds[-1][1:] == (0.0, 0.0), p.cmds[-3:]
     finally:
         p.close()
-        proc.terminate()
+        if proc.poll() is None:
+            proc.terminate()
         code = proc.wait(20)
-    assert code in (0, -15), log.read_text()[-2000:]
+    assert code == 0 and "Traceback" not in log.read_text(), log.read_text()[-2000:]
 
 
 def test_node_invalid_parameter_exits_2_with_one_line(tmp_path):
