@@ -25,6 +25,7 @@ import torch
 
 from vla_ros.checkpoint import load_checkpoint
 from vla_ros.data.io import list_episodes, load_episode
+from vla_ros.sim.commands import phrasings
 from vla_ros.sim.config import WorldConfig
 from vla_ros.sim.expert import expert_trajectory
 from vla_ros.sim.layout import TARGET_COLOURS, Layout
@@ -39,12 +40,13 @@ def _angle(a: float, b: float) -> float:
 
 
 @torch.inference_mode()
-def _sample(model, arrays, t: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """Goal estimates (3, 2) in metres (robot frame) and located targets (3, 2) for the three colours."""
+def _sample(model, arrays, t: int, stride: int, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Goal estimates (3, 2) in metres (robot frame) and located targets (3, 2) for the three
+    colours, asked with ``texts`` (one command per colour)."""
     idx = list(range(t - (model.config.history_length - 1) * stride, t + 1, stride))
     x = torch.as_tensor(np.stack([np.stack([arrays[c][idx] for c in model.config.cameras])]))
     x = x.repeat(len(TARGET_COLOURS), 1, 1, 1, 1, 1)  # (3, C, T, H, W, 3)
-    cmd = model.encode_text([f"go to the {c} cone" for c in TARGET_COLOURS])
+    cmd = model.encode_text(texts)
     located = model.locate(model.newest_top(x), cmd)
     frozen = model.frame_frozen(x)
     frozen = frozen.view(*x.shape[:3], *frozen.shape[1:])
@@ -59,7 +61,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", required=True, help="a token-fusion checkpoint with the target locator")
     ap.add_argument("--data", required=True, help="dataset directory, e.g. held-out seeds (--split eval)")
+    ap.add_argument("--phrasings", choices=("fixed", "train", "eval"), default="fixed",
+                    help="how each colour is asked for: 'go to the <colour> cone' (fixed), or every "
+                         "training or held-out phrasing of goto_<colour> in turn")
     args = ap.parse_args()
+    if args.phrasings == "fixed":
+        askings = [[f"go to the {c} cone" for c in TARGET_COLOURS]]
+    else:
+        askings = [list(t) for t in zip(*(phrasings(f"goto_{c}", args.phrasings) for c in TARGET_COLOURS))]
     model, _ = load_checkpoint(args.checkpoint)
     if model.fusion is None or model.locator is None:
         raise SystemExit(f"{args.checkpoint}: needs model.fusion: tokens and model.target_locator: true")
@@ -71,9 +80,9 @@ def main() -> int:
             continue
         config, layout = WorldConfig.from_dict(meta["config"]), Layout.from_dict(meta["layout"])
         half = config.arena_size / 2  # top-camera units -> metres
-        for t in (8, 20):
+        for t, texts in ((t, texts) for t in (8, 20) for texts in askings):
             state = np.asarray(arrays["state"][t], dtype=np.float64)
-            goal, rel = _sample(model, arrays, t, config.history_stride)
+            goal, rel = _sample(model, arrays, t, config.history_stride, texts)
             expert = np.stack([expert_trajectory(f"goto_{c}", state, layout, config)[-1, :2] for c in TARGET_COLOURS])
             x, y, yaw = state[:3]
             cones = [layout.cone(c) for c in TARGET_COLOURS]
@@ -84,7 +93,7 @@ def main() -> int:
                 errs = [_angle(_bearing(rel[i] * half), b) for b in true_b]
                 rows["locator_identified"].append(int(np.argmin(errs)) == i)
                 rows["locator_bearing_error_deg"].append(errs[i])
-    out = {"checkpoint": args.checkpoint, "data": args.data, "answers": len(rows["goal_identified"]),
+    out = {"checkpoint": args.checkpoint, "data": args.data, "phrasings": args.phrasings, "answers": len(rows["goal_identified"]),
            **{k: float(np.mean(v)) for k, v in rows.items()}, "chance": 1 / len(TARGET_COLOURS)}
     print(json.dumps(out, indent=1))
     return 0

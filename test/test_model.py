@@ -158,7 +158,7 @@ def test_the_token_fusion_recipe_differs_from_the_defaults_only_where_it_says():
     doc = yaml.safe_load((REPO / "config" / "model_tokens.yaml").read_text())
     model, train = from_dict(ModelConfig, doc["model"]), from_dict(TrainConfig, doc["train"])
     changed = {f for f in to_dict(model) if to_dict(model)[f] != to_dict(ModelConfig())[f]}
-    assert changed == {"fusion", "target_locator", "text_lora", "frame_token_source"}
+    assert changed == {"fusion", "target_locator", "text_lora", "frame_token_source", "phrasebook_temperature"}
     assert model.fusion_goal_token and model.unet_channels == (32, 64)  # the seed's head, unchanged
     assert train.relabel_prob > 0 and "goto_red" in train.relabel_kinds
 
@@ -400,6 +400,33 @@ def test_checkpoint_with_the_locator_round_trips(tmp_path):
     assert not torch.allclose(model.condition(x, ["go to the red cone"]), model.condition(x, ["go to the blue cone"]))
     with pytest.raises(CheckpointError, match="target_locator"):
         load_checkpoint(tmp_path / "m.pth", expect=ModelConfig(**TINY))
+
+
+def test_the_phrasebook_reads_a_new_wording_as_the_trained_commands_it_resembles(tmp_path):
+    model = tiny_model(phrasebook_temperature=0.01)
+    known = ["go to the red cone", "turn left", "stop the robot", "follow the lane"]
+    with torch.no_grad():
+        plain = model.encode_text(known + ["turn left now"])  # no phrasebook yet: each text as itself
+        model.set_phrasebook(known + ["turn left"])  # duplicates are dropped, the order is kept
+        assert model.phrasebook == tuple(known)
+        torch.testing.assert_close(model.encode_text(known), plain[:4])  # a known command reads as itself
+        new = model._text_features(["turn left now"])
+        weights, bank, cos = model.phrasebook_weights(new)
+        assert weights.shape == (1, 4) and torch.isclose(weights.sum(), torch.tensor(1.0))
+        # a new wording: the weighted mean of the known commands' features, through the same projection
+        torch.testing.assert_close(model.encode_text(["turn left now"]), model.txt_proj(weights @ bank))
+        assert not torch.allclose(model.encode_text(["turn left now"]), plain[4:])
+    phrase, weight, similarity = model.understood_as("turn left now")
+    assert phrase == known[int(cos.argmax())] and weight == pytest.approx(float(weights.max()))
+    # kept in the checkpoint; the temperature may be changed at load time (0: off)
+    again, _ = load_checkpoint(save_checkpoint(model, tmp_path / "pb.pth"))
+    assert again.phrasebook == tuple(known) and again.understood_as("turn left now")[0] == phrase
+    off, _ = load_checkpoint(tmp_path / "pb.pth", phrasebook_temperature=0.0)
+    assert off.understood_as("turn left now") is None
+    with torch.no_grad():
+        torch.testing.assert_close(off.encode_text(["turn left now"]), plain[4:])
+    with pytest.raises(ConfigError, match="phrasebook_temperature=-1"):
+        ModelConfig(phrasebook_temperature=-1)
 
 
 def test_freezing_the_text_encoder_keeps_the_training_phrasings_and_round_trips(tmp_path):

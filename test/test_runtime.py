@@ -437,6 +437,36 @@ def test_stamps_jumping_back_clear_the_history_and_restart():
     assert r.ok and r.stamp_ns == back + 2 * NS and restarts == [2]
 
 
+def test_a_new_wording_is_logged_once_with_the_trained_command_it_is_read_as():
+    asked = []
+
+    def explain(command):
+        asked.append(command)
+        return {"freeze right there": ("pause", 0.93, 0.45), "stop": ("stop", 1.0, 1.0)}.get(command, ("halt", 0.5, 0.2))
+
+    core = NodeCore(NodeConfig(), ModelSpec(), log := ListLog(), explain_command=explain)
+    core.on_command("freeze right there")
+    _feed(core, T0)
+    for k in range(3):
+        assert core.tick(T0 + k * MS, FakeModel()).ok
+    assert asked == ["freeze right there"]  # once per command, from the tick
+    assert ("info", "command 'freeze right there' is read as 'pause' (weight 0.93, similarity 0.45)") in log.lines
+    assert dict(core.diagnostics(T0 + 3 * MS)[2])["command_read_as"] == "pause"
+    core.on_command("stop")  # a trained command reads as itself: nothing to say
+    assert core.tick(T0 + 4 * MS, FakeModel()).ok and not any("'stop' is read" in m for _, m in log.lines)
+    core.on_command("sing a song")
+    assert core.tick(T0 + 5 * MS, FakeModel()).ok
+    assert any("'sing a song' is read as 'halt'" in m and "unlike any trained command" in m for _, m in log.lines)
+    # a model without a phrasebook: asked once, then never again
+    core = NodeCore(NodeConfig(), ModelSpec(), ListLog(), explain_command=lambda c: asked.append(c))
+    core.on_command("go")
+    _feed(core, T0)
+    core.tick(T0, FakeModel())
+    core.on_command("go on")
+    core.tick(T0 + MS, FakeModel())
+    assert asked[-1:] == ["go"] and "command_read_as" not in dict(core.diagnostics(T0 + 2 * MS)[2])
+
+
 def test_history_cleared_while_the_model_runs_discards_its_output():
     core, _ = _core()
     core.on_command("go")

@@ -12,6 +12,7 @@ from vla_ros.checkpoint import load_checkpoint, read_checkpoint
 from vla_ros.config import ConfigError, ModelConfig, TrainConfig
 from vla_ros.data.generate import generate_dataset
 from vla_ros.evaluate import constant_velocity, evaluate, format_report, plot_report
+from vla_ros.sim.commands import KINDS, phrasings
 from vla_ros.sim.config import WorldConfig
 from vla_ros.train import FrameBank, train
 
@@ -50,6 +51,8 @@ def test_training_lowers_the_loss_and_writes_its_files(trained):
         "forward", "turn_left", "turn_right", "stop", "follow_lane", "goto_red", "goto_green", "goto_blue"}
     model, _ = load_checkpoint(out / "best.pth")
     assert bool(model.action_head.normalizer.fitted)
+    # the commands it was trained on (every training phrasing: batches draw any of them)
+    assert model.phrasebook == tuple(p for k in KINDS for p in phrasings(k, "train"))
 
 
 def test_resume_continues_from_last(trained, tiny_data):
@@ -74,8 +77,6 @@ def test_eval_reports_model_baselines_and_steps(trained, tiny_data, tmp_path):
     assert [row["sampler"] for row in r["steps_sweep"]["rows"]] == [
         "DDIM-1", "DDIM-2", "DDIM-5", "DDIM-10", "DDIM-20", "DDIM-50", "DDPM-100"]
     # eval phrasings were never trained on
-    from vla_ros.sim.commands import KINDS, phrasings
-
     train_texts = {p for k in KINDS for p in phrasings(k, "train")}
     assert not set(r["phrasings"]) & train_texts
     again = evaluate(out / "best.pth", tiny_data[1], sweep=False, progress=False)

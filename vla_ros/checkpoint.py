@@ -57,6 +57,7 @@ def save_checkpoint(model, path: str | Path, meta: dict[str, Any] | None = None,
         "state_dict": state,
         "full": full,
         "meta": dict(meta or {}),
+        "phrasebook": list(getattr(model, "phrasebook", ())),  # the commands trained on (strings)
         **(extra or {}),  # e.g. last.pth's "train_state" (optimizer, EMA, step) for resuming
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -129,7 +130,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
                 f"{path} was trained with a different architecture ({lines}). Its weights cannot be "
                 "used with these settings: retrain with `vla train`, or use the checkpoint's settings."
             )
-    bad = sorted(set(runtime_overrides) - {"num_inference_steps", "use_ddim"})
+    bad = sorted(set(runtime_overrides) - {"num_inference_steps", "use_ddim", "phrasebook_temperature"})
     if bad:
         raise CheckpointError(f"cannot override {bad} at load time: they change the architecture")
     if runtime_overrides:
@@ -156,5 +157,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
                               f"({'; '.join(detail)}); the file is damaged or from another version")
     state = {k: v.to(own[k].dtype) for k, v in state.items()}
     model.load_state_dict(state, strict=False)
+    phrasebook = payload.get("phrasebook") or []
+    if not isinstance(phrasebook, list) or not all(isinstance(t, str) for t in phrasebook):
+        raise CheckpointError(f"{path}: its phrasebook is not a list of strings; the file is damaged")
+    model.set_phrasebook(phrasebook)
     model.to(device).eval()
     return model, payload

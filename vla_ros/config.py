@@ -220,6 +220,12 @@ class ModelConfig:
     # the tuned encoder reads the held-out "freeze right there" as a right turn, the pretrained one
     # as a stop (README, "Unseen wordings"). Checkpoints written before this field have it on.
     text_lora: bool = True
+    # Unseen wordings read as known ones: > 0, the text encoder's output for a command is replaced
+    # by the softmax(cosine / T)-weighted mean of its outputs for the commands seen in training
+    # (the phrasebook, set by `vla train` and kept in the checkpoint). The learnt layers after
+    # the encoder fit the ~10 training wordings of each kind and send held-out ones astray; the
+    # pretrained encoder's neighbourhoods do not (SimpleVLA.read_as_phrasebook). 0: off.
+    phrasebook_temperature: float = 0.0
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0
@@ -347,6 +353,9 @@ class ModelConfig:
         _require(self.cross_attention_dim >= 1,
                  f"model.cross_attention_dim={self.cross_attention_dim}: must be >= 1")
         _require(self.layers_per_block >= 1, f"model.layers_per_block={self.layers_per_block}: must be >= 1")
+        _require(self.phrasebook_temperature >= 0,
+                 f"model.phrasebook_temperature={self.phrasebook_temperature}: must be >= 0 (0: off; 0.01 reads "
+                 "a new wording as its nearest known commands)")
         _require(self.beta_schedule in ("linear", "scaled_linear", "squaredcos_cap_v2"),
                  f"model.beta_schedule={self.beta_schedule!r}: use 'linear', 'scaled_linear' or "
                  "'squaredcos_cap_v2'")

@@ -420,6 +420,11 @@ class VLAInferenceAPI:
                              "is it in the right units (v m/s, omega rad/s, robot frame)?")
         return o.astype(np.float32)
 
+    def understood_as(self, instruction: str) -> tuple[str, float, float] | None:
+        """The trained command that ``instruction`` is read as (phrase, weight, cosine similarity),
+        or None when the model has no phrasebook (model.phrasebook_temperature)."""
+        return self.model.understood_as(self._check_command(instruction))
+
     # -- stages -------------------------------------------------------------------------
     def _encode_text(self, text: str) -> torch.Tensor:
         """-> (1, d). Cached per command on the fast path."""

@@ -608,6 +608,13 @@ def batch_commands(bank: FrameBank, sel: np.ndarray, kinds: list[str | None], rn
             for i, k in zip(sel, kinds)]
 
 
+def training_phrasebook(bank: FrameBank) -> list[str]:
+    """Every command a training batch can hold (batch_commands; relabelling draws from the same
+    training phrasings): each known kind's training phrasings, and a robot's commands verbatim."""
+    known = [p for k in KINDS for p in phrasings(k, "train")] if any(bank.kinds) else []
+    return known + [t for k, t in zip(bank.kinds, bank.texts) if not k]
+
+
 def training_batch(model: SimpleVLA, bank: FrameBank, sel: np.ndarray, cfg: TrainConfig, rng: np.random.Generator,
                    relabels: torch.Tensor | None, with_keypoints: bool, device: torch.device) -> dict[str, Any]:
     """The loss's inputs for the global batch ``sel``, every random choice made for all of it
@@ -710,6 +717,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
         if dd.main:
             print(f"labels of {', '.join(train_cfg.refresh_labels)} episodes recomputed by the current expert: "
                   f"{changed} changed")
+    model.set_phrasebook([*model.phrasebook, *training_phrasebook(bank)])  # a fine-tuned model keeps its own
     # normalise with the training trajectories (stored in the checkpoint)
     if not fine_tune:  # fine-tuning keeps the checkpoint's normaliser
         model.action_head.normalizer.fit(bank.traj[torch.from_numpy(bank.sample_rows(train_idx))].to(dev))

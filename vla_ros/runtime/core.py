@@ -106,12 +106,17 @@ class TickResult:
 
 class NodeCore:
     def __init__(self, cfg: NodeConfig, model: ModelSpec, log: Logger,
-                 on_restart: Callable[[], None] | None = None) -> None:
+                 on_restart: Callable[[], None] | None = None,
+                 explain_command: Callable[[str], tuple[str, float, float] | None] | None = None) -> None:
         """``on_restart`` (e.g. the inference API's ``reset``) is called from ``tick`` -- the
         thread that runs the model -- before the first prediction after the histories were
-        cleared (time jumped back: a bag looped), so a replayed pass repeats the first one."""
+        cleared (time jumped back: a bag looped), so a replayed pass repeats the first one.
+        ``explain_command`` (the API's ``understood_as``): the known command a new one is read as,
+        logged once per command from ``tick`` and reported in diagnostics."""
         self.cfg = cfg
         self._on_restart = on_restart
+        self._explain_command = explain_command
+        self._explained: tuple[str, str] | None = None  # (command, what it is read as)
         self._restarted_generation = 0
         self.model = model
         self.log = log
@@ -399,6 +404,20 @@ class NodeCore:
             return Decision(Status.STOP_NO_COMMAND, "the command is empty", "empty_command")
         return None
 
+    def _explain(self, command: str) -> None:
+        """Log once per command which known command the model reads it as (a phrasebook model)."""
+        if self._explain_command is None or (self._explained and self._explained[0] == command):
+            return
+        read = self._explain_command(command)
+        if read is None:
+            self._explain_command = None  # the model has no phrasebook
+            return
+        phrase, weight, cosine = read
+        self._explained = (command, phrase)
+        if phrase != command:
+            self.log.info(f"command {command[:200]!r} is read as {phrase!r} (weight {weight:.2f}, "
+                          f"similarity {cosine:.2f}{'; unlike any trained command' if cosine < 0.4 else ''})")
+
     # -- one tick --------------------------------------------------------------------------
     def tick(self, now_ns: int, predict: Predictor) -> TickResult | None:
         """Check inputs, run the model if they are usable; None when there is nothing to publish."""
@@ -412,6 +431,7 @@ class NodeCore:
         result = None
         if decision.ok:
             assert al is not None
+            self._explain(command)
             t0 = time.perf_counter()
             try:
                 pred = predict([al.images(cam) for cam in spec.cameras], command, odometry)
@@ -500,6 +520,8 @@ class NodeCore:
             command = self._command
             newest_odom = self._odometry[-1] if self._odometry else None
         values.append(("command", "none" if command is None else command[:80]))
+        if self._explained is not None and self._explained[0] == command:
+            values.append(("command_read_as", self._explained[1][:80]))
         values.append(("odometry", self.odometry_state))
         values.append(("age_odom_s", "none" if newest_odom is None else f"{(now_ns - newest_odom[0]) / NS:.3f}"))
         for key in sorted(self.rejected):
