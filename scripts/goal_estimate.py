@@ -74,6 +74,7 @@ def main() -> int:
         raise SystemExit(f"{args.checkpoint}: needs model.fusion: tokens and model.target_locator: true")
     model.eval()
     rows = {"goal_identified": [], "locator_identified": [], "goal_error_m": [], "locator_bearing_error_deg": []}
+    by_text: dict[str, list[bool]] = {}  # goal identified, per command
     for path in list_episodes(args.data):
         arrays, meta = load_episode(path)
         if not meta["kind"].startswith("goto_") or meta["blocking_obstacle"]:
@@ -89,12 +90,14 @@ def main() -> int:
             true_b = [math.atan2(k.y - y, k.x - x) - yaw for k in cones]
             for i in range(len(TARGET_COLOURS)):
                 rows["goal_identified"].append(int(np.linalg.norm(expert - goal[i], axis=1).argmin()) == i)
+                by_text.setdefault(texts[i], []).append(rows["goal_identified"][-1])
                 rows["goal_error_m"].append(float(np.linalg.norm(expert[i] - goal[i])))
                 errs = [_angle(_bearing(rel[i] * half), b) for b in true_b]
                 rows["locator_identified"].append(int(np.argmin(errs)) == i)
                 rows["locator_bearing_error_deg"].append(errs[i])
     out = {"checkpoint": args.checkpoint, "data": args.data, "phrasings": args.phrasings, "answers": len(rows["goal_identified"]),
-           **{k: float(np.mean(v)) for k, v in rows.items()}, "chance": 1 / len(TARGET_COLOURS)}
+           **{k: float(np.mean(v)) for k, v in rows.items()}, "chance": 1 / len(TARGET_COLOURS),
+           "goal_identified_by_command": {t: round(float(np.mean(v)), 3) for t, v in by_text.items()}}
     print(json.dumps(out, indent=1))
     return 0
 
