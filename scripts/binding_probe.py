@@ -27,10 +27,18 @@ import torch
 
 from vla_ros.model.vla import SimpleVLA
 
-SIZE = 64  # the tiny backbone's grid is 4 x 4 cells of 16 px at this size
-CELLS = 4
+SIZE = 64  # image size (--size); the tiny backbone's grid cells are 16 px: 4 x 4 cells at 64
+CELLS = SIZE // 16
 COMMANDS = {"red": "go to the red cone", "blue": "go to the blue cone"}
 RGB = {"red": (230, 30, 30), "blue": (30, 60, 230)}
+
+
+def set_size(size: int) -> None:
+    """Image size in pixels, a multiple of 16 (the grid has size / 16 cells a side)."""
+    global SIZE, CELLS
+    if size % 16 or size < 32:
+        raise SystemExit(f"--size {size}: use a multiple of 16, at least 32")
+    SIZE, CELLS = size, size // 16
 
 
 def _tiny(fusion: str, goal_weight: float = 1.0, goal_token: bool = True) -> SimpleVLA:
@@ -116,7 +124,9 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--every", type=int, default=200, help="probe every this many steps")
     ap.add_argument("--json", help="write the probes as JSON")
+    ap.add_argument("--size", type=int, default=64, help="image size: 64 = a 4 x 4 grid of cells, 32 = 2 x 2")
     args = ap.parse_args()
+    set_size(args.size)
     torch.manual_seed(0)
     model = _tiny(args.fusion, args.goal_weight, args.goal_token == "on")
     model.action_head.normalizer.fit(_batch(np.random.default_rng(1), 512, args.task)[2])

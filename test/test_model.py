@@ -14,6 +14,7 @@ import yaml
 
 from vla_ros.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from vla_ros.config import ConfigError, ModelConfig, TrainConfig, from_dict, load_yaml, seed_before_config, to_dict
+from vla_ros.info import head_sizes
 from vla_ros.model.head import DiffusionActionHead
 from vla_ros.model.vla import SimpleVLA
 
@@ -161,6 +162,20 @@ def test_the_token_fusion_recipe_differs_from_the_defaults_only_where_it_says():
     assert changed == {"fusion", "target_locator", "text_lora", "frame_token_source", "phrasebook_temperature"}
     assert model.fusion_goal_token and model.unet_channels == (32, 64)  # the seed's head, unchanged
     assert train.relabel_prob > 0 and "goto_red" in train.relabel_kinds
+
+
+def test_the_before_head_recipe_is_the_grounded_recipe_with_the_design_documents_old_head():
+    def load(name):
+        doc = yaml.safe_load((REPO / "config" / name).read_text())
+        return to_dict(from_dict(ModelConfig, doc["model"])), to_dict(from_dict(TrainConfig, doc["train"]))
+
+    (after, train_after), (before, train_before) = load("model_tokens.yaml"), load("model_tokens_before.yaml")
+    assert train_before == train_after  # the same training budget
+    assert {f for f in after if after[f] != before[f]} == {
+        "num_timesteps", "num_inference_steps", "use_ddim", "unet_channels", "attention_head_dim"}
+    sizes = head_sizes(from_dict(ModelConfig, before))
+    assert (sizes["unet_params"], sizes["head_params"]) == (3_990_403, 4_514_947)  # the seed's "before" column
+    assert (before["num_timesteps"], before["num_inference_steps"], before["use_ddim"]) == (1000, 1000, False)
 
 
 @pytest.mark.parametrize("bad, message", [
