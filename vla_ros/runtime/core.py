@@ -220,7 +220,8 @@ class NodeCore:
 
     def store_compressed_image(self, camera: str, stamp_ns: int, format: str, data: Any,  # noqa: A002
                                decoder: Callable[[], np.ndarray] | None = None) -> bool:
-        """:meth:`store_image` for a CompressedImage: ``decoder()`` (e.g. cv_bridge's, full size) or Pillow decodes it."""
+        """:meth:`store_image` for a CompressedImage: ``decoder()`` (e.g. cv_bridge's, full size) or Pillow
+        decodes it."""
         def decode():
             if decoder is None:
                 return decode_compressed(format, data, self.model.image_size)
