@@ -116,6 +116,11 @@ def _start_node(args: list[str], log_path: Path) -> subprocess.Popen:
                                 stderr=subprocess.STDOUT)
 
 
+def _threads(proc: subprocess.Popen) -> int:
+    """The node process's thread count (decode threads run while active: one per camera)."""
+    return len(os.listdir(f"/proc/{proc.pid}/task"))
+
+
 def _stop(proc: subprocess.Popen) -> int:
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
@@ -160,11 +165,15 @@ def test_configure_activate_deactivate_cleanup_shutdown(tiny_checkpoint, tmp_pat
 
         assert client.transition(Transition.TRANSITION_ACTIVATE)
         client.wait_ok()  # the latched command, published before activation, is heard
+        active_threads = _threads(proc)
         assert client.transition(Transition.TRANSITION_DEACTIVATE)
         time.sleep(0.3)  # a message in flight when the node deactivated
         quiet = client.count()
         time.sleep(1.5)
         assert client.count() == quiet, "trajectories after deactivate"
+        inactive_threads = _threads(proc)
+        assert inactive_threads <= active_threads - 2, f"decode threads outlived deactivate: {active_threads} -> " \
+                                                       f"{inactive_threads} threads"
 
         t0 = time.monotonic()
         assert client.transition(Transition.TRANSITION_ACTIVATE)
@@ -177,6 +186,8 @@ def test_configure_activate_deactivate_cleanup_shutdown(tiny_checkpoint, tmp_pat
             assert client.transition(Transition.TRANSITION_DEACTIVATE)
             assert client.transition(Transition.TRANSITION_ACTIVATE)
         client.wait_ok()
+        threads = _threads(proc)  # 24, 22, 24 here
+        assert threads <= active_threads + 1, f"threads pile up across activations: {active_threads} -> {threads}"
 
         assert client.transition(Transition.TRANSITION_DEACTIVATE)
         assert client.transition(Transition.TRANSITION_CLEANUP)

@@ -23,7 +23,7 @@ from vla_ros.runtime.history import NS, CameraHistory, Frame, align
 from vla_ros.runtime.images import ImageError, decode_image
 from vla_ros.runtime.safety import Status
 from vla_ros.runtime.stats import LatencyWindow, RateMeter, Throttle
-from vla_ros.runtime.worker import TickWorker
+from vla_ros.runtime.worker import DecodeWorker, TickWorker
 
 ROOT = Path(__file__).resolve().parents[1]
 MS = 1_000_000
@@ -665,6 +665,88 @@ def test_worker_survives_a_failing_tick():
         assert isinstance(errors[0], ZeroDivisionError) and w.request()
     finally:
         w.stop()
+
+
+def test_decode_worker_handles_the_newest_frame_and_counts_the_ones_it_dropped():
+    started, release, handled = threading.Event(), threading.Event(), []
+
+    def handle(item):
+        handled.append(item)
+        started.set()
+        release.wait(5)
+
+    w = DecodeWorker(handle).start()
+    try:
+        assert not w.put(1) and started.wait(5)  # 1 is being handled
+        assert not w.put(2)  # waits in the mailbox
+        assert w.put(3) and w.put(4)  # each replaced an undecoded frame: 2, then 3 dropped
+        assert w.superseded == 2 and not w.wait_idle(0.05)
+        release.set()
+        assert w.wait_idle(5)
+    finally:
+        release.set()
+        w.stop()
+    assert handled == [1, 4] and w.handled == 2
+
+
+def test_decode_worker_stores_like_the_callback_did_and_survives_a_failure():
+    """vla_node's split: the callback notes the frame (count, input delay), the decode thread stores it; a
+    malformed frame is rejected with the same reason and text as on_image, and a bug is reported, not fatal."""
+    core, _ = _core()
+    core.on_command("go")
+    errors = []
+
+    def decode(args):
+        if args is None:
+            raise RuntimeError("a bug")
+        core.store_image(*args)
+
+    w = DecodeWorker(decode, on_error=errors.append).start()
+    try:
+        img = np.full((6, 8, 3), 7, np.uint8).tobytes()
+        for i in range(21):  # 1 s of frames at 20 Hz, handed over one at a time as they arrive
+            t = T0 - NS + i * 50 * MS
+            for cam in ("ego", "top"):
+                core.note_received(cam, t, received_ns=t + 4 * MS)
+                assert not w.put((cam, t, "rgb8", 6, 8, 24, img))
+                assert w.wait_idle(5)
+        assert core.tick(T0 + 10 * MS, FakeModel()).ok
+        core.note_received("ego", T0 + 20 * MS, received_ns=T0 + 24 * MS)
+        w.put(("ego", T0 + 20 * MS, "rgb8", 6, 8, 24, bytes(10)))  # malformed
+        assert w.wait_idle(5) and core.rejected["bad_size"] == 1
+        r = core.tick(T0 + 30 * MS, FakeModel())
+        assert r.status == Status.STOP_BAD_INPUT
+        assert r.reason == "ego image rejected: data has 10 bytes but step * height = 24 * 6 = 144 for a 8x6 rgb8 image"
+        w.put(None)
+        assert w.wait_idle(5) and isinstance(errors[0], RuntimeError) and w.alive
+        assert not w.put(("ego", T0 + 40 * MS, "rgb8", 6, 8, 24, img)) and w.wait_idle(5)
+        assert core.tick(T0 + 50 * MS, FakeModel()).ok  # the good frame after the bad one
+    finally:
+        w.stop()
+    core.on_frames_superseded("top", 2)
+    d = dict(core.diagnostics(T0 + 50 * MS)[2])
+    assert (d["frames_received_ego"], d["frames_received_top"]) == ("22", "21")  # counted once, by note_received
+    assert (d["input_delay_p95_ms_ego"], d["frames_superseded_ego"], d["frames_superseded_top"]) == ("4.0", "0", "2")
+
+
+def test_decode_worker_stop_finishes_the_running_frame_drops_the_waiting_one_and_is_final():
+    started, release, handled = threading.Event(), threading.Event(), []
+
+    def handle(item):
+        started.set()
+        release.wait(5)
+        handled.append(item)
+
+    w = DecodeWorker(handle, name="vla-decode-test").start()
+    assert w.alive and w.put("running") is False and started.wait(5)
+    w.put("waiting")
+    threading.Timer(0.1, release.set).start()
+    w.stop()  # returns once the running frame is stored
+    assert handled == ["running"] and not w.alive
+    assert not w.put("late") and w.wait_idle(0)  # stopped: dropped, nothing to wait for
+    w.stop()  # idempotent
+    assert handled == ["running"]
+    assert not any(t.name == "vla-decode-test" for t in threading.enumerate())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from vla_ros.commands.soak import bar, memory_figures
 
 ROOT = Path(__file__).resolve().parents[1]
 # received share, lost share and input delay (ms) every camera must keep; the bar in issue 19 is 0.95 OK
@@ -76,5 +79,22 @@ def test_soak_with_compressed_cameras_reports_ok_share_inputs_and_memory(tiny_ch
     assert res["statuses"].get("OK", 0) == res["ok"]
     rss = res["rss_mb"]
     assert rss["start"] > 50 and rss["max"] >= rss["end"] and rss["growth_per_min"] is not None
-    for words in ("OK share", "resident memory", "lost in transport"):
+    assert rss["growth_per_min_steady"] is not None and 2 < rss["steady_from_s"] < 4
+    assert all(fig["superseded"] >= 0 for fig in res["inputs"].values())
+    assert res["bar"]["met"] == (res["ok_share"] >= 0.95 and rss["growth_per_min_steady"] <= 1.0), res["bar"]
+    for words in ("OK share", "resident memory", "steady state", "lost in transport", "superseded",
+                  res["bar"]["line"]):
         assert words in proc.stdout
+
+
+def test_steady_state_growth_leaves_the_warm_up_out_and_decides_the_bar():
+    t = np.arange(0.0, 600.0, 1.0)
+    settling = 300 + 25 * (1 - np.exp(-t / 60))  # the allocator settles: +25 MB early, flat later
+    rss = memory_figures(list(zip(t, settling)))
+    assert rss["growth_per_min"] > 1.0 and abs(rss["growth_per_min_steady"]) < 0.1 and rss["steady_from_s"] == 300
+    assert bar(0.999, rss)["met"] and bar(0.999, rss)["line"].startswith("bar: met (OK share 0.9990 >= 0.95")
+    leak = memory_figures(list(zip(t, 300 + 2 * t / 60)))  # 2 MB/min throughout
+    assert leak["growth_per_min_steady"] == pytest.approx(2.0)
+    assert bar(0.999, leak)["line"] == "bar: NOT met (steady-state growth 2.0 MB/min > 1)"
+    assert bar(0.94996, rss)["line"] == "bar: NOT met (OK share 0.9500 < 0.95)"  # not rounded up to the bar
+    assert not bar(None, None)["met"] and memory_figures([]) is None

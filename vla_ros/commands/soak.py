@@ -9,9 +9,12 @@ CompressedImage with ``--image-transport compressed``), odometry with every fram
 command. It counts the node's trajectories by status and samples the node's resident memory
 (VmRSS) every second. The first ``--warmup`` seconds after the node's first answer (history
 filling, caches, allocator) are left out of both figures. Prints the share of OK trajectories and
-the memory growth (MB, and MB per minute by a least-squares fit), and from the node's diagnostics
-the share of the published frames its callbacks received, the frames the middleware reported lost
-and the input delay (header.stamp to callback, p95); ``--json`` writes them.
+the memory growth (MB, and MB per minute by a least-squares fit over the whole measured phase and
+over its second half, the steady state: the allocator may still settle early in the run), whether
+issue 19's bar is met (OK share >= 0.95 and steady-state growth <= 1 MB/min), and from the node's
+diagnostics the share of the published frames its callbacks received, the frames the middleware
+reported lost, those its decode threads dropped for a newer one (superseded) and the input delay
+(header.stamp to callback, p95); ``--json`` writes them.
 
 The cameras are published the way a robot's camera driver should publish them on one machine:
 with Fast DDS, through ``config/fastdds_large_frames.xml`` (a shared-memory segment that holds
@@ -32,12 +35,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["register", "cmd_soak", "run_soak", "soak_frames"]
+__all__ = ["register", "cmd_soak", "run_soak", "soak_frames", "memory_figures", "bar"]
 
 STARTUP_TIMEOUT_S = 300.0
 COMMAND = "go forward"
 CAMERAS = ("ego", "top")
 PUBLISHER_PROFILE = "fastdds_large_frames.xml"  # in config/
+# Issue 19's bar: the share of OK trajectories after the warm-up, and the steady-state memory growth.
+BAR_OK_SHARE = 0.95
+BAR_STEADY_MB_PER_MIN = 1.0
 
 
 def register(subparsers) -> None:
@@ -220,31 +226,67 @@ def input_figures(diagnostics: list[tuple[int, dict[str, str]]]) -> dict | None:
         delays = [d for d in delays if d == d]  # NaN: no frame yet
         out[cam] = {"published": p1 - p0, "received_share": round(received / (p1 - p0), 4),
                     "lost_in_transport": count(last, f"frames_lost_{cam}") - count(first, f"frames_lost_{cam}"),
+                    "superseded": count(last, f"frames_superseded_{cam}") - count(first, f"frames_superseded_{cam}"),
                     "input_delay_p95_ms": round(float(np.median(delays)), 1) if delays else None,
                     "input_delay_p95_ms_max": max(delays) if delays else None}
     return out
 
 
+def _slope_mb_per_min(t: np.ndarray, mb: np.ndarray) -> float | None:
+    return float(np.polyfit(t, mb, 1)[0]) * 60.0 if len(t) >= 3 else None
+
+
+def memory_figures(rss: list[tuple[float, float]]) -> dict | None:
+    """(seconds into the measured phase, MB) samples -> start, end, max, growth (MB) and the
+    least-squares growth in MB/min over the whole phase and over its second half (``_steady``)."""
+    if not rss:
+        return None
+    t, mb = (np.array([r[i] for r in rss], dtype=float) for i in (0, 1))
+    half = t >= (t[0] + t[-1]) / 2
+    whole, steady = _slope_mb_per_min(t, mb), _slope_mb_per_min(t[half], mb[half])
+    return {"start": round(float(mb[0]), 1), "end": round(float(mb[-1]), 1), "max": round(float(mb.max()), 1),
+            "growth": round(float(mb[-1] - mb[0]), 1),
+            "growth_per_min": None if whole is None else round(whole, 2),
+            "growth_per_min_steady": None if steady is None else round(steady, 2),
+            "steady_from_s": round(float(t[half][0]), 1)}
+
+
+def bar(ok_share: float | None, rss: dict | None) -> dict:
+    """Issue 19's bar: OK share >= BAR_OK_SHARE and steady-state growth <= BAR_STEADY_MB_PER_MIN.
+    -> {"met": bool, "line": "bar: met (...)" or "bar: NOT met (what failed)", and the two limits}."""
+    steady = (rss or {}).get("growth_per_min_steady")
+    share_ok = ok_share is not None and ok_share >= BAR_OK_SHARE
+    memory_ok = steady is not None and steady <= BAR_STEADY_MB_PER_MIN
+    shown = "none" if ok_share is None else f"{ok_share:.4f}"
+    share = f"OK share {shown} {'>=' if share_ok else '<'} {BAR_OK_SHARE:g}"
+    memory = (f"steady-state growth {steady} MB/min {'<=' if memory_ok else '>'} {BAR_STEADY_MB_PER_MIN:g}"
+              if steady is not None else "too few memory samples for the steady-state growth")
+    if share_ok and memory_ok:
+        line = f"bar: met ({share}; {memory})"
+    else:
+        line = "bar: NOT met (" + "; ".join(w for w, ok in ((share, share_ok), (memory, memory_ok)) if not ok) + ")"
+    return {"met": share_ok and memory_ok, "line": line, "ok_share_min": BAR_OK_SHARE,
+            "steady_growth_max_mb_per_min": BAR_STEADY_MB_PER_MIN}
+
+
 def summarize_soak(args, run: dict, robot: Robot) -> dict:
-    """The figures: OK share, statuses, publish rate, node latency, resident memory and its growth."""
+    """The figures: OK share, statuses, publish rate, node latency, resident memory, its growth, the bar."""
     from vla_ros.runtime.safety import Status
 
     total = sum(robot.statuses.values())
-    t, mb = (np.array([r[i] for r in run["rss"]]) for i in (0, 1))
-    slope = float(np.polyfit(t, mb, 1)[0]) * 60.0 if len(t) >= 3 else None
+    ok_share = robot.statuses.get(Status.OK, 0) / total if total else None
+    rss = memory_figures(run["rss"])
     return {
         "duration_s": round(run["elapsed_s"], 2), "warmup_s": args.warmup, "fps_target": args.fps,
         "width": args.width, "height": args.height, "image_transport": args.image_transport,
         "publish_rate_hz": round(run["published"] / run["elapsed_s"], 2),
         "trajectories": total, "trajectories_per_s": round(total / run["elapsed_s"], 2),
         "ok": robot.statuses.get(Status.OK, 0),
-        "ok_share": round(robot.statuses.get(Status.OK, 0) / total, 4) if total else None,
+        "ok_share": None if ok_share is None else round(ok_share, 4),
         "statuses": {Status(k).name: v for k, v in sorted(robot.statuses.items())},
         "mean_inference_latency_ms": round(1e3 * float(np.mean(robot.latencies)), 1) if robot.latencies else None,
         "dds_profile": args.dds_profile_path, "inputs": input_figures(robot.diagnostics),
-        "rss_mb": {"start": round(float(mb[0]), 1), "end": round(float(mb[-1]), 1), "max": round(float(mb.max()), 1),
-                   "growth": round(float(mb[-1] - mb[0]), 1),
-                   "growth_per_min": None if slope is None else round(slope, 2)} if len(mb) else None,
+        "rss_mb": rss, "bar": bar(ok_share, rss),  # the share unrounded: 0.94996 is not 0.95
     }
 
 
@@ -316,15 +358,18 @@ def cmd_soak(args) -> int:
     rss = res["rss_mb"] or {}
     print(f"trajectories: {res['trajectories']} ({res['trajectories_per_s']}/s), OK share "
           f"{res['ok_share']}, statuses {res['statuses']}; cameras published at {res['publish_rate_hz']} Hz")
-    print(f"vla_node resident memory: {rss.get('start')} -> {rss.get('end')} MB (growth {rss.get('growth')} MB, "
-          f"{rss.get('growth_per_min')} MB/min); mean inference latency {res['mean_inference_latency_ms']} ms")
+    print(f"vla_node resident memory: {rss.get('start')} -> {rss.get('end')} MB (max {rss.get('max')}; growth "
+          f"{rss.get('growth')} MB; {rss.get('growth_per_min')} MB/min over the run, "
+          f"{rss.get('growth_per_min_steady')} MB/min steady state, from {rss.get('steady_from_s')} s); "
+          f"mean inference latency {res['mean_inference_latency_ms']} ms")
     inputs = res["inputs"] or {}
-    print("frames received by the node (share of published), lost in transport, input delay p95 (median, worst "
-          "of the node's reports): " +
-          ("; ".join(f"{cam} {v['received_share']}, {v['lost_in_transport']}, {v['input_delay_p95_ms']} "
-                     f"({v['input_delay_p95_ms_max']}) ms"
+    print("frames received by the node (share of published), lost in transport, superseded before decoding, "
+          "input delay p95 (median, worst of the node's reports): " +
+          ("; ".join(f"{cam} {v['received_share']}, {v['lost_in_transport']}, {v['superseded']}, "
+                     f"{v['input_delay_p95_ms']} ({v['input_delay_p95_ms_max']}) ms"
                      for cam, v in inputs.items()) or "no diagnostics from the node") +
           f" (camera publisher's DDS profile: {res['dds_profile'] or 'Fast DDS defaults'})")
+    print(res["bar"]["line"])
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(res, indent=1))

@@ -17,9 +17,13 @@ parameter (default) it configures and activates itself at start-up.
 
 This module is the thin rclpy adapter: parameters, QoS, timers and message conversion.  What
 the node decides lives in :mod:`vla_ros.runtime` (NodeCore), which never imports rclpy.
-Subscription callbacks only decode and store the newest data; inference runs on its own thread
-(TickWorker), triggered by a timer in its own callback group, so subscriptions never block.  The
-node shortens CPython's GIL switch interval so that this thread cannot hold up the executor's
+A camera's subscription callback only notes the frame's arrival (count, input delay) and hands the
+message to that camera's decode thread (DecodeWorker: a one-slot mailbox, the newest frame wins;
+one replaced before it was decoded is counted in diagnostics as frames_superseded_<camera>), which
+decodes, downscales and stores it; the other callbacks only validate and store the newest data.
+Inference runs on its own thread (TickWorker), triggered by a timer in its own callback group, so
+subscriptions never block.  The decode threads run from activate to deactivate / cleanup.  The
+node shortens CPython's GIL switch interval so that these threads cannot hold up the executor's
 threads for 5 ms at every hand-off (see GIL_SWITCH_INTERVAL_S).
 """
 
@@ -59,7 +63,7 @@ from vla_ros.runtime.core import NodeCore
 from vla_ros.runtime.geometry import quaternion_to_yaw
 from vla_ros.runtime.images import ImageError
 from vla_ros.runtime.model import load_model, make_predictor
-from vla_ros.runtime.worker import TickWorker
+from vla_ros.runtime.worker import DecodeWorker, TickWorker
 
 __all__ = ["VLANode", "declare_node_config", "main"]
 
@@ -81,6 +85,7 @@ DIAGNOSTICS_PERIOD_S = 1.0
 # newest frames (STOP_STALE_CAMERA). At 0.5 ms the p95 delay was 33 ms (docs/node.md, "Input delay").
 GIL_SWITCH_INTERVAL_S = 0.0005
 WORKER_IDLE_TIMEOUT_S = 10.0  # deactivate waits this long for a running tick (a CPU prediction: < 1 s)
+DECODE_STOP_TIMEOUT_S = 5.0  # and this long for a frame being decoded (milliseconds)
 
 
 def declare_node_config(node: Node) -> NodeConfig:
@@ -135,6 +140,7 @@ class VLANode(LifecycleNodeMixin, Node):
         self.api = self._predict = self._worker = None
         self._traj_pub = self._path_pub = self._diag_pub = self._tick_timer = self._diag_timer = None
         self._inputs: list = []  # subscriptions, while active
+        self._decoders: dict[str, DecodeWorker] = {}  # camera -> its decode thread, while active
         self._active = False
         self.configure_error: BaseException | None = None  # why the last configure failed
         if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
@@ -208,6 +214,7 @@ class VLANode(LifecycleNodeMixin, Node):
         ret = super().on_activate(state)  # enables the lifecycle publishers
         if ret != TransitionCallbackReturn.SUCCESS:
             return ret
+        self._start_decoders(self.cfg, self.core.model.cameras)
         self._create_inputs(self.cfg, self.core.model.cameras)
         self._active = True
         self._tick_timer.reset()
@@ -230,6 +237,7 @@ class VLANode(LifecycleNodeMixin, Node):
         for sub in self._inputs:
             self.destroy_subscription(sub)
         self._inputs = []
+        self._stop_decoders()  # after the subscriptions: a frame decoded later would outlive clear_inputs
         if self.core is not None:
             self.core.clear_inputs()  # activated again, the node starts from fresh frames
 
@@ -277,16 +285,31 @@ class VLANode(LifecycleNodeMixin, Node):
         self.trigger_activate()
         return None
 
-    def _create_inputs(self, cfg: NodeConfig, cameras) -> None:
-        """The subscriptions, kept in self._inputs (callbacks only decode and store; NodeCore's lock
-        makes them thread-safe)."""
-        inputs = MutuallyExclusiveCallbackGroup()
-        subs = self._inputs
+    def _start_decoders(self, cfg: NodeConfig, cameras) -> None:
+        """A decode thread per camera (self._decoders), before the subscriptions that feed them."""
         compressed = cfg.image_transport == "compressed"
         self._cv_bridge = _cv_bridge() if compressed else None
         if compressed:
             self.get_logger().info("compressed cameras, decoded with " +
                                    ("cv_bridge" if self._cv_bridge else "Pillow (no cv_bridge)"))
+        decode, topic = (self._decode_compressed, "image_raw/compressed") if compressed else (self._decode_image,
+                                                                                               "image_raw")
+        self._decoders = {cam: DecodeWorker(functools.partial(decode, cam), name=f"vla-decode-{cam}",
+                                            on_error=functools.partial(self._on_decode_error, f"{cam}/{topic}")).start()
+                          for cam in cameras}
+
+    def _stop_decoders(self) -> None:
+        """End the decode threads: a waiting frame is dropped, one being decoded is stored first."""
+        decoders, self._decoders = self._decoders, {}
+        for decoder in decoders.values():
+            decoder.stop(DECODE_STOP_TIMEOUT_S)
+
+    def _create_inputs(self, cfg: NodeConfig, cameras) -> None:
+        """The subscriptions, kept in self._inputs (callbacks only note and hand over frames, or validate
+        and store; NodeCore's lock makes them thread-safe)."""
+        inputs = MutuallyExclusiveCallbackGroup()
+        subs = self._inputs
+        compressed = cfg.image_transport == "compressed"
         for cam in cameras:  # a group per camera: one camera's frame never waits for the other's callback
             group = MutuallyExclusiveCallbackGroup()
             if compressed:
@@ -321,19 +344,35 @@ class VLANode(LifecycleNodeMixin, Node):
         except UnsupportedEventTypeError:
             return self.create_subscription(msg_type, topic, callback, qos_profile_sensor_data, callback_group=group)
 
-    # -- callbacks (cheap: decode, validate, store) ---------------------------------------
+    # -- callbacks (cheap: note and hand over a frame; validate and store the rest) ---------
     def _on_image(self, camera: str, msg: Image) -> None:
-        received, core = self.get_clock().now().nanoseconds, self.core
-        if core is None:  # a callback that was already running when the node was cleaned up
-            return
-        try:
-            core.on_image(camera, stamp_ns(msg.header.stamp), msg.encoding, msg.height, msg.width,
-                          msg.step, msg.data, received)
-        except Exception as exc:  # noqa: BLE001 - no message may stop the node
-            core.reject_unexpected(f"{camera}/image_raw", exc)
+        self._hand_over(camera, "image_raw", msg, self.get_clock().now().nanoseconds)
 
     def _on_compressed(self, camera: str, msg: CompressedImage) -> None:
-        received, core = self.get_clock().now().nanoseconds, self.core
+        self._hand_over(camera, "image_raw/compressed", msg, self.get_clock().now().nanoseconds)
+
+    def _hand_over(self, camera: str, topic: str, msg, received: int) -> None:
+        """The callback's part of a frame: count it and its input delay (so the delay is the wait for
+        this callback, not for the decoding), then leave it in the camera's decode mailbox."""
+        core, decoder = self.core, self._decoders.get(camera)
+        if core is None or decoder is None:  # a callback that was already running at deactivate/cleanup
+            return
+        try:
+            core.note_received(camera, stamp_ns(msg.header.stamp), received)
+            if decoder.put(msg):  # the previous frame was not decoded yet: dropped
+                core.on_frames_superseded(camera)
+        except Exception as exc:  # noqa: BLE001 - no message may stop the node
+            core.reject_unexpected(f"{camera}/{topic}", exc)
+
+    # -- the decode threads (one per camera; DecodeWorker calls these) -----------------------
+    def _decode_image(self, camera: str, msg: Image) -> None:
+        core = self.core
+        if core is not None:
+            core.store_image(camera, stamp_ns(msg.header.stamp), msg.encoding, msg.height, msg.width, msg.step,
+                             msg.data)
+
+    def _decode_compressed(self, camera: str, msg: CompressedImage) -> None:
+        core = self.core
         if core is None:
             return
         decoder = None
@@ -343,10 +382,12 @@ class VLANode(LifecycleNodeMixin, Node):
                     return np.asarray(self._cv_bridge.compressed_imgmsg_to_cv2(msg, desired_encoding="rgb8"))
                 except Exception as exc:  # noqa: BLE001 - cv_bridge raises cv2.error / CvBridgeError
                     raise ImageError("bad_encoding", f"cv_bridge cannot decode it ({msg.format!r}): {exc}") from None
-        try:
-            core.on_compressed_image(camera, stamp_ns(msg.header.stamp), msg.format, msg.data, decoder, received)
-        except Exception as exc:  # noqa: BLE001 - no message may stop the node
-            core.reject_unexpected(f"{camera}/image_raw/compressed", exc)
+        core.store_compressed_image(camera, stamp_ns(msg.header.stamp), msg.format, msg.data, decoder)
+
+    def _on_decode_error(self, topic: str, exc: BaseException) -> None:
+        core = self.core
+        if core is not None:  # no message may stop the node: counted and logged as 'unexpected'
+            core.reject_unexpected(topic, exc)
 
     def _on_command(self, msg: String) -> None:
         core = self.core
@@ -412,6 +453,7 @@ class VLANode(LifecycleNodeMixin, Node):
         """At exit: stop the inference thread, then destroy the node with everything on it (the
         context may be shut down already: no entity is destroyed on its own, as before lifecycle)."""
         self._active = False
+        self._stop_decoders()
         if self._worker is not None:
             self._worker.stop()
         self.destroy_node()

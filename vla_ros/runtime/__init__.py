@@ -8,5 +8,5 @@ Modules: ``config`` (NodeConfig, the node's settings; params files), ``images`` 
 fields -> RGB array), ``history`` (per-camera frame histories aligned on header stamps),
 ``safety`` (status codes and stop decisions), ``stats`` (latency, rate, counters),
 ``geometry`` (yaw -> quaternion, waypoint stamps), ``core`` (NodeCore: one tick of the node),
-``worker`` (the inference thread that drops ticks while busy).
+``worker`` (the inference thread that drops ticks while busy; a camera's newest-wins decode thread).
 """

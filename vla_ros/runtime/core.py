@@ -1,12 +1,18 @@
 """NodeCore: everything ``vla_node`` does between its subscriptions and its publishers, without ROS.
 
-Inputs (called from subscription callbacks; cheap, they only validate and store the newest data)::
+Inputs (thread-safe; called from subscription callbacks and the node's decode threads)::
 
     on_image(camera, stamp_ns, encoding, height, width, step, data, received_ns=None)
     on_compressed_image(camera, stamp_ns, format, data, decoder=None, received_ns=None)   (image_transport compressed)
     on_frames_lost(camera, count)   (the middleware reports frames of a camera lost before delivery)
     on_command(text)
     on_odometry(stamp_ns, v, omega, pose, frame_id)   (the measured velocity; the pose for output_frame odom)
+
+``on_image`` / ``on_compressed_image`` are :meth:`~NodeCore.note_received` (count the frame, its input
+delay) followed by :meth:`~NodeCore.store_image` / :meth:`~NodeCore.store_compressed_image` (decode,
+downscale, store).  vla_node calls the two halves on different threads: ``note_received`` in the
+subscription callback, the store on the camera's decode thread (``runtime.worker.DecodeWorker``),
+which drops a frame that a newer one replaced before it was decoded (:meth:`~NodeCore.on_frames_superseded`).
 
 Frames are downscaled to the model's image size on arrival (a JPEG is decoded at a reduced scale
 already), so a history of 640x480 frames holds what the model sees (128x128) rather than the
@@ -151,6 +157,7 @@ class NodeCore:
         self.latency = LatencyWindow(100)
         self.frames_received: collections.Counter[str] = collections.Counter()  # camera -> messages taken
         self.frames_lost: collections.Counter[str] = collections.Counter()  # camera -> lost before delivery
+        self.frames_superseded: collections.Counter[str] = collections.Counter()  # camera -> replaced undecoded
         self.input_delay = {cam: LatencyWindow(100) for cam in model.cameras}  # header.stamp -> callback, s
         self.tick_rate = RateMeter(10.0)
         self.prediction_rate = RateMeter(10.0)
@@ -178,22 +185,50 @@ class NodeCore:
 
     def on_image(self, camera: str, stamp_ns: int, encoding: str, height: int, width: int, step: int,
                  data: Any, received_ns: int | None = None) -> bool:
-        """Validate, decode and store one camera frame; False when it was rejected."""
-        def decode():
-            return decode_image(encoding, height, width, step, data), (height, width)
-
-        return self._store(camera, stamp_ns, decode, received_ns)
+        """Count, validate, decode and store one camera frame; False when it was rejected."""
+        self.note_received(camera, stamp_ns, received_ns)
+        return self.store_image(camera, stamp_ns, encoding, height, width, step, data)
 
     def on_compressed_image(self, camera: str, stamp_ns: int, format: str, data: Any,  # noqa: A002
                             decoder: Callable[[], np.ndarray] | None = None, received_ns: int | None = None) -> bool:
         """A sensor_msgs/CompressedImage frame: ``decoder()`` (e.g. cv_bridge's, full size) or Pillow decodes it."""
+        self.note_received(camera, stamp_ns, received_ns)
+        return self.store_compressed_image(camera, stamp_ns, format, data, decoder)
+
+    def note_received(self, camera: str, stamp_ns: int, received_ns: int | None = None) -> None:
+        """A frame of ``camera`` was taken from the middleware at ``received_ns`` (node clock; None: not
+        timed): counted, and its input delay (header.stamp to now) recorded. Cheap: the callback's part."""
+        with self._lock:  # diagnostics read these from another thread
+            self.frames_received[camera] += 1
+            if received_ns is not None and stamp_ns > 0:
+                self.input_delay[camera].add((received_ns - stamp_ns) / NS)
+
+    def on_frames_superseded(self, camera: str, count: int = 1) -> None:
+        """``count`` frames of ``camera`` were received but replaced by a newer one before they were decoded
+        (the decode thread fell behind): counted for diagnostics, never stored."""
+        with self._lock:
+            self.frames_superseded[camera] += int(count)
+
+    def store_image(self, camera: str, stamp_ns: int, encoding: str, height: int, width: int, step: int,
+                    data: Any) -> bool:
+        """Validate, decode, downscale and store a sensor_msgs/Image frame (not counted: see
+        :meth:`note_received`); False when it was rejected."""
+        def decode():
+            return decode_image(encoding, height, width, step, data), (height, width)
+
+        return self._store(camera, stamp_ns, decode)
+
+    def store_compressed_image(self, camera: str, stamp_ns: int, format: str, data: Any,  # noqa: A002
+                               decoder: Callable[[], np.ndarray] | None = None) -> bool:
+        """:meth:`store_image` for a CompressedImage: ``decoder()`` (e.g. cv_bridge's, full size) or Pillow
+        decodes it."""
         def decode():
             if decoder is None:
                 return decode_compressed(format, data, self.model.image_size)
             image = decoder()
             return image, image.shape[:2]
 
-        return self._store(camera, stamp_ns, decode, received_ns)
+        return self._store(camera, stamp_ns, decode)
 
     def on_frames_lost(self, camera: str, count: int) -> None:
         """The middleware lost ``count`` frames of ``camera`` before delivering them (e.g. DDS fragments
@@ -204,14 +239,9 @@ class NodeCore:
                                  "so far (reported by the middleware). Raw frames larger than the publisher's DDS "
                                  "shared-memory segment lose fragments: see 'Raw frames and DDS' in docs/node.md")
 
-    def _store(self, camera: str, stamp_ns: int, decode: Callable[[], tuple[np.ndarray, tuple[int, int]]],
-               received_ns: int | None = None) -> bool:
+    def _store(self, camera: str, stamp_ns: int, decode: Callable[[], tuple[np.ndarray, tuple[int, int]]]) -> bool:
         """Decode (outside the lock), downscale to the model's size, store; False when rejected.
         ``decode()`` -> (RGB image, (height, width) as sent)."""
-        with self._lock:  # diagnostics read these from another thread
-            self.frames_received[camera] += 1
-            if received_ns is not None and stamp_ns > 0:
-                self.input_delay[camera].add((received_ns - stamp_ns) / NS)
         try:
             image, source_shape = decode()
             if self.model.image_size:
@@ -516,6 +546,7 @@ class NodeCore:
                 values.append((f"frames_{cam}", str(len(self._histories[cam]))))
                 values.append((f"frames_received_{cam}", str(self.frames_received[cam])))
                 values.append((f"frames_lost_{cam}", str(self.frames_lost[cam])))
+                values.append((f"frames_superseded_{cam}", str(self.frames_superseded[cam])))
                 values.append((f"input_delay_p95_ms_{cam}", ms(self.input_delay[cam].percentile(95))))
             command = self._command
             newest_odom = self._odometry[-1] if self._odometry else None
