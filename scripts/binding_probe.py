@@ -110,16 +110,41 @@ def _probe(model: SimpleVLA, task: str) -> dict[str, float]:
             "command_difference": float(np.linalg.norm(ends[:, 0] - ends[:, 1], axis=-1).mean())}
 
 
+def train(model: SimpleVLA, steps: int, lr: float, task: str = "binding", teacher: float = 0.5,
+          every: int = 0, batch: int = 32, on_probe=None) -> list[dict]:
+    """Train ``model`` on the task from a fixed seed; probe every ``every`` steps and at the end."""
+    torch.manual_seed(0)
+    model.action_head.normalizer.fit(_batch(np.random.default_rng(1), 512, task)[2])
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    rng = np.random.default_rng(0)
+    model.train()
+    t0, log = time.perf_counter(), []
+    for step in range(1, steps + 1):
+        imgs, cmds, traj = _batch(rng, batch, task)
+        frozen = model.frame_frozen(imgs)
+        loss = model.loss(frozen.view(batch, 1, 1, *frozen.shape[1:]), cmds, traj, goal_teacher_prob=teacher)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if (every and step % every == 0) or step == steps:
+            log.append({"step": step, "loss": round(loss.item(), 4), **_probe(model, task),
+                        "seconds": round(time.perf_counter() - t0, 1)})
+            if on_probe is not None:
+                on_probe(log[-1])
+    model.eval()
+    return log
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fusion", choices=("tokens", "additive"), default="tokens")
     ap.add_argument("--task", choices=("binding", "command"), default="binding")
     ap.add_argument("--goal-weight", type=float, default=1.0,
-                    help="model.fusion_goal_weight of token fusion (0: no auxiliary goal loss)")
+                    help="tokens: weight of the auxiliary goal loss (the end of the trajectory)")
     ap.add_argument("--goal-token", choices=("on", "off"), default="on",
-                    help="model.fusion_goal_token of token fusion: the goal estimate as the head's token")
+                    help="tokens: the goal estimate as a token of the head (model.fusion_goal_token)")
     ap.add_argument("--teacher", type=float, default=0.5,
-                    help="train.goal_teacher_prob: share of samples whose goal token is the true end")
+                    help="goal token: share of samples whose token is the true end (train.goal_teacher_prob)")
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--every", type=int, default=200, help="probe every this many steps")
@@ -129,26 +154,12 @@ def main() -> int:
     set_size(args.size)
     torch.manual_seed(0)
     model = _tiny(args.fusion, args.goal_weight, args.goal_token == "on")
-    model.action_head.normalizer.fit(_batch(np.random.default_rng(1), 512, args.task)[2])
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr)
-    rng = np.random.default_rng(0)
-    model.train()
-    t0, log = time.perf_counter(), []
-    for step in range(1, args.steps + 1):
-        imgs, cmds, traj = _batch(rng, 32, args.task)
-        frozen = model.frame_frozen(imgs)
-        loss = model.loss(frozen.view(32, 1, 1, *frozen.shape[1:]), cmds, traj, goal_teacher_prob=args.teacher)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step % args.every == 0 or step == args.steps:
-            log.append({"step": step, "loss": round(loss.item(), 4), **_probe(model, args.task),
-                        "seconds": round(time.perf_counter() - t0, 1)})
-            print(json.dumps(log[-1]), flush=True)
+    log = train(model, args.steps, args.lr, args.task, args.teacher, args.every,
+                on_probe=lambda row: print(json.dumps(row), flush=True))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"fusion": args.fusion, "goal_weight": args.goal_weight, "goal_token": args.goal_token,
-                       "teacher": args.teacher, "task": args.task, "lr": args.lr,
+                       "teacher": args.teacher, "task": args.task, "lr": args.lr, "size": args.size,
                        "probes": log}, f, indent=1)
     return 0
 
