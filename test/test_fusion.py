@@ -1,7 +1,6 @@
-"""Token fusion (model/fusion.py, ``fusion: tokens``): structure and checkpoints.
-
-Whether it learns to bind words to places is measured by scripts/binding_probe.py and the
-training runs in docs/results.md, not here.
+"""Token fusion (model/fusion.py, ``fusion: tokens``): structure, checkpoints, and that it binds a
+word to a place where additive fusion cannot (a tiny model on scripts/binding_probe.py's task;
+the real model's grounding is measured by the commands in docs/results.md).
 """
 
 from __future__ import annotations
@@ -92,11 +91,11 @@ def test_the_named_colour_chooses_where_the_trajectory_goes_through_token_fusion
     only a model that binds the word to the place beats chance (0.5). The same tiny model, task,
     seed and budget with each fusion; answers sampled from one noise draw on held-out images."""
     probe = _binding_probe()
-    probe.set_size(32)  # a 2 x 2 grid of cells: the task in seconds, not minutes
+    probe.set_size(32)  # a 2 x 2 grid of cells: the task in a minute or two, not ten
     identified = {}
-    for fusion in ("tokens", "additive"):
+    for fusion in ("tokens", "additive"):  # tokens: 0.96 at step 500, 1.0 from 600 on; additive 0.5
         torch.manual_seed(0)
         model = probe._tiny(fusion)
-        identified[fusion] = probe.train(model, steps=BINDING_STEPS, lr=2e-3, batch=16)[-1]["identified"]
+        identified[fusion] = probe.train(model, steps=800, lr=1e-3, batch=32)[-1]["identified"]
     assert identified["tokens"] >= 0.9, identified
     assert identified["additive"] <= 0.7, identified  # the command shifts every token alike
