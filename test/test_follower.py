@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from vla_ros.closed_loop import ClosedLoopSim, TrajectoryTracker
 from vla_ros.config import ConfigError
@@ -321,3 +322,187 @@ def test_a_trajectory_in_the_odometry_frame_is_followed_like_the_same_one_in_the
     assert (a.mode, b.mode) == ("track", "track")
     assert a.v == pytest.approx(b.v, abs=1e-9) and a.omega == pytest.approx(b.omega, abs=1e-9)
     assert FollowerCore().on_trajectory(NS, robot, 0.2, 0, "", NS, "") == "no_pose"  # no odometry to place it
+
+
+# --- `vla launch follower:=true`: cameras, odometry and a command in, cmd_vel out (issue #19) ------
+
+from geometry_msgs.msg import Twist  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+E2E_NS = f"follower_e2e_{os.getpid()}"  # its own namespace: no cross-talk with the other nodes of a test run
+E2E_NODE = {"num_inference_steps": 2, "cpu_threads": 1, "rate_hz": 5.0, "max_age": 0.5, "max_skew": 0.1}
+E2E_FOLLOWER = {"max_linear_velocity": 0.3, "max_yaw_rate": 0.5, "max_linear_acceleration": 0.5,
+                "max_linear_deceleration": 1.0, "max_yaw_acceleration": 2.0, "watchdog_timeout": 1.0,
+                "control_rate": 20.0}  # stamped: false (the default): geometry_msgs/Twist
+E2E_STARTUP_TIMEOUT = 120.0  # two processes importing torch / rclpy and loading a model on a busy 2-core machine
+E2E_LOAD_SLACK = 1.0  # s: late callbacks, executor and DDS delays on that machine
+
+
+class Robot(SpinningNode):
+    """This process as the robot: two cameras (10 Hz), odometry integrating the cmd_vel it gets (20 Hz),
+    a latched command; it records cmd_vel, the trajectories and the follower's ~/plan."""
+
+    H, W = 48, 64
+
+    def __init__(self, ns: str) -> None:
+        super().__init__("follower_e2e_robot")
+        node, p = self.node, f"/{ns}"
+        self.cams = [node.create_publisher(Image, f"{p}/{cam}/image_raw", qos_profile_sensor_data)
+                     for cam in ("ego", "top")]
+        self.odom_pub = node.create_publisher(Odometry, f"{p}/odom", 10)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.command_pub = node.create_publisher(String, f"{p}/command", latched)
+        node.create_subscription(Twist, f"{p}/cmd_vel", self._on_cmd, 50)
+        node.create_subscription(Trajectory, f"{p}/trajectory", self._on_traj, 50)
+        node.create_subscription(PathMsg, f"{p}/trajectory_follower/plan", self._on_plan, 50)
+        self.lock = threading.Lock()
+        self.cmds: list[tuple[float, float, float]] = []  # (monotonic, v, omega)
+        self.trajs: list[tuple[float, int, str]] = []  # (monotonic, status, status_reason)
+        self.plans: list[tuple[float, int]] = []  # (monotonic, number of poses)
+        self.cameras_on = True
+        self.last_frame: float | None = None  # monotonic time of the newest frame pair published
+        self.pose, self.vw = [0.0, 0.0, 0.0], (0.0, 0.0)
+
+    def _on_cmd(self, msg: Twist) -> None:
+        with self.lock:
+            self.vw = (msg.linear.x, msg.angular.z)
+            self.cmds.append((time.monotonic(), msg.linear.x, msg.angular.z))
+
+    def _on_traj(self, msg) -> None:
+        with self.lock:
+            self.trajs.append((time.monotonic(), msg.status, msg.status_reason))
+
+    def _on_plan(self, msg) -> None:
+        with self.lock:
+            self.plans.append((time.monotonic(), len(msg.poses)))
+
+    def feed(self) -> None:
+        i, last = 0, time.monotonic()
+        while self.running:
+            t = time.monotonic()
+            now = self.node.get_clock().now().nanoseconds
+            with self.lock:  # a base that does what it is told (the follower limits the change)
+                v, w = self.vw
+                dt, last = t - last, t
+                self.pose[0] += v * math.cos(self.pose[2]) * dt
+                self.pose[1] += v * math.sin(self.pose[2]) * dt
+                self.pose[2] += w * dt
+                odom = Odometry()
+                odom.header.stamp, odom.header.frame_id, odom.child_frame_id = to_time(now), "odom", "base_link"
+                odom.pose.pose = pose_from_xy_yaw(*self.pose)
+                odom.twist.twist.linear.x, odom.twist.twist.angular.z = v, w
+                cameras = self.cameras_on
+            self.odom_pub.publish(odom)
+            if cameras and i % 2 == 0:
+                data = np.random.default_rng(now % 2**32).integers(0, 255, self.H * self.W * 3, np.uint8).tobytes()
+                for cam, pub in zip(("ego", "top"), self.cams):
+                    img = Image(height=self.H, width=self.W, encoding="rgb8", step=self.W * 3, data=data)
+                    img.header.stamp, img.header.frame_id = to_time(now), cam
+                    pub.publish(img)
+                with self.lock:
+                    if self.cameras_on:
+                        self.last_frame = time.monotonic()
+            i += 1
+            time.sleep(max(0.0, 0.05 - (time.monotonic() - t)))
+
+    def stop_cameras(self) -> float:
+        """No more frames; returns the monotonic time of the last pair published."""
+        with self.lock:
+            self.cameras_on = False
+            return self.last_frame
+
+    def wait_for(self, what: str, pred, timeout: float) -> float:
+        """Poll ``pred()`` (under the lock) until it holds; returns the monotonic time it did."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if pred():
+                    return time.monotonic()
+            time.sleep(0.02)
+        with self.lock:
+            raise AssertionError(f"{what}: not within {timeout} s; last cmd_vel {self.cmds[-3:]}, "
+                                 f"last trajectories {self.trajs[-3:]}")
+
+
+def test_vla_launch_follower_drives_from_cameras_and_stops_when_they_stop(tiny_checkpoint, tmp_path):
+    """Issue #19's "done when": `vla launch follower:=true` (vla_node on a tiny checkpoint + trajectory_follower)
+    driven by this process as an independent client (cameras, odometry, a latched command): cmd_vel within the
+    follower's limits, the robot moves, and cmd_vel goes to exactly zero when the cameras stop, and stays zero."""
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "/**/vla_node": {"ros__parameters": {"checkpoint": str(tiny_checkpoint), **E2E_NODE}},
+        "/**/trajectory_follower": {"ros__parameters": E2E_FOLLOWER}}))
+    log = tmp_path / "launch.log"
+    robot = Robot(E2E_NS)
+    robot.command_pub.publish(String(data="go to the red door"))  # latched: before the nodes exist
+    robot.start(robot.feed)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0")
+    log_file = open(log, "w")
+    proc = subprocess.Popen([sys.executable, "-m", "vla_ros.cli", "launch", "--params-file", str(params),
+                             "--namespace", E2E_NS, "follower:=true"],
+                            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    vmax, wmax = E2E_FOLLOWER["max_linear_velocity"], E2E_FOLLOWER["max_yaw_rate"]
+    eps = 1e-9
+
+    def tail() -> str:
+        return log.read_text()[-3000:]
+
+    try:
+        try:  # vla_node up (model loaded, histories full): OK trajectories
+            t_ok = robot.wait_for("OK trajectory", lambda: any(s == 0 for _, s, _ in robot.trajs), E2E_STARTUP_TIMEOUT)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{tail()}") from None
+        # the follower takes them (a plan with poses: placed with the odometry at their stamps) and commands motion
+        robot.wait_for("a ~/plan with poses", lambda: any(n > 0 for t, n in robot.plans if t >= t_ok), 20.0)
+        robot.wait_for("cmd_vel moving", lambda: any(abs(v) > 0.01 or abs(w) > 0.01 for t, v, w in robot.cmds
+                                                      if t >= t_ok), 20.0)
+        time.sleep(3.0)  # driving for a while
+        assert proc.poll() is None, tail()
+        t_last_frame = robot.stop_cameras()
+        t_off = time.monotonic()
+        # vla_node: the newest frame becomes older than max_age -> at its next tick a STOP_STALE_CAMERA trajectory;
+        # the follower brakes at once, within its deceleration limits, to exactly zero
+        stop_after = E2E_NODE["max_age"] + 1.0 / E2E_NODE["rate_hz"]
+        braking = max(vmax / E2E_FOLLOWER["max_linear_deceleration"], wmax / E2E_FOLLOWER["max_yaw_acceleration"])
+        # (the follower brakes from the measured velocity, which here lags the command by a control step or
+        # so: braking took up to ~0.6 s of the ~0.3 s it takes at the limit; the load slack covers that)
+        bound = stop_after + braking + 2.0 / E2E_FOLLOWER["control_rate"] + E2E_LOAD_SLACK  # 2.1 s
+        # (the watchdog is the backstop should that stop be lost: watchdog_timeout after the last OK trajectory;
+        # the stale-camera stop is asserted below, so the bound is the one without it)
+        t_zero = robot.wait_for("cmd_vel exactly zero", lambda: robot.cmds[-1][0] > t_off and
+                                robot.cmds[-1][1:] == (0.0, 0.0), bound + 5.0)
+        with robot.lock:
+            stale = [(t, r) for t, s, r in robot.trajs if t > t_off and s == STOP]
+        assert stale and "image is" in stale[0][1], robot.trajs[-5:]  # the stale-camera stop, not the watchdog
+        print(f"\ncameras stopped: STOP_STALE_CAMERA after {stale[0][0] - t_last_frame:.2f} s, cmd_vel zero after "
+              f"{t_zero - t_last_frame:.2f} s (bound {bound:.2f} s)")
+        assert t_zero - t_last_frame <= bound, f"zero {t_zero - t_last_frame:.2f} s after the last frame"
+        # and it stays zero (past the watchdog too): the timer keeps publishing zeros
+        time.sleep(E2E_FOLLOWER["watchdog_timeout"] + 1.0)
+        with robot.lock:
+            after = [c for c in robot.cmds if c[0] > t_zero]
+            cmds = list(robot.cmds)
+        assert len(after) >= 10 and all(c[1:] == (0.0, 0.0) for c in after), after[:5]
+        # every command of the run within the limits
+        vs, ws = np.array([c[1] for c in cmds]), np.array([c[2] for c in cmds])
+        assert np.abs(vs).max() <= vmax + eps and np.abs(ws).max() <= wmax + eps, (np.abs(vs).max(), np.abs(ws).max())
+        print(f"{len(cmds)} cmd_vel, max |v| {np.abs(vs).max():.3f} (limit {vmax}), max |w| {np.abs(ws).max():.3f} "
+              f"(limit {wmax})")
+        # Ctrl-C to the launcher: both nodes stop cleanly
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0, tail()
+    finally:
+        robot.close()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log_file.close()
+    text = log.read_text()
+    assert "Traceback" not in text, text[-3000:]
+    assert "following the trajectories" in text, text[-3000:]  # the follower's mode went to "track" on them
