@@ -96,6 +96,7 @@ class FollowerCore:
                                                                feedforward_horizon=cfg.feedforward_horizon))
         self.history = PoseHistory(keep=10.0)
         self.enabled = bool(cfg.enabled)
+        self._disabled_why = "disabled by ~/enable"  # or the enabled parameter; set_enabled says
         self.odometry: tuple[int, float, float] | None = None  # newest (stamp, v, omega) measured
         self.odometry_step_s: float | None = None  # interval between the two newest odometry stamps
         self.odom_frame_id = ""  # header.frame_id of the odometry (the frame odom-frame trajectories are in)
@@ -126,8 +127,10 @@ class FollowerCore:
         self.odometry = (stamp_ns, float(v), float(omega))
         self.odom_frame_id = frame_id or self.odom_frame_id
 
-    def set_enabled(self, enabled: bool) -> str:
+    def set_enabled(self, enabled: bool, why: str = "disabled by ~/enable") -> str:
+        """``why``: the reason the zero commands report while disabled (logs, ~/plan's mode)."""
         self.enabled = bool(enabled)
+        self._disabled_why = why
         return "enabled: following trajectories" if self.enabled else "disabled: cmd_vel is zero"
 
     # -- output ----------------------------------------------------------------------------
@@ -136,7 +139,7 @@ class FollowerCore:
         cfg = self.config
         step = cfg.period if step_s is None else float(step_s)
         if not self.enabled:
-            self.last = FollowerCommand(0.0, 0.0, "disabled", "disabled by ~/enable")
+            self.last = FollowerCommand(0.0, 0.0, "disabled", self._disabled_why)
             return self.last
         fresh = self.odometry is not None and (now_ns - self.odometry[0]) / NS <= cfg.odometry_timeout
         if fresh:

@@ -145,7 +145,7 @@ class TrajectoryFollower(Node):
 
     def stop_robot(self) -> None:
         """A last zero command (shutting down)."""
-        self.core.set_enabled(False)
+        self.core.set_enabled(False, why="shutting down")
         self._publish(self.core.command(self._now_ns()), self._now_ns())
 
 
