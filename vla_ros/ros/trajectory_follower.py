@@ -26,6 +26,7 @@ import rclpy
 from geometry_msgs.msg import PoseStamped, Twist, TwistStamped
 from nav_msgs.msg import Odometry, Path
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
@@ -143,10 +144,13 @@ class TrajectoryFollower(Node):
                 self.get_logger().warning(f"{cmd.mode}{reason}")
             self._last_mode = cmd.mode
 
-    def stop_robot(self) -> None:
-        """A last zero command (shutting down)."""
+    def stop_robot(self, ack_timeout_s: float = 1.0) -> None:
+        """A last zero command (shutting down), and wait (at most ``ack_timeout_s``) until every
+        subscriber acknowledged it: a publisher destroyed at once may never deliver it."""
         self.core.set_enabled(False, why="shutting down")
         self._publish(self.core.command(self._now_ns()), self._now_ns())
+        if not self._pub.wait_for_all_acked(Duration(seconds=ack_timeout_s)):
+            self.get_logger().warning(f"the last zero cmd_vel was not acknowledged within {ack_timeout_s:g} s")
 
 
 def main(args: list[str] | None = None) -> None:
