@@ -448,6 +448,54 @@ def test_what_recorded_episodes_cannot_give_is_said_clearly(robot_bag, converted
         relabel_trajectories(bank, progress=False)
 
 
+def test_a_token_fusion_checkpoint_with_its_locator_fine_tunes_on_episodes_without_a_layout(converted, tmp_path):
+    """Token fusion freezes the locator after its pre-training, so fine-tuning such a checkpoint
+    (--init) needs no cone positions: recorded episodes train it, alone or beside simulated ones
+    (whose locator errors are still reported). Where the locator would be trained, they are refused."""
+    import dataclasses
+    import re
+
+    import torch
+    from test_train_eval import TINY_MODEL, TINY_TRAIN
+
+    from vla_ros.checkpoint import load_checkpoint
+    from vla_ros.config import ConfigError
+    from vla_ros.data.generate import generate_dataset
+    from vla_ros.evaluate import evaluate
+    from vla_ros.sim.config import WorldConfig
+    from vla_ros.train import train
+
+    bags = converted[0]
+    sim = generate_dataset(tmp_path / "sim", episodes=4, seed=2, config=WorldConfig(image_size=32, episode_steps=16),
+                           progress=False)
+    tokens = dataclasses.replace(TINY_MODEL, image_size=32, fusion="tokens", fusion_dim=32, frame_token_source="frozen",
+                                 unet_channels=(16, 32), target_locator=True)
+    few = dataclasses.replace(TINY_TRAIN, steps=2, val_every=2, locator_pretrain_steps=3)
+    train(tokens, few, sim, tmp_path / "base", progress=False)  # pre-trains the locator on the sim's layouts
+    base = load_checkpoint(tmp_path / "base" / "last.pth")[0].state_dict()
+    for name, data in (("robot", str(bags)), ("mixed", f"{sim},{bags}")):
+        run = tmp_path / name
+        assert train(tokens, few, data, run, init=tmp_path / "base" / "last.pth", progress=False)["step"] == 2
+        log = json.loads((run / "train_log.json").read_text())
+        assert all(math.isfinite(loss) for _, loss in log["history"]["train"])
+        val = log["history"]["val"][-1]
+        assert math.isfinite(val["val_loss"]) and math.isfinite(val["val_ade"])
+        # the locator's errors only where a layout labels them: none from the robot's episodes alone
+        assert ("val_robot_err" in val) == (name == "mixed") and all(math.isfinite(v) for v in val.values())
+        tuned = load_checkpoint(run / "last.pth")[0].state_dict()
+        assert all(torch.equal(tuned[k], v) for k, v in base.items() if k.startswith(("locator.", "txt_proj.")))
+        assert any(not torch.equal(tuned[k], v) for k, v in base.items() if k.startswith("action_head."))
+    r = evaluate(tmp_path / "robot" / "best.pth", bags, sweep=False, progress=False)
+    assert r["samples"] == converted[1]["samples"] and math.isfinite(r["model"]["overall"]["ade"])
+
+    refused = re.escape("no layout (an episode recorded on a robot), but the target locator would be trained")
+    with pytest.raises(ConfigError, match=refused + ".*--init checkpoints/default.pth.*without model.target_locator"):
+        train(tokens, few, f"{sim},{bags}", tmp_path / "scratch", progress=False)  # its pre-training
+    additive = dataclasses.replace(TINY_MODEL, image_size=32, target_locator=True)
+    with pytest.raises(ConfigError, match=refused):  # trained with the whole model, even without pre-training
+        train(additive, dataclasses.replace(few, locator_pretrain_steps=0), bags, tmp_path / "additive", progress=False)
+
+
 def test_a_replay_of_a_held_out_bag_scores_against_the_converted_labels(tmp_path, tiny_checkpoint, capsys):
     """vla data from-bag --truth-bag: the labels as ground truth, stamped as the node stamps its
     answers, so that `vla bag score` measures a replay of the robot's own bag."""

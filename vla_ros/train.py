@@ -97,6 +97,8 @@ class FrameBank:
     robot_xy: torch.Tensor | None = None  # (N, 2) robot centre, top-camera coordinates (locator.py)
     heading: torch.Tensor | None = None  # (N, 2) unit vector the robot faces
     cones: dict[str, torch.Tensor] | None = None  # colour -> (E, 2) that cone, top-camera coordinates
+    # (E,) bool: the episode has those labels (a simulated layout); the others' labels are NaN
+    labelled: np.ndarray | None = None
 
     def rows(self, ep: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Episodes and steps (broadcast) -> rows of the per-step arrays."""
@@ -191,15 +193,41 @@ def _source_cache(cache_dir: str | Path | None, sources: list[DataSource], i: in
     return root / hashlib.sha1(str(sources[i].path.resolve()).encode()).hexdigest()[:10]
 
 
+def _cone_labels(meta: dict, half: float) -> dict[str, list[float]]:
+    """Colour -> the episode's target cone in top-camera coordinates (the locator's target
+    label); NaN without a layout (an episode recorded on a robot: no cone positions known)."""
+    if "layout" not in meta:
+        return {c: [math.nan, math.nan] for c in TARGET_COLOURS}
+    layout = Layout.from_dict(meta["layout"])
+    return {c: [layout.cone(c).x / half, layout.cone(c).y / half] for c in TARGET_COLOURS}
+
+
+def _require_layouts(files: list[Path]) -> None:
+    """Every episode must carry the simulator's layout: the locator is trained on its cone
+    positions (:class:`LocatorTraining`). Checked on the metadata, before any frame is encoded."""
+    for f in files:
+        if "layout" not in load_meta(f):
+            raise ConfigError(
+                f"{f}: no layout (an episode recorded on a robot), but the target locator would be trained "
+                "here on the simulator's cone positions (its pre-training, or with the whole model under "
+                "additive fusion). Fine-tune a token-fusion checkpoint that already has its locator "
+                "(--init checkpoints/default.pth: the locator stays frozen and needs no labels), or train "
+                "without model.target_locator (--target-locator off, or --config config/model.yaml)")
+
+
 @torch.no_grad()
 def build_frame_bank(model: SimpleVLA, data_dir: str | Path | Sequence, cache_dir: str | Path | None = None,
-                     progress: bool = True, batch: int = 128, every_frame: bool = True) -> FrameBank:
+                     progress: bool = True, batch: int = 128, every_frame: bool = True,
+                     locator_labels: bool = False) -> FrameBank:
     """Encode the frames of one or more datasets (``data_dir``: see :func:`parse_data`) once with
     the frozen backbone; episodes of any length, from ``vla data generate`` or ``vla data from-bag``.
 
     ``every_frame=False`` keeps only the steps that share the newest step's phase modulo the
     history stride (a sample's history frames are ``stride`` steps apart): half the frames and
     half the samples for stride 2, and the neighbouring samples dropped are near-duplicates.
+
+    A model with the target locator gets its labels where an episode has a layout (``labelled``);
+    ``locator_labels=True``: every episode must have them (the locator is trained on them).
     """
     sources = parse_data(data_dir)
     world = _check_world(model, sources)
@@ -208,10 +236,12 @@ def build_frame_bank(model: SimpleVLA, data_dir: str | Path | Sequence, cache_di
     first = (history - 1) * stride
     locate = getattr(model, "locator", None) is not None
     half = float(world.get("arena_size", 12.0)) / 2  # the top camera spans the arena (sim/render.py)
-    ep = {"kinds": [], "texts": [], "files": [], "source": [], "cones": []}
+    ep = {"kinds": [], "texts": [], "files": [], "source": [], "cones": [], "labelled": []}
     trajs, states, feats, tops, slots, samples, offsets = [], [], [], [], [], [], [0]
     n_slots = 0
     files = [(i, f) for i, s in enumerate(sources) for f in list_episodes(s.path)]
+    if locate and locator_labels:
+        _require_layouts([f for _, f in files])
     for i, f in tqdm(files, desc="encoding frames (frozen backbone)", unit="ep", disable=not progress):
         arrays, meta = load_episode(f, mmap=True)
         e, n_steps = len(ep["files"]), len(arrays["traj"])
@@ -221,16 +251,13 @@ def build_frame_bank(model: SimpleVLA, data_dir: str | Path | Sequence, cache_di
         ep["source"].append(i)
         trajs.append(torch.from_numpy(np.array(arrays["traj"], dtype=np.float32)))
         states.append(np.array(arrays["state"], dtype=np.float64))
-        if locate:
-            if "layout" not in meta:
-                raise ConfigError(f"{f}: no layout (an episode recorded on a robot): the target locator learns "
-                                 "from the simulator's cone positions; train without model.target_locator")
-            tops.append(torch.from_numpy(np.array(arrays["top"])))
-            layout = Layout.from_dict(meta["layout"])
-            ep["cones"].append({c: [layout.cone(c).x / half, layout.cone(c).y / half] for c in TARGET_COLOURS})
         keep = np.arange(n_steps) if every_frame else np.arange((n_steps - 1) % stride, n_steps, stride)
         feats.append(_encode_episode(model, f, arrays, keep, _source_cache(cache_dir, sources, i, model),
                                      "" if every_frame else f"_s{stride}", batch))
+        if locate:  # after the encoding, which says clearly when a camera is missing
+            tops.append(torch.from_numpy(np.array(arrays["top"])))
+            ep["cones"].append(_cone_labels(meta, half))
+            ep["labelled"].append("layout" in meta)
         slot = np.full(n_steps, -1, np.int64)
         slot[keep] = n_slots + np.arange(len(keep))
         n_slots += len(keep)
@@ -246,6 +273,11 @@ def build_frame_bank(model: SimpleVLA, data_dir: str | Path | Sequence, cache_di
         bank.robot_xy = st[..., :2] / half
         bank.heading = torch.stack([st[..., 2].cos(), st[..., 2].sin()], -1)
         bank.cones = {c: torch.tensor([row[c] for row in ep["cones"]]) for c in TARGET_COLOURS}
+        bank.labelled = np.array(ep["labelled"], dtype=bool)
+        # a robot's odometry frame is not the overhead camera's: its robot pose is no label either
+        unlabelled = torch.from_numpy(np.repeat(~bank.labelled, np.diff(bank.offsets)))
+        bank.robot_xy[unlabelled] = math.nan
+        bank.heading[unlabelled] = math.nan
     return bank
 
 
@@ -365,7 +397,8 @@ def gather_top(model: SimpleVLA, bank: FrameBank, idx: np.ndarray) -> torch.Tens
 def gather_keypoints(bank: FrameBank, idx: np.ndarray, kinds: list[str | None],
                      device: torch.device) -> dict[str, torch.Tensor]:
     """The locator's labels of samples ``idx`` answering commands of ``kinds``: robot, heading,
-    and the cone a goto command names (target_mask 0 for the other commands)."""
+    and the cone a goto command names (target_mask 0 for the other commands). NaN for samples of
+    an episode without labels (``bank.labelled``)."""
     ep = torch.from_numpy(bank.samples[idx, 0])
     rows = torch.from_numpy(bank.sample_rows(idx))
     target = torch.zeros(len(idx), 2)
@@ -454,8 +487,13 @@ def validate(model: SimpleVLA, bank: FrameBank, idx: np.ndarray, cfg: TrainConfi
         loc = model.locate(top, cmd)
         pred = model.action_head.sample(model.condition_from_frozen_text(frozen, cmd, odom, located=loc),
                                         generator=torch.Generator().manual_seed(0))
-        if loc is not None:
-            located.append((loc, gather_keypoints(bank, sel, [bank.kinds[e] for e in bank.samples[sel, 0]], device)))
+        if loc is not None:  # its errors on the samples with labels (none from a robot's episodes)
+            lab = np.flatnonzero(bank.labelled[bank.samples[sel, 0]])
+            if len(lab):
+                kinds = [bank.kinds[e] for e in bank.samples[sel[lab], 0]]
+                found = torch.from_numpy(lab).to(device)
+                located.append(({k: getattr(loc, k)[found] for k in ("target", "robot", "heading")},
+                                gather_keypoints(bank, sel[lab], kinds, device)))
         a, f = ade_fde(pred.cpu().numpy(), traj.cpu().numpy())
         ades.append(a)
         fdes.append(f)
@@ -465,9 +503,9 @@ def validate(model: SimpleVLA, bank: FrameBank, idx: np.ndarray, cfg: TrainConfi
     if goals:  # token fusion's goal estimate (weighted MSE, normalised units); val_loss is the head's alone
         out["val_goal_loss"] = float(np.mean(goals))
     if located:  # the locator's errors (top-camera units: half the image side)
-        err_t = torch.cat([(loc.target - kp["target"]).norm(dim=-1)[kp["target_mask"] > 0] for loc, kp in located])
-        err_r = torch.cat([(loc.robot - kp["robot"]).norm(dim=-1) for loc, kp in located])
-        cos = torch.cat([(loc.heading * kp["heading"]).sum(-1) for loc, kp in located]).clamp(-1, 1)
+        err_t = torch.cat([(loc["target"] - kp["target"]).norm(dim=-1)[kp["target_mask"] > 0] for loc, kp in located])
+        err_r = torch.cat([(loc["robot"] - kp["robot"]).norm(dim=-1) for loc, kp in located])
+        cos = torch.cat([(loc["heading"] * kp["heading"]).sum(-1) for loc, kp in located]).clamp(-1, 1)
         if len(err_t):
             out["val_target_err"] = float(err_t.median())
         out["val_robot_err"] = float(err_r.median())
@@ -487,7 +525,7 @@ def pretrain_locator(model: SimpleVLA, bank: FrameBank, train_idx: np.ndarray, c
     from vla_ros.model.locator import locator_loss
 
     rng = np.random.default_rng([cfg.seed, 7])
-    # a token-fusion model learns its command projection here too; both are then frozen (locator_frozen)
+    # a token-fusion model learns its command projection here too; both are then frozen (LocatorTraining)
     learn_text = model.fusion is not None
     params = list(model.locator.parameters()) + (list(model.txt_proj.parameters()) if learn_text else [])
     for p in params:
@@ -640,6 +678,28 @@ def training_batch(model: SimpleVLA, bank: FrameBank, sel: np.ndarray, cfg: Trai
             "noise": noise, "timesteps": timesteps, "teacher": teacher}
 
 
+@dataclass(frozen=True)
+class LocatorTraining:
+    """What a run does with the target locator (both False without one): the one place that
+    decides whether it needs its keypoint labels, i.e. the simulator's layouts."""
+
+    pretrain: bool  # trained alone first: it starts from scratch (a new model, or one --init just gave it)
+    joint: bool  # trained with the whole model (additive fusion); token fusion freezes it after its pre-training
+
+    @classmethod
+    def plan(cls, model: SimpleVLA, cfg: TrainConfig, resumed: bool, fine_tune: bool,
+             added_locator: bool) -> LocatorTraining:
+        if model.locator is None:
+            return cls(False, False)
+        return cls(pretrain=not resumed and (added_locator or not fine_tune) and cfg.locator_pretrain_steps > 0,
+                   joint=model.fusion is None)
+
+    @property
+    def needs_labels(self) -> bool:
+        """A locator that is trained needs labels in every episode; a frozen one reads its input alone."""
+        return self.pretrain or self.joint
+
+
 def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path,
           device: str = "cpu", resume: str | Path | None = None, progress: bool = True,
           max_minutes: float | None = None, every_frame: bool = True,
@@ -699,8 +759,10 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
     if model.scene_map is not None:  # trained alone, on layouts (vla scene-map); kept as it is here
         model.scene_map.requires_grad_(False)
     sources = parse_data(data_dir)
+    locator = LocatorTraining.plan(model, train_cfg, bool(state), fine_tune, added_locator)
     with dd.main_first():  # process 0 fills the feature cache, the others read it
-        bank = build_frame_bank(model, sources, cache_dir=out / "cache", progress=progress, every_frame=every_frame)
+        bank = build_frame_bank(model, sources, cache_dir=out / "cache", progress=progress, every_frame=every_frame,
+                                locator_labels=locator.needs_labels)
     n_ep = len(bank.files)
     train_idx, val_idx, n_val_ep = split_samples(bank, len(sources), train_cfg.val_fraction)
     draw_p = sample_probabilities(bank, train_idx, sources)
@@ -728,12 +790,10 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
             relabels = relabel_trajectories(bank, tuple(train_cfg.relabel_kinds), cache_dir=out / "cache",
                                             progress=progress)
 
-    pretrain = not state and model.locator is not None and (added_locator or not fine_tune) \
-        and train_cfg.locator_pretrain_steps > 0
-    if pretrain:
+    if locator.pretrain:
         pretrain_locator(model, bank, train_idx, train_cfg, dev, progress)
-    locator_frozen = model.fusion is not None and model.locator is not None
-    if locator_frozen:  # token fusion: the pre-trained locator and command projection stay as they are
+    if model.locator is not None and not locator.joint:
+        # token fusion: the pre-trained locator and command projection stay as they are
         for m in (model.locator, model.txt_proj):
             m.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -793,7 +853,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: str | Path, 
     metrics = None
     while step < train_cfg.steps:
         sel = rng.choice(train_idx, train_cfg.batch_size, replace=len(train_idx) < train_cfg.batch_size, p=draw_p)
-        batch = training_batch(model, bank, sel, train_cfg, rng, relabels, not locator_frozen, dev)
+        batch = training_batch(model, bank, sel, train_cfg, rng, relabels, locator.joint, dev)
         loss = loss_fn(**share(batch, dd.part(len(sel))))
         opt.zero_grad(set_to_none=True)
         loss.backward()
