@@ -71,7 +71,7 @@ def test_resume_continues_from_last(trained, tiny_data):
 def test_eval_reports_model_baselines_and_steps(trained, tiny_data, tmp_path):
     out, _ = trained
     r = evaluate(out / "best.pth", tiny_data[1], sweep_samples=16, progress=False)
-    assert r["samples"] == 4 * (16 - 8)
+    assert r["samples"] == 4 * (16 - 8) and r["sampler"] == f"DDIM-{TINY_MODEL.num_inference_steps}"
     for table in (r["model"], r["baselines"]["mean_per_command"], r["baselines"]["constant_velocity"]):
         assert np.isfinite(table["overall"]["ade"]) and table["overall"]["fde"] >= 0
     assert [row["sampler"] for row in r["steps_sweep"]["rows"]] == [
@@ -334,5 +334,6 @@ def test_init_can_add_the_target_locator_which_trains_resumes_and_evaluates(trai
     more = dataclasses.replace(few, steps=6)
     assert train(with_locator, more, tiny_data[0], tmp_path / "loc", resume=tmp_path / "loc" / "last.pth",
                  progress=False)["step"] == 6
-    r = evaluate(tmp_path / "loc" / "last.pth", tiny_data[1], sweep=False, progress=False)
+    r = evaluate(tmp_path / "loc" / "last.pth", tiny_data[1], sweep_samples=8, progress=False)
     assert np.isfinite(r["model"]["overall"]["ade"])
+    assert all(row["latency_ms_b1"] > 0 for row in r["steps_sweep"]["rows"])  # sampled with the top frame too
