@@ -35,6 +35,6 @@ demo: setup
 colcon: setup
 	bash scripts/colcon_check.sh
 
-# Reproduce checkpoints/default.pth (about an hour on 2 CPU cores).
+# Reproduce checkpoints/default.pth from nothing (about 2 hours on 2 CPU cores; rerun to resume).
 default-checkpoint: setup
 	bash scripts/train_default.sh
