@@ -118,7 +118,7 @@ def test_the_packaged_locator_model_finds_the_named_cone_on_held_out_episodes():
     """checkpoints/locator.pth (the real encoders): the located cone in the robot frame, in metres,
     against the simulator's truth, for each colour on held-out worlds and held-out wordings.
 
-    "emerald" and "sapphire" are not grounded (README, "Unseen wordings": MiniLM puts both nearer
+    "emerald" and "sapphire" are not grounded (docs/history.md, "Unseen wordings": MiniLM puts both nearer
     red; scripts/locate_wordings.py), so the colour-neutral held-out wording is used for every
     world, plus "crimson", which the pretrained text encoder made the locator find."""
     from vla_ros import paths

@@ -218,7 +218,7 @@ class ModelConfig:
     # only the projection after it is learnt. Tuning MiniLM on the ~80 training phrasings moves its
     # encodings far (cosine 0.66 to the pretrained ones) and loses what it knew of unseen wordings:
     # the tuned encoder reads the held-out "freeze right there" as a right turn, the pretrained one
-    # as a stop (README, "Unseen wordings"). Checkpoints written before this field have it on.
+    # as a stop (docs/history.md, "Unseen wordings"). Checkpoints written before this field have it on.
     text_lora: bool = True
     # Unseen wordings read as known ones: > 0, the text encoder's output for a command is replaced
     # by the softmax(cosine / T)-weighted mean of its outputs for the commands seen in training
@@ -278,7 +278,7 @@ class ModelConfig:
     # A map of the scene on the top camera (model/scene_map.py): which cells an obstacle covers
     # and which are road. Not an input of the condition: the sampling-time guidance 'scene' uses
     # it to aim a goto trajectory around an obstacle, keep a lane trajectory on the road, and
-    # cut any trajectory before an obstacle (README, "Scene guidance"). Trained on its own with
+    # cut any trajectory before an obstacle (docs/history.md, "Scene guidance"). Trained on its own with
     # the simulator's layouts as labels (vla scene-map). Needs a "top" camera.
     scene_map: bool = False
 
@@ -404,7 +404,7 @@ class TrainConfig:
     # relabel_kinds), labelled with the expert's plan for that command from the same recorded
     # state: every state the robot was in answers every command (vla train --relabel-prob).
     # An episode shows one command, so "stop" is seen only in stop episodes. Measured as a
-    # 1200-step fine-tune of the packaged model (README, "Relabelled commands"): with x_T = 0
+    # 1200-step fine-tune of the packaged model (docs/history.md, "Relabelled commands"): with x_T = 0
     # noise, stop went from 0/4 to 3/4 in closed loop, but held-out ADE rose 0.122 -> 0.146 m
     # and the 32 closed-loop episodes did not improve overall, so it is off by default.
     relabel_prob: float = 0.0
@@ -419,7 +419,7 @@ class TrainConfig:
     # model.target_locator: steps that train the locator alone on its keypoint labels (each
     # sample asked for a random cone colour), before the whole model, when it starts from scratch
     # (a new model, or one that --init just gave it), so that the head is trained on a locator
-    # that already finds the cones (1,200 steps: 5 min on 2 CPU cores; README, "target locator").
+    # that already finds the cones (1,200 steps: 5 min on 2 CPU cores; docs/history.md, "target locator").
     locator_pretrain_steps: int = 1200
     locator_pretrain_lr: float = 2e-3
 

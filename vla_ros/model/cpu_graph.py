@@ -5,7 +5,7 @@ arithmetic: a lean UNet call is ~170 small operators on a ``(1, C, 16)`` tensor,
 EfficientNet-Lite0 at 128x128 is a chain of small convolutions. Tracing a stage once,
 freezing it (weights become constants, conv + batch-norm folded) and running
 ``torch.jit.optimize_for_inference`` (oneDNN convolutions, fused ops) removes the Python
-interpreter from the loop. Measured with ``vla bench`` on this project's CPU (see the README):
+interpreter from the loop. Measured with ``vla bench`` on this project's CPU (see docs/latency.md):
 the image encoder ~1.6x and the DDIM loop ~1.5x faster than eager.
 
 Why TorchScript and not ``torch.compile``: both give about the same speed here, but inductor

@@ -1,7 +1,7 @@
 """Target guidance: sampled trajectories steered toward the target the locator found.
 
 A model with the target locator (``model.target_locator``) finds the cone a command names on
-the top camera, but its diffusion head barely uses that input (README, "Which cone?"): the same
+the top camera, but its diffusion head barely uses that input (docs/history.md, "Which cone?"): the same
 frames give nearly the same trajectory whatever colour is named. Guidance uses the located target
 at sampling time instead, as goal-conditioned diffusion planners constrain their samples to a goal
 (Janner et al. 2022, "Planning with Diffusion", inpaint the goal state). For a command that names

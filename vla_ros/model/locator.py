@@ -3,7 +3,7 @@
 The overhead camera is fixed to the world, so "the red cone, relative to me" relates two
 things in its image -- the red cone and the robot (where it is and which way it faces) -- and
 the backbone's 4 x 4 grid of features keeps neither the cones' colours nor the robot's heading
-(linear probes: README, "Which cone?"). :class:`TargetLocator` finds them explicitly:
+(linear probes: docs/history.md, "Which cone?"). :class:`TargetLocator` finds them explicitly:
 
     top (N, 3, S, S) -> small CNN at S/2 -> features f (N, ch, S/2, S/2)
     target  = soft-argmax of conv1x1(FiLM(f; command))      (where the command points)

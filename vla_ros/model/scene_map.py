@@ -3,7 +3,7 @@
 The target locator (``model/locator.py``) finds the cone a command names and the robot. Guidance
 (``model/guidance.py``, ``guidance: scene``) also needs to know what lies around them: the
 diffusion head brakes before an obstacle on its way and cannot plan the way around it, and it
-leaves the road where a lane starts at an angle (README, "Driving around an obstacle"). The top
+leaves the road where a lane starts at an angle (docs/history.md, "Driving around an obstacle"). The top
 camera is fixed to the world and sees the whole arena, so both are a per-cell segmentation of it:
 
     top (N, 3, S, S) in [0, 1] -> small CNN (stride 2, dilated) -> logits (N, 2, S/2, S/2)
@@ -123,7 +123,7 @@ class SceneView:
         """(..., 2) robot-frame points -> (...) distance to the nearest obstacle surface (metres:
         to the nearest covered cell's centre; inf without obstacles). A cell counts as covered
         when the surface is within half a cell of its centre, so this reads up to half a cell
-        short; measured against the truth on held-out frames (README, "Scene guidance"): median
+        short; measured against the truth on held-out frames (docs/history.md, "Scene guidance"): median
         -0.04 m, 5% of points below -0.19 m and 5% above +0.10 m."""
         if len(self._obstacles) == 0:
             return torch.full(xy.shape[:-1], float("inf"), device=xy.device)
