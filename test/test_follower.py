@@ -474,9 +474,13 @@ def test_vla_launch_follower_drives_from_cameras_and_stops_when_they_stop(tiny_c
         # the stale-camera stop is asserted below, so the bound is the one without it)
         t_zero = robot.wait_for("cmd_vel exactly zero", lambda: robot.cmds[-1][0] > t_off and
                                 robot.cmds[-1][1:] == (0.0, 0.0), bound + 5.0)
+        # the zero may come first (the follower's watchdog when vla_node is slow under load): the node's own
+        # stale-camera stop must still arrive
+        robot.wait_for("a STOP trajectory", lambda: any(t > t_off and s == STOP for t, s, _ in robot.trajs),
+                       stop_after + E2E_LOAD_SLACK + 5.0)
         with robot.lock:
             stale = [(t, r) for t, s, r in robot.trajs if t > t_off and s == STOP]
-        assert stale and "image is" in stale[0][1], robot.trajs[-5:]  # the stale-camera stop, not the watchdog
+        assert "image is" in stale[0][1], robot.trajs[-5:]  # the stale-camera stop, not another status
         print(f"\ncameras stopped: STOP_STALE_CAMERA after {stale[0][0] - t_last_frame:.2f} s, cmd_vel zero after "
               f"{t_zero - t_last_frame:.2f} s (bound {bound:.2f} s)")
         assert t_zero - t_last_frame <= bound, f"zero {t_zero - t_last_frame:.2f} s after the last frame"
