@@ -13,20 +13,18 @@
 # 4. the float16 copy of the last model ($RUN/round<N>/best.pth) becomes checkpoints/default.pth
 #    (PACKAGE=0: not written), and vla eval scores it on the held-out set ($RUN/eval.json, eval.png).
 # Every stage whose output exists is skipped: after an interruption, run it again. Progress bars,
-# loss curves (loss_curve.png) and train_log.json in each run directory. Timings on the 2-core machine: docs/results.md ("The grounded model's pipeline").
+# loss curves (loss_curve.png) and train_log.json in each run directory. Timings on the 2-core
+# machine: docs/results.md ("The grounded model's pipeline").
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/scripts/train_lib.sh"
-VLA=${VLA:-$ROOT/.venv/bin/vla}
-DATA=${DATA:-$ROOT/data}
 RUN=${RUN:-$ROOT/runs/default}
 CONFIG=$ROOT/config/model_tokens.yaml
 ROUNDS=${DAGGER_ROUNDS:-2}
 start=$(date +%s)
 stamp() { echo "[train_default] $1 after $(( ($(date +%s) - start) / 60 )) min"; }
 
-[ -f "$DATA/train/dataset.json" ] || "$VLA" data generate --out "$DATA/train" --episodes 240 --seed 1
-[ -f "$DATA/eval/dataset.json" ] || "$VLA" data generate --out "$DATA/eval" --episodes 64 --seed 1000 --split eval
+base_data
 stamp "data"
 [ -f "$RUN/bc/best.pth" ] || "$VLA" train --config "$CONFIG" --data "$DATA/train" --out "$RUN/bc" --half-frames
 stamp "behaviour cloning"

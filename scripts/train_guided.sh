@@ -53,11 +53,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/scripts/train_lib.sh"
-VLA=${VLA:-$ROOT/.venv/bin/vla}
-DATA=${DATA:-$ROOT/data}
 RUN=${RUN:-$ROOT/runs/guided}
-[ -f "$DATA/train/dataset.json" ] || "$VLA" data generate --out "$DATA/train" --episodes 240 --seed 1
-[ -f "$DATA/eval/dataset.json" ] || "$VLA" data generate --out "$DATA/eval" --episodes 64 --seed 1000 --split eval
+base_data
 "$VLA" train --data "$DATA/train" --out "$RUN/bc" --steps 3000 --val-every 250 --half-frames --odometry-input off
 
 # DAgger: round r drives with the previous model; all data so far is joined in $DATA/dagger<r>
