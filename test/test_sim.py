@@ -361,6 +361,24 @@ def test_expert_drives_around_an_obstacle_on_its_way_to_the_cone(offset, side):
     assert braked and abs(states[-1, 3]) < 1e-6 and states[-1, 0] < 2.0 - 0.3
 
 
+def test_expert_recovers_from_right_in_front_of_an_obstacle_on_its_way_to_the_cone():
+    """goto from a robot at rest, facing a barrel closer than the safety margin with the cone behind
+    it (where a learned policy that drove straight at the cone stands): the expert turns away and
+    goes around it instead of stopping there for good, and never touches the barrel."""
+    cfg = WorldConfig()
+    bar = Obstacle("barrel", 0.6, 0.0, size=0.3, height=0.8)
+    layout = straight_layout(cfg, cones=[Cone("red", 3.0, 0.0)], obstacles=[bar])
+    w = World(cfg)
+    w.reset(seed=0, kind="goto_red", layout=layout, state=[0.0, 0.0, 0.0, 0.0, 0.0])
+    assert float(w.obstacle_clearance(w.state[:2])) < cfg.safety_margin
+    states, _, braked = w.expert_plan()
+    assert not braked and np.abs(states[:, 4]).max() > 0.5  # turns (in place) rather than stop
+    for _ in range(150):
+        assert float(w.obstacle_clearance(w.state[:2])) > 0.0
+        w.step(*w.expert_plan()[1][0])
+    assert np.hypot(w.state[0] - 3.0, w.state[1]) <= cfg.goal_distance + 0.05
+
+
 def test_no_expert_trajectory_passes_through_an_obstacle():
     cfg = WorldConfig(episode_steps=16, num_obstacles=6, blocking_obstacle_prob=0.6)
     w = World(cfg)

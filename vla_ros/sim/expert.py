@@ -4,8 +4,9 @@ obtained by rolling that controller forward on the unicycle (so it is kinematica
 Every trajectory stays clear of obstacles: the controller is first rolled out ignoring them; if
 that path comes within ``robot_radius + safety_margin`` of an obstacle surface (while getting
 closer), a goto command (with ``expert_detour``, the default) drives around the obstacle through a
-via point beside it, on the side away from it; when that is not safe either, or for any other
-command, it is rolled out again with a braking speed cap that stops at the last safe arc length.
+via point beside it (on the side away from it, else the other side, else wider; from close by,
+after backing away from it first); when none is safe, or for any other command, it is rolled out
+again with a braking speed cap that stops at the last safe arc length.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .config import WorldConfig
 from .geometry import step_tuple, world_to_robot
 from .layout import Layout
 
-__all__ = ["controller", "rollout", "plan", "expert_trajectory", "states_to_trajectory"]
+__all__ = ["Via", "controller", "rollout", "plan", "expert_trajectory", "states_to_trajectory"]
 
 
 def _wrap(a: float) -> float:
@@ -79,27 +80,37 @@ def _seek(state, tx: float, ty: float, config: WorldConfig, stop_distance: float
     return v, 1.6 * alpha
 
 
+Via = tuple[float, float, float, float]  # (x, y, ux, uy): a point and the direction to pass it in
+
+
+def _passed(st, via: Via) -> bool:
+    """Past the via point along its direction, or within 0.3 m of it."""
+    return ((st[0] - via[0]) * via[2] + (st[1] - via[1]) * via[3] >= 0.0
+            or math.hypot(st[0] - via[0], st[1] - via[1]) < 0.3)
+
+
 def rollout(kind: str, state, layout: Layout, config: WorldConfig, steps: int,
-            stop_at: float | None = None, via: tuple[float, float, float, float] | None = None,
+            stop_at: float | None = None, via: Via | list[Via] | None = None,
             ) -> tuple[np.ndarray, np.ndarray]:
     """Simulate the controller for ``steps`` sim steps from ``state``.
 
     With ``stop_at`` (metres of travel), the speed is capped to brake to a stop there.
     With ``via = (x, y, ux, uy)`` (goto only), the robot first drives through point (x, y) and
-    follows the controller once it is past it along direction (ux, uy) (or within 0.3 m of it).
+    follows the controller once it is past it along direction (ux, uy) (or within 0.3 m of it);
+    a list of via points is driven through in order.
     Returns ``states`` (steps + 1, 5) including the start and ``commands`` (steps, 2).
     """
+    vias = [] if via is None else ([via] if isinstance(via, tuple) else list(via))
     st = tuple(float(v) for v in np.asarray(state, dtype=np.float64)[:5])
     states = [st]
     cmds = []
     a_brake = 0.6 * config.max_decel
     travelled = 0.0
     for _ in range(steps):
-        if via is not None and ((st[0] - via[0]) * via[2] + (st[1] - via[1]) * via[3] >= 0.0
-                                or math.hypot(st[0] - via[0], st[1] - via[1]) < 0.3):
-            via = None  # passed the via point: on to the goal
-        if via is not None:
-            v, w = _seek(st, via[0], via[1], config, stop_distance=None)
+        while vias and _passed(st, vias[0]):
+            vias.pop(0)  # on to the next via point, or the goal
+        if vias:
+            v, w = _seek(st, vias[0][0], vias[0][1], config, stop_distance=None)
         else:
             v, w = controller(kind, st, layout, config)
         if stop_at is not None:
@@ -159,23 +170,47 @@ def _safe(layout: Layout, states: np.ndarray, config: WorldConfig) -> bool:
 def _detour(kind: str, state, layout: Layout, config: WorldConfig, n: int, lookahead_steps: int,
             blocked_at: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """A way to the cone around the obstacle that blocks the direct path at ``blocked_at``: the
-    controller through a via point beside the obstacle, on the side away from it (seen along the
-    line to the cone), else the other side. ``None`` if neither rollout is safe."""
+    controller through the first safe candidate of :func:`_via_candidates`. ``None`` if no
+    candidate rollout is safe."""
     ob = min(layout.obstacles, key=lambda o: float(o.surface_distance(blocked_at)))
     cone = layout.cone(kind[5:])
-    x, y = float(state[0]), float(state[1])
-    dist = math.hypot(cone.x - x, cone.y - y)
-    if dist < 1e-6:
-        return None
-    ux, uy = (cone.x - x) / dist, (cone.y - y) / dist
-    lateral = -uy * (ob.x - x) + ux * (ob.y - y)  # > 0: the obstacle lies left of the line to the cone
-    gap = ob.bounding_radius + config.robot_radius + config.safety_margin + 0.35
-    for side in ((-1.0, 1.0) if lateral > 0 else (1.0, -1.0)):
-        via = (ob.x - side * uy * gap, ob.y + side * ux * gap, ux, uy)
-        states, cmds = rollout(kind, state, layout, config, n + lookahead_steps, via=via)
+    for vias in _via_candidates(state, ob, (cone.x, cone.y), config):
+        states, cmds = rollout(kind, state, layout, config, n + lookahead_steps, via=vias)
         if _safe(layout, states, config):
             return states[: n + 1], cmds[:n]
     return None
+
+
+def _via_candidates(state, ob, goal: tuple[float, float], config: WorldConfig):
+    """Via-point sequences around obstacle ``ob`` on the way to ``goal``, in order of preference.
+
+    First a point beside the obstacle (seen along the line to the goal) on the side away from it,
+    then the other side; then both sides wider; then, for a robot already close to the obstacle
+    (where turning towards a point beside it would graze it), a retreat point straight away from
+    the obstacle before the point beside it. Without these the expert could only stop there, and
+    on-policy data would teach a learned policy to stop in front of every obstacle it nears.
+    """
+    x, y = float(state[0]), float(state[1])
+    dist = math.hypot(goal[0] - x, goal[1] - y)
+    if dist < 1e-6:
+        return
+    ux, uy = (goal[0] - x) / dist, (goal[1] - y) / dist
+    lateral = -uy * (ob.x - x) + ux * (ob.y - y)  # > 0: the obstacle lies left of the line to the goal
+    sides = (-1.0, 1.0) if lateral > 0 else (1.0, -1.0)
+    gap = ob.bounding_radius + config.robot_radius + config.safety_margin + 0.35
+
+    def beside(side: float, g: float) -> Via:
+        return (ob.x - side * uy * g, ob.y + side * ux * g, ux, uy)
+
+    for g in (gap, gap + 0.35, gap + 0.7):
+        for side in sides:
+            yield [beside(side, g)]
+    rx, ry = x - ob.x, y - ob.y
+    r = max(math.hypot(rx, ry), 1e-6)
+    for back in (0.5, 1.0):
+        retreat = (x + rx / r * back, y + ry / r * back, rx / r, ry / r)
+        for side in sides:
+            yield [retreat, beside(side, gap)]
 
 
 def states_to_trajectory(states: np.ndarray, config: WorldConfig) -> np.ndarray:
