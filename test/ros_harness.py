@@ -7,10 +7,33 @@ clocks, planners); they add their publishers and worker threads to it.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Callable
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
+
+
+def call_service(client, request, timeout: float = 120.0, resend_every: float | None = None):
+    """The response of service ``client`` to ``request`` (the caller's node spins elsewhere).
+
+    ``resend_every`` (seconds, for idempotent requests only): send the request again when no answer
+    came by then. Fast DDS drops a response when the server has not yet matched the client's reply
+    reader 100 ms after the request (ros2/rmw_fastrtps#467), which a loaded machine can make last
+    longer than discovery of the request topic that ``wait_for_service`` checks; the lost call then
+    never completes. A state change is not idempotent, so its caller waits instead.
+    """
+    assert client.wait_for_service(timeout_sec=timeout), f"{client.srv_name} not available"
+    deadline = time.monotonic() + timeout
+    while True:
+        future = client.call_async(request)
+        resend_at = time.monotonic() + (resend_every or timeout)
+        while not future.done() and time.monotonic() < min(deadline, resend_at):
+            time.sleep(0.01)
+        if future.done():
+            return future.result()
+        client.remove_pending_request(future)
+        assert time.monotonic() < deadline, f"{client.srv_name}: no answer within {timeout} s"
 
 
 class SpinningNode:

@@ -152,7 +152,7 @@ rclpy = pytest.importorskip("rclpy")
 from geometry_msgs.msg import TwistStamped  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from nav_msgs.msg import Path as PathMsg  # noqa: E402
-from ros_harness import SpinningNode  # noqa: E402
+from ros_harness import SpinningNode, call_service  # noqa: E402
 from std_srvs.srv import SetBool  # noqa: E402
 
 from vla_ros.msg import Trajectory  # noqa: E402
@@ -217,13 +217,9 @@ class Planner(SpinningNode):
         raise AssertionError(f"no cmd_vel {what} within {timeout} s; last: {self.cmds[-3:]}")
 
     def set_enabled(self, on: bool) -> str:
-        assert self.enable.wait_for_service(timeout_sec=10.0), "no ~/enable service"
-        fut = self.enable.call_async(SetBool.Request(data=on))
-        t0 = time.monotonic()
-        while not fut.done() and time.monotonic() - t0 < 10:
-            time.sleep(0.02)
-        assert fut.done() and fut.result().success
-        return fut.result().message
+        result = call_service(self.enable, SetBool.Request(data=on), timeout=30.0, resend_every=5.0)
+        assert result.success
+        return result.message
 
 
 

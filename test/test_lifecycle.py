@@ -26,7 +26,7 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from lifecycle_msgs.msg import State, Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rcl_interfaces.srv import GetParameters  # noqa: E402
-from ros_harness import SpinningNode  # noqa: E402
+from ros_harness import SpinningNode, call_service  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
@@ -78,20 +78,14 @@ class Client(SpinningNode):
                 with self.lock:
                     self.diags.append({kv.key: kv.value for kv in st.values} | {"_message": st.message})
 
-    def call(self, client, request, timeout: float = 120.0):
-        assert client.wait_for_service(timeout_sec=timeout), f"{client.srv_name} not available"
-        future = client.call_async(request)
-        deadline = time.monotonic() + timeout
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert future.done(), f"{client.srv_name}: no answer within {timeout} s"
-        return future.result()
+    def call(self, client, request, timeout: float = 120.0, resend_every: float | None = None):
+        return call_service(client, request, timeout, resend_every)
 
     def transition(self, transition_id: int, timeout: float = 120.0) -> bool:
         return self.call(self.change, ChangeState.Request(transition=Transition(id=transition_id)), timeout).success
 
     def state(self) -> int:
-        return self.call(self.get_state_client, GetState.Request()).current_state.id
+        return self.call(self.get_state_client, GetState.Request(), resend_every=5.0).current_state.id
 
     def count(self) -> int:
         with self.lock:
@@ -221,7 +215,8 @@ def test_autostart_answers_parameters_while_the_model_loads_and_ctrl_c_interrupt
     client = Client()
     try:
         _wait_for(log, "loading model", proc)
-        params = client.call(client.get_params, GetParameters.Request(names=["autostart"]), timeout=30)
+        params = client.call(client.get_params, GetParameters.Request(names=["autostart"]), timeout=30,
+                             resend_every=5.0)
         assert params.values[0].bool_value is True
         assert "model ready" not in log.read_text(), "get_parameters waited for the model to load"
         _wait_for(log, "active: subscribed", proc)
