@@ -30,7 +30,7 @@ import torch
 
 from vla_ros.checkpoint import load_checkpoint, save_checkpoint
 from vla_ros.config import seed_before_config
-from vla_ros.inference import VLAInferenceAPI
+from vla_ros.inference.api import VLAInferenceAPI
 
 
 def machine_info(device: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vla_ros.model.cpu_graph import param_versions
+from vla_ros.model.fast.cpu_graph import param_versions
 
 __all__ = ["FastUNet", "UnsupportedUNet"]
 
