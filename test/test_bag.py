@@ -28,7 +28,7 @@ import pytest
 
 from vla_ros.bag import golden, schema
 from vla_ros.bag.io import BagReader
-from vla_ros.bag.replay import answers_from_bag
+from vla_ros.bag.score_bag import answers_from_bag
 from vla_ros.bag.score import pick_answers
 
 ROOT = Path(__file__).resolve().parents[1]
