@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no CUDA device here: this script checks the GPU paths (use --device cpu to try it)", file=sys.stderr)
         return 2
     from vla_ros import paths
-    from vla_ros.bench import machine_info
+    from vla_ros.inference.bench import machine_info
 
     report: dict = {"machine": machine_info(args.device), "tolerance_m": TOL_M, "checks": []}
     failed = False
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             report["training"] = {"ok": False, "error": traceback.format_exc(limit=3)}
         if args.bench_json:
-            from vla_ros.bench import format_bench, run_bench
+            from vla_ros.inference.bench import format_bench, run_bench
 
             bench = {}
             for compile_ in (False, True) if not args.no_compile else (False,):

@@ -28,13 +28,13 @@ import pytest
 
 from vla_ros.bag import golden, schema
 from vla_ros.bag.io import BagReader
-from vla_ros.bag.replay import answers_from_bag
 from vla_ros.bag.score import pick_answers
+from vla_ros.bag.score_bag import answers_from_bag
+from vla_ros.runtime.history import NS
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "test" / "golden" / "tiny_offline.json"
 NODE_SETS = ["--set", "num_inference_steps=4", "--set", "cpu_threads=1", "--set", "warmup=false"]
-NS = 1_000_000_000
 
 
 def vla(capsys, *argv: str) -> SimpleNamespace:

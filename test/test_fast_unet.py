@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from vla_ros.config import ModelConfig, seed_before_config
-from vla_ros.inference import DDIMSampler
-from vla_ros.model.fast_unet import FastUNet, UnsupportedUNet
+from vla_ros.model.fast.ddim import DDIMSampler
+from vla_ros.model.fast.unet import FastUNet, UnsupportedUNet
 from vla_ros.model.head import DiffusionActionHead, build_unet
 
 # float32 sums in another order: ~1e-6 on outputs of order 1

@@ -502,7 +502,7 @@ def test_a_replay_of_a_held_out_bag_scores_against_the_converted_labels(tmp_path
     from vla_ros.bag import schema
     from vla_ros.bag.io import BagReader
     from vla_ros.bag.record import record_sim
-    from vla_ros.bag.replay import truths_from_bag
+    from vla_ros.bag.score_bag import truths_from_bag
     from vla_ros.cli import main
 
     bag, truth = tmp_path / "held_out", tmp_path / "truth"

@@ -58,7 +58,7 @@ def make_tiny_inputs(folder: str | Path) -> tuple[Path, Path]:
 def frames_fingerprint(bag: str | Path, roles: Any = None) -> str:
     """sha256 over the image messages (topic, log time, raw bytes) of the bag, in order."""
     from vla_ros.bag.io import BagReader
-    from vla_ros.bag.replay import resolve_topics
+    from vla_ros.bag.topics import resolve_topics
 
     h = hashlib.sha256()
     with BagReader(bag) as reader:

@@ -39,10 +39,10 @@ from typing import Callable, Sequence
 
 from vla_ros.bag import schema
 from vla_ros.bag.io import BagWriter
+from vla_ros.runtime.history import NS
 
 __all__ = ["record_sim", "RecordSummary", "RECORD_KEY"]
 
-NS = 1_000_000_000
 RECORD_KEY = "vla_ros.record_sim"  # custom_data key in metadata.yaml
 
 

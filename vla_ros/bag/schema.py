@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from vla_ros.runtime.geometry import quaternion_to_yaw
+from vla_ros.runtime.history import NS
 
 __all__ = [
     "IMAGE", "COMPRESSED_IMAGE", "STRING", "TRAJECTORY", "CLOCK", "PATH", "ODOMETRY", "TF_MESSAGE", "IMAGE_TYPES",
@@ -31,7 +32,6 @@ __all__ = [
     "serialize", "deserialize",
 ]
 
-NS = 1_000_000_000
 
 # message types (rosbag2 / MCAP names)
 IMAGE = "sensor_msgs/msg/Image"

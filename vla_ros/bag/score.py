@@ -19,6 +19,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from vla_ros.runtime.safety import Status
+
 __all__ = ["Answer", "Truth", "pick_answers", "score", "format_report", "status_name"]
 
 
@@ -44,8 +46,6 @@ class Truth:
 
 
 def status_name(code: int) -> str:
-    from vla_ros.runtime.safety import Status
-
     try:
         return Status(int(code)).name
     except ValueError:
@@ -64,7 +64,7 @@ def pick_answers(answers: Iterable[Answer]) -> dict[int, Answer]:
     out: dict[int, Answer] = {}
     for a in answers:
         cur = out.get(a.stamp_ns)
-        if cur is None or cur.status != 0:
+        if cur is None or cur.status != Status.OK:
             out[a.stamp_ns] = a
     return dict(sorted(out.items()))
 
@@ -84,66 +84,78 @@ def _mean(x: list[float]) -> float | None:
 
 def score(answers: list[Answer], truths: list[Truth], **meta: Any) -> dict[str, Any]:
     """The report (a JSON-ready dict); ``meta`` entries are copied into it first."""
-    from vla_ros.sim.commands import kind_from_text
-    from vla_ros.train import ade_fde
-
     picked = pick_answers(answers)
     truth_by_stamp: dict[int, Truth] = {}
     for t in truths:
         truth_by_stamp.setdefault(t.stamp_ns, t)
-    groups: dict[str, dict[str, Any]] = {}
-    per_kind: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    all_err: list[tuple[float, float]] = []
-    dt_mismatch = 0
-    ok_without_truth = 0
+    tally = _Tally()
     for stamp, a in picked.items():
-        truth = truth_by_stamp.get(stamp)
-        text = truth.command if truth is not None else a.command
-        g = groups.setdefault(text, {"command": text, "kind": kind_from_text(text) if text else None,
-                                     "answers": 0, "status_counts": Counter(), "errors": []})
-        g["answers"] += 1
-        g["status_counts"][status_name(a.status)] += 1
-        if a.status != 0:
-            continue
-        if truth is None:
-            ok_without_truth += 1
-            continue
-        if abs(a.dt - truth.dt) > 1e-6:
-            dt_mismatch += 1
-            continue
-        n = min(len(a.trajectory), len(truth.trajectory))
-        ade, fde = ade_fde(a.trajectory[None, :n], truth.trajectory[None, :n])
-        err = (float(ade[0]), float(fde[0]))
-        g["errors"].append(err)
-        all_err.append(err)
-        per_kind[g["kind"] or "unknown"].append(err)
-
-    per_command = []
-    for g in groups.values():
-        errs = g.pop("errors")
-        g["status_counts"] = dict(sorted(g["status_counts"].items()))
-        g["scored"] = len(errs)
-        g["ade_m"] = _mean([e[0] for e in errs])
-        g["fde_m"] = _mean([e[1] for e in errs])
-        per_command.append(g)
-    ok = [a for a in picked.values() if a.status == 0]
+        tally.add(a, truth_by_stamp.get(stamp))
+    ok = [a for a in picked.values() if a.status == Status.OK]
     truth_stamps = set(truth_by_stamp)
     report: dict[str, Any] = dict(meta)
     report.update({
         "answers": len(picked),
         "messages": len(answers),
         "status_counts": dict(sorted(Counter(status_name(a.status) for a in picked.values()).items())),
-        "overall": {"scored": len(all_err), "ade_m": _mean([e[0] for e in all_err]),
-                    "fde_m": _mean([e[1] for e in all_err])},
-        "per_command": per_command,
+        "overall": {"scored": len(tally.all_err), "ade_m": _mean([e[0] for e in tally.all_err]),
+                    "fde_m": _mean([e[1] for e in tally.all_err])},
+        "per_command": tally.per_command(),
         "per_kind": {k: {"scored": len(v), "ade_m": _mean([e[0] for e in v]), "fde_m": _mean([e[1] for e in v])}
-                     for k, v in sorted(per_kind.items())},
+                     for k, v in sorted(tally.per_kind.items())},
         "truth": {"stamps": len(truth_stamps), "with_ok_answer": sum(1 for a in ok if a.stamp_ns in truth_stamps),
-                  "ok_answers_without_truth": ok_without_truth, "dt_mismatch": dt_mismatch},
+                  "ok_answers_without_truth": tally.ok_without_truth, "dt_mismatch": tally.dt_mismatch},
         "latency_ms": {"inference": _stats_ms([a.inference_latency for a in ok]),
                        "publish_to_answer": _stats_ms([a.wall_latency for a in ok if a.wall_latency is not None])},
     })
     return report
+
+
+class _Tally:
+    """Answers (one per stamp) grouped by command, with the (ADE, FDE) of the OK ones that have a
+    ground truth of the same stamp and step."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, dict[str, Any]] = {}
+        self.per_kind: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        self.all_err: list[tuple[float, float]] = []
+        self.dt_mismatch = 0
+        self.ok_without_truth = 0
+
+    def add(self, a: Answer, truth: Truth | None) -> None:
+        from vla_ros.sim.commands import kind_from_text
+        from vla_ros.train import ade_fde
+
+        text = truth.command if truth is not None else a.command
+        g = self.groups.setdefault(text, {"command": text, "kind": kind_from_text(text) if text else None,
+                                          "answers": 0, "status_counts": Counter(), "errors": []})
+        g["answers"] += 1
+        g["status_counts"][status_name(a.status)] += 1
+        if a.status != Status.OK:
+            return
+        if truth is None:
+            self.ok_without_truth += 1
+            return
+        if abs(a.dt - truth.dt) > 1e-6:
+            self.dt_mismatch += 1
+            return
+        n = min(len(a.trajectory), len(truth.trajectory))
+        ade, fde = ade_fde(a.trajectory[None, :n], truth.trajectory[None, :n])
+        err = (float(ade[0]), float(fde[0]))
+        g["errors"].append(err)
+        self.all_err.append(err)
+        self.per_kind[g["kind"] or "unknown"].append(err)
+
+    def per_command(self) -> list[dict[str, Any]]:
+        out = []
+        for g in self.groups.values():
+            errs = g.pop("errors")
+            g["status_counts"] = dict(sorted(g["status_counts"].items()))
+            g["scored"] = len(errs)
+            g["ade_m"] = _mean([e[0] for e in errs])
+            g["fde_m"] = _mean([e[1] for e in errs])
+            out.append(g)
+        return out
 
 
 def _f(x: float | None, digits: int = 3) -> str:

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-NS = 1_000_000_000
+from vla_ros.runtime.history import NS
 
 
 def _err(message: str):
@@ -108,7 +108,6 @@ def run_replay(args, mode: str, model=None) -> tuple[dict, "object"]:
     """Replay as the arguments say; returns (report, session). Raises UserError for a damaged bag
     after writing the output bag and report of what was read."""
     from vla_ros.bag.io import BagDamagedError, BagError, BagReader
-    from vla_ros.bag.replay import Session, replay_dds, replay_offline, resolve_topics
 
     stepped = mode == "stepped"
     cfg = node_config(args.params_file, args.namespace, _parse_sets(args.set), args.checkpoint, args.device, stepped)
@@ -118,40 +117,12 @@ def run_replay(args, mode: str, model=None) -> tuple[dict, "object"]:
         raise _err(str(exc)) from None
     damaged = None
     try:
-        roles = resolve_topics(reader, args.ego, args.top, args.command, args.truth_topic, getattr(args, "odom", None))
-        if not args.quiet:
-            _note(f"{mode} replay of {args.bag}: ego {roles.ego}, top {roles.top}, command "
-                  f"{roles.command or '(none' + (', --command-text' if args.command_text else '') + ')'}, "
-                  f"ground truth {roles.truth or '(none: no ADE/FDE)'}, "
-                  f"odometry {roles.odom or '(none: the model is told the velocity is unknown)'}")
-            if reader.damage:
-                _note(f"warning: {reader.damage}; replaying what is readable")
-            if not roles.command and not args.command_text:
-                _note("warning: no command topic: the node will stop (STOP_NO_COMMAND) on every observation; "
-                      "pass --command TOPIC or --command-text TEXT")
-        ckpt = _checkpoint_path(cfg)
-        if model is None and not (mode != "offline" and args.no_launch) and not ckpt.is_file():
-            raise _err(f"checkpoint {ckpt} does not exist: pass --checkpoint (a trained .pth)")
-        meta = {"mode": mode, "bag": str(args.bag), "output": args.record, "checkpoint": str(ckpt),
-                "topics": roles.to_dict(),
-                "node": {k: getattr(cfg, k) for k in ("history_spacing", "history_tolerance", "max_age", "max_skew",
-                                                        "num_inference_steps", "rate_hz", "device")}}
-        if mode == "timed":
-            meta["rate"] = args.rate
-        session = Session(args.record, overwrite=args.overwrite, meta=meta)
+        roles, session = _open_session(args, mode, cfg, reader, model)
     except BagError as exc:
         reader.close()
         raise _err(str(exc)) from None
     try:
-        if mode == "offline":
-            replay_offline(reader, roles, cfg, session, command_text=args.command_text, verbose=args.verbose,
-                           model=model)
-        else:
-            spec = _model_spec(cfg, required=not args.no_launch)
-            replay_dds(reader, roles, cfg, spec, session, stepped=stepped, rate=args.rate, namespace=args.namespace,
-                       launch=not args.no_launch, command_text=args.command_text, step_timeout=args.step_timeout,
-                       startup_timeout=args.startup_timeout, node_log=args.node_log, verbose=args.verbose,
-                       status=(lambda s: None) if args.quiet else _note)
+        _replay(args, mode, cfg, reader, roles, session, model)
     except BagDamagedError as exc:
         damaged = exc
         session.damaged = {"error": str(exc), "messages_read": exc.messages_read}
@@ -173,6 +144,55 @@ def run_replay(args, mode: str, model=None) -> tuple[dict, "object"]:
                             "the damage" + (f" to {args.record}" if args.record else "")
                             + (f" and {args.report}" if args.report else ""))
     return report, session
+
+
+def _open_session(args, mode: str, cfg, reader, model):
+    """The bag's topics (said unless --quiet) and the replay's Session (its output bag opened)."""
+    from vla_ros.bag.session import Session
+    from vla_ros.bag.topics import resolve_topics
+
+    roles = resolve_topics(reader, args.ego, args.top, args.command, args.truth_topic, getattr(args, "odom", None))
+    if not args.quiet:
+        _note_topics(args, mode, reader, roles)
+    ckpt = _checkpoint_path(cfg)
+    if model is None and not (mode != "offline" and args.no_launch) and not ckpt.is_file():
+        raise _err(f"checkpoint {ckpt} does not exist: pass --checkpoint (a trained .pth)")
+    meta = {"mode": mode, "bag": str(args.bag), "output": args.record, "checkpoint": str(ckpt),
+            "topics": roles.to_dict(),
+            "node": {k: getattr(cfg, k) for k in ("history_spacing", "history_tolerance", "max_age", "max_skew",
+                                                    "num_inference_steps", "rate_hz", "device")}}
+    if mode == "timed":
+        meta["rate"] = args.rate
+    return roles, Session(args.record, overwrite=args.overwrite, meta=meta)
+
+
+def _note_topics(args, mode: str, reader, roles) -> None:
+    _note(f"{mode} replay of {args.bag}: ego {roles.ego}, top {roles.top}, command "
+          f"{roles.command or '(none' + (', --command-text' if args.command_text else '') + ')'}, "
+          f"ground truth {roles.truth or '(none: no ADE/FDE)'}, "
+          f"odometry {roles.odom or '(none: the model is told the velocity is unknown)'}")
+    if reader.damage:
+        _note(f"warning: {reader.damage}; replaying what is readable")
+    if not roles.command and not args.command_text:
+        _note("warning: no command topic: the node will stop (STOP_NO_COMMAND) on every observation; "
+              "pass --command TOPIC or --command-text TEXT")
+
+
+def _replay(args, mode: str, cfg, reader, roles, session, model) -> None:
+    """The replay itself: offline in this process, or through the node."""
+    if mode == "offline":
+        from vla_ros.bag.offline import replay_offline
+
+        replay_offline(reader, roles, cfg, session, command_text=args.command_text, verbose=args.verbose,
+                       model=model)
+        return
+    from vla_ros.bag.dds_replay import replay_dds
+
+    spec = _model_spec(cfg, required=not args.no_launch)
+    replay_dds(reader, roles, cfg, spec, session, stepped=mode == "stepped", rate=args.rate,
+               namespace=args.namespace, launch=not args.no_launch, command_text=args.command_text,
+               step_timeout=args.step_timeout, startup_timeout=args.startup_timeout, node_log=args.node_log,
+               verbose=args.verbose, status=(lambda s: None) if args.quiet else _note)
 
 
 def cmd_replay(args) -> int:
@@ -199,7 +219,7 @@ def cmd_replay(args) -> int:
 
 def cmd_score(args) -> int:
     from vla_ros.bag.io import BagError
-    from vla_ros.bag.replay import score_bag
+    from vla_ros.bag.score_bag import score_bag
     from vla_ros.bag.score import format_report
 
     try:
@@ -304,7 +324,16 @@ def register(sub) -> None:
     p = sub.add_parser("bag", help="rosbag2: record simulated episodes, replay bags into the node, score",
                        description="rosbag2 tools (see docs/bags.md)")
     bsub = p.add_subparsers(dest="bag_cmd", required=True, metavar="ACTION")
+    _register_record_sim(bsub)
+    _register_replay(bsub)
+    _register_score(bsub)
+    _register_golden(bsub)
+    i = bsub.add_parser("info", help="topics, types and message counts of a bag")
+    i.add_argument("bag")
+    i.set_defaults(func=cmd_info)
 
+
+def _register_record_sim(bsub) -> None:
     r = bsub.add_parser("record-sim", help="write simulated episodes as a rosbag2 (MCAP) with ground truth "
                                            "(--robot: as a robot publishes them, without)")
     r.add_argument("--out", required=True, help="bag directory to create")
@@ -327,6 +356,8 @@ def register(sub) -> None:
     r.add_argument("--kinds", metavar="K1,K2", help="only these command kinds, comma-separated (cycled; default all)")
     r.set_defaults(func=cmd_record_sim)
 
+
+def _register_replay(bsub) -> None:
     rp = bsub.add_parser("replay", help="play a bag into vla_node (or --offline), record and score its answers")
     rp.add_argument("bag", help="rosbag2 directory, or an .mcap / .db3 file")
     mode = rp.add_argument_group("mode (default: through the node at the bag's pace)")
@@ -355,6 +386,8 @@ def register(sub) -> None:
     rp.add_argument("--verbose", action="store_true", help="show the node core's status changes")
     rp.set_defaults(func=cmd_replay)
 
+
+def _register_score(bsub) -> None:
     s = bsub.add_parser("score", help="score a bag of answers against ground truth (ADE/FDE, stops, latency)")
     s.add_argument("out_bag", help="bag with vla_ros/msg/Trajectory answers (e.g. from vla bag replay --record)")
     s.add_argument("--truth", metavar="BAG", help="bag with the ground truth (default: the answers bag itself)")
@@ -363,6 +396,8 @@ def register(sub) -> None:
     s.add_argument("--report", metavar="F", help="write the report as JSON")
     s.set_defaults(func=cmd_score)
 
+
+def _register_golden(bsub) -> None:
     g = bsub.add_parser("golden", help="write or check golden outputs (offline replay) of a bag")
     g.add_argument("bag", nargs="?", help="bag (or use --tiny)")
     g.add_argument("--tiny", action="store_true",
@@ -372,7 +407,3 @@ def register(sub) -> None:
     _node_args(g)
     _topic_args(g)
     g.set_defaults(func=cmd_golden)
-
-    i = bsub.add_parser("info", help="topics, types and message counts of a bag")
-    i.add_argument("bag")
-    i.set_defaults(func=cmd_info)

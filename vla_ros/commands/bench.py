@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def cmd_bench(args) -> int:
-    from vla_ros.bench import format_bench, run_bench
+    from vla_ros.inference.bench import format_bench, run_bench
 
     ckpt = args.checkpoint
     if ckpt is None:

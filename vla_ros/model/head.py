@@ -179,10 +179,12 @@ class DiffusionActionHead(nn.Module):
         use_ddim: bool | None = None,
         noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Plain diffusers scheduler loop. cond: (B, N, cond_dim) -> trajectory (B, T, D).
+        """The plain loop: a diffusers UNet call per step. cond: (B, N, cond_dim) -> trajectory (B, T, D).
 
-        ``num_inference_steps`` and ``use_ddim`` default to the head's settings; DDPM always
-        runs all training steps (ancestral sampling needs them).
+        ``num_inference_steps`` and ``use_ddim`` default to the head's settings. DDIM runs the one
+        DDIM loop (:class:`vla_ros.model.fast.ddim.DDIMSampler` with diffusers' UNet, equal to
+        diffusers' ``DDIMScheduler``); DDPM runs diffusers' scheduler over all training steps
+        (ancestral sampling needs them).
         """
         use_ddim = self.use_ddim if use_ddim is None else use_ddim
         steps = num_inference_steps or self.num_inference_steps
@@ -190,15 +192,17 @@ class DiffusionActionHead(nn.Module):
             raise ValueError(
                 f"num_inference_steps={steps} must be within [1, num_timesteps={self.config.num_timesteps}]"
             )
-        scheduler = build_scheduler(self.config, use_ddim)
-        scheduler.set_timesteps(steps if use_ddim else self.config.num_timesteps)
         context = self.cond_proj(cond)  # (B, N, cross_dim)
         x = noise if noise is not None else self.initial_noise(cond.shape[0], generator, cond.device)
-        for t in scheduler.timesteps:
-            eps = self.denoise(x, t.to(x.device), context)
-            if use_ddim:
-                x = scheduler.step(eps, t, x, eta=0.0).prev_sample
-            else:
+        if use_ddim:
+            from vla_ros.model.fast.ddim import DDIMSampler  # it builds on this module
+
+            x = DDIMSampler(self, steps, lean=False)(context, x)
+        else:
+            scheduler = build_scheduler(self.config, use_ddim=False)
+            scheduler.set_timesteps(self.config.num_timesteps)
+            for t in scheduler.timesteps:
+                eps = self.denoise(x, t.to(x.device), context)
                 x = scheduler.step(eps, t, x, generator=generator).prev_sample
         return self.normalizer.unnormalize(self.from_unet(x))
 

@@ -1,5 +1,7 @@
 """NodeCore: everything ``vla_node`` does between its subscriptions and its publishers, without ROS.
 
+(Over 500 lines on purpose: NodeCore's inputs, checks and tick share one lock and one state.)
+
 Inputs (thread-safe; called from subscription callbacks and the node's decode threads)::
 
     on_image(camera, stamp_ns, encoding, height, width, step, data, received_ns=None)

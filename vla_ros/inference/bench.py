@@ -30,7 +30,7 @@ import torch
 
 from vla_ros.checkpoint import load_checkpoint, save_checkpoint
 from vla_ros.config import seed_before_config
-from vla_ros.inference import VLAInferenceAPI
+from vla_ros.inference.api import VLAInferenceAPI
 
 
 def machine_info(device: str) -> dict[str, Any]:
@@ -113,6 +113,28 @@ def batched_throughput(api: VLAInferenceAPI, batch_sizes: tuple[int, ...], runs:
     return out
 
 
+def _before_row(model, device: str, ego, top, cmd: str, runs: int, log) -> dict[str, Any]:
+    """1. The seed's "before" head, DDPM over all 1000 training steps, plain path. Weights are
+    irrelevant to latency: the same encoders, the before head's architecture, random head weights."""
+    from vla_ros.model.vla import SimpleVLA
+
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.manual_seed(0)
+        before_cfg = dataclasses.replace(model.config, **{k: getattr(seed_before_config(), k) for k in (
+            "num_timesteps", "num_inference_steps", "use_ddim", "unet_channels", "attention_head_dim")})
+        before_model = SimpleVLA(before_cfg)
+        before_model.load_state_dict({k: v for k, v in model.state_dict().items()
+                                      if not k.startswith("action_head.")}, strict=False)
+        before_path = save_checkpoint(before_model, Path(tmp) / "before.pth")
+        del before_model
+        log(f"[1/3] before: DDPM-{before_cfg.num_timesteps}, channels {before_cfg.unet_channels}, plain path "
+            f"({runs} run{'s' if runs > 1 else ''})")
+        api = VLAInferenceAPI(before_path, device=device, fast=False, warmup=False)
+        api.predict(ego, top, cmd)  # one warm-up call
+        return _summ(api.benchmark(ego, top, cmd, num_runs=runs), "before: DDPM-1000, diffusers loop",
+                     {"head": "before", "path": "plain"})
+
+
 def run_bench(checkpoint: str | Path, device: str = "cpu", quick: bool = False, compile: bool = False,
               log=print) -> dict[str, Any]:
     runs = 8 if quick else 30
@@ -121,27 +143,7 @@ def run_bench(checkpoint: str | Path, device: str = "cpu", quick: bool = False, 
     cfg = model.config
     ego, top = _observation(cfg.image_size, cfg.history_length)
     cmd = "go to the red cone"
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        # 1. the seed's "before" head, DDPM over all 1000 training steps (weights are irrelevant
-        #    to latency: same encoders, the before head's architecture, random head weights)
-        torch.manual_seed(0)
-        before_cfg = dataclasses.replace(cfg, **{k: getattr(seed_before_config(), k) for k in (
-            "num_timesteps", "num_inference_steps", "use_ddim", "unet_channels", "attention_head_dim")})
-        from vla_ros.model.vla import SimpleVLA
-
-        before_model = SimpleVLA(before_cfg)
-        before_model.load_state_dict({k: v for k, v in model.state_dict().items()
-                                      if not k.startswith("action_head.")}, strict=False)
-        before_path = save_checkpoint(before_model, Path(tmp) / "before.pth")
-        del before_model
-        log(f"[1/3] before: DDPM-{before_cfg.num_timesteps}, channels {before_cfg.unet_channels}, plain path "
-            f"({ddpm_runs} run{'s' if ddpm_runs > 1 else ''})")
-        api = VLAInferenceAPI(before_path, device=device, fast=False, warmup=False)
-        api.predict(ego, top, cmd)  # one warm-up call
-        rows.append(_summ(api.benchmark(ego, top, cmd, num_runs=ddpm_runs), "before: DDPM-1000, diffusers loop",
-                          {"head": "before", "path": "plain"}))
-        del api
+    rows = [_before_row(model, device, ego, top, cmd, ddpm_runs, log)]
     log(f"[2/3] after: DDIM-{cfg.num_inference_steps}, plain diffusers loop ({runs} runs)")
     api = VLAInferenceAPI(checkpoint, device=device, fast=False, warmup=True)
     rows.append(_summ(api.benchmark(ego, top, cmd, num_runs=runs),

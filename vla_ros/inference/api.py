@@ -1,4 +1,4 @@
-"""VLAInferenceAPI: load a checkpoint, predict trajectories fast, benchmark it.
+"""VLAInferenceAPI: load a checkpoint, predict trajectories fast, time it.
 
 The fast path (on by default):
 
@@ -6,20 +6,20 @@ The fast path (on by default):
 * each frame's image tokens are cached, keyed by the frame's content, so a new observation
   (one new frame per camera) encodes only the new frames;
 * a warm-up at load time, so the first real call is as fast as the rest;
-* the DDIM loop is a fixed sequence of tensor operations (:class:`DDIMSampler`, equal to
-  diffusers' ``DDIMScheduler`` with eta 0); on CUDA the whole loop -- every UNet call and
-  update -- is captured in one CUDA graph with static buffers (captured again when the step
-  count or batch size changes); on the CPU it runs under ``inference_mode``;
+* the DDIM loop is a fixed sequence of tensor operations
+  (:class:`~vla_ros.model.fast.ddim.DDIMSampler`, equal to diffusers' ``DDIMScheduler`` with
+  eta 0) through the lean UNet; on CUDA the whole loop -- every UNet call and update -- is
+  captured in one CUDA graph with static buffers (captured again when the step count or batch
+  size changes); on the CPU it runs under ``inference_mode``;
 * on the CPU the image encoder and each lean UNet step run as frozen TorchScript graphs
-  (:mod:`vla_ros.model.cpu_graph`, checked against eager when built), and a small DDIM batch
-  runs on one thread (its operators are too small to share).
+  (:mod:`vla_ros.model.fast.cpu_graph`, checked against eager when built), and a small DDIM
+  batch runs on one thread (its operators are too small to share).
 
-``fast=False`` gives the plain path: everything recomputed, diffusers' scheduler loop.
+``fast=False`` gives the plain path: everything recomputed, a diffusers UNet call per step.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import time
@@ -29,24 +29,20 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from vla_ros import paths
 from vla_ros.checkpoint import load_checkpoint
-from vla_ros.config import GUIDANCE_MODES, MAX_ODOMETRY, NOISE_MODES, ModelConfig
+from vla_ros.config import GUIDANCE_MODES, NOISE_MODES, ModelConfig
 from vla_ros.errors import InputError
-from vla_ros.model.cpu_graph import freeze_graph, param_versions
-from vla_ros.model.fast_unet import FastUNet, UnsupportedUNet
+from vla_ros.inference import checks
+from vla_ros.inference.guidance import build_guidance
+from vla_ros.model.fast.cpu_graph import freeze_graph, param_versions
+from vla_ros.model.fast.cuda_graph import CudaGraphSampler
+from vla_ros.model.fast.ddim import DDIMSampler
+from vla_ros.model.fast.threads import SINGLE_THREAD_MAX_BATCH, intra_op_threads
 from vla_ros.model.guidance import TargetGuidance
-from vla_ros.model.head import DiffusionActionHead, build_scheduler
-from vla_ros.sim.config import WorldConfig
 
-MAX_COMMAND_CHARS = 2000  # longer commands are rejected (the text encoder reads 64 tokens anyway)
-MIN_IMAGE_SIDE = 8
-# The CPU DDIM loop of up to this many rows runs on one thread: its operators are so small
-# that a second thread costs more in synchronisation than it saves (measured: B = 1-8 is
-# 5-25% faster on one of this project's 2 cores; B = 64 is 1.4x slower).
-SINGLE_THREAD_MAX_BATCH = 8
+__all__ = ["Prediction", "VLAInferenceAPI"]
 
 
 @dataclasses.dataclass
@@ -54,145 +50,6 @@ class Prediction:
     trajectory: np.ndarray  # (T, 3) float32: x, y, heading in the robot frame
     timing: dict[str, float]  # milliseconds per stage
     finite: bool = True
-
-
-class DDIMSampler(nn.Module):
-    """The DDIM (eta = 0) loop as fixed tensor operations, for graphs and compilers.
-
-    Equal to diffusers' ``DDIMScheduler`` (trailing spacing, ``set_alpha_to_one``, optional
-    ``clip_sample``) run by :meth:`DiffusionActionHead.sample`; a test checks it. With
-    ``lean=True`` each UNet call runs through :class:`~vla_ros.model.fast_unet.FastUNet` (the
-    same function on ``(B, C, T)`` with the timestep and cross-attention work hoisted out of
-    the loop); UNet layouts it does not know keep diffusers. With ``cpu_graph=True`` (on the
-    CPU) each lean call runs as a frozen TorchScript graph (:mod:`vla_ros.model.cpu_graph`).
-    """
-
-    def __init__(self, head: DiffusionActionHead, steps: int, lean: bool = True, cpu_graph: bool = False,
-                 compile: bool = False) -> None:
-        super().__init__()
-        cfg = head.config
-        if not 1 <= steps <= cfg.num_timesteps:
-            raise ValueError(f"num_inference_steps={steps} must be within [1, {cfg.num_timesteps}]")
-        self.head = head
-        self.steps = steps
-        sched = build_scheduler(cfg, use_ddim=True)
-        sched.set_timesteps(steps)
-        ts = [int(t) for t in sched.timesteps]
-        # float32 and the same expressions as diffusers, so rounding matches it too
-        ac = sched.alphas_cumprod
-        stride = cfg.num_timesteps // steps
-        a_t = torch.stack([ac[t] for t in ts])
-        a_prev = torch.stack([ac[t - stride] if t - stride >= 0 else sched.final_alpha_cumprod for t in ts])
-        self.timesteps = ts
-        dev = head.cond_proj.weight.device
-        self.register_buffer("t_tensors", torch.tensor(ts, dtype=torch.long, device=dev), persistent=False)
-        # per step (S, 4): sqrt(a_t), sqrt(1 - a_t), sqrt(a_prev), sqrt(1 - a_prev)
-        coefs = torch.stack([a_t ** 0.5, (1 - a_t) ** 0.5, a_prev ** 0.5, (1 - a_prev) ** 0.5], dim=1)
-        self.register_buffer("coefs", coefs.to(dev), persistent=False)
-        self.clip = cfg.clip_sample
-        self.prediction_type = cfg.prediction_type
-        self.lean: FastUNet | None = None
-        # on the CPU: each lean UNet call through a frozen TorchScript graph, one per input shape
-        self.cpu_graph = cpu_graph and head.cond_proj.weight.device.type == "cpu"
-        self._graphs: dict[tuple, Any] = {}
-        self._rows: list[tuple[tuple, torch.Tensor]] | None = None  # per-step constants of the lean loop
-        if lean:
-            try:
-                self.lean = FastUNet(head.unet)
-            except UnsupportedUNet:
-                self.lean = None  # an unusual UNet layout: diffusers runs every call
-        # torch.compile of the lean step (the lean path never calls the diffusers UNet, so
-        # compiling that would change nothing here); the frozen CPU graphs take precedence
-        self._compiled = torch.compile(self._lean_step) if compile and self.lean is not None else None
-
-    def forward(self, context: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """context (B, N, cross_dim) projected tokens, x (B, D, T, 1) noise -> x_0 (B, D, T, 1)."""
-        if self.lean is None:
-            for i in range(self.steps):
-                x = self._update(x, self.head.denoise(x, self.t_tensors[i], context), self.coefs[i])
-            return x
-        if self.lean.stale:  # weights were trained further since: re-read them
-            self.lean = FastUNet(self.head.unet)
-            self._graphs.clear()
-            self._rows = None
-        if self._rows is None:  # per step: every ResNet's time bias (Cout,), and the DDIM coefficients
-            biases = self.lean.time_biases(self.t_tensors)  # per ResNet: (S, Cout)
-            self._rows = [(tuple(tb[i] for tb in biases), self.coefs[i]) for i in range(self.steps)]
-        # the same function with step-only and context-only work hoisted out of the loop
-        kv = tuple(self.lean.cross_kv(context))  # per attention block: (B, H, N, d) twice
-        x = x.squeeze(-1)  # (B, D, T)
-        step = self._step_graph(x, kv) if self.cpu_graph else None
-        if step is None:
-            step = self._compiled if self._compiled is not None else self._lean_step
-        for tb, coef in self._rows:
-            x = step(x, tb, kv, coef)
-        return x.unsqueeze(-1)
-
-    def _update(self, x: torch.Tensor, out: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
-        """One DDIM (eta 0) update: x_t and the model output -> x_{t-1}. coef (4,): sqrt(a_t),
-        sqrt(1 - a_t), sqrt(a_prev), sqrt(1 - a_prev)."""
-        sa, s1a = coef[0], coef[1]
-        if self.prediction_type == "epsilon":
-            x0, eps = (x - s1a * out) / sa, out
-        elif self.prediction_type == "sample":
-            x0, eps = out, (x - sa * out) / s1a
-        else:  # v_prediction
-            x0, eps = sa * x - s1a * out, sa * out + s1a * x
-        if self.clip:
-            x0 = x0.clamp(-1.0, 1.0)
-        return coef[2] * x0 + coef[3] * eps
-
-    def _lean_step(self, x: torch.Tensor, tb: tuple, kv: tuple, coef: torch.Tensor) -> torch.Tensor:
-        """x (B, D, T) -> the next x: one lean UNet call and the DDIM update."""
-        return self._update(x, self.lean(x, tb, kv), coef)
-
-    def _step_graph(self, x: torch.Tensor, kv: tuple):
-        """:meth:`_lean_step` as a frozen TorchScript graph for these shapes (built on first use,
-        ~0.2 s), or None when it cannot be built (eager then)."""
-        key = (tuple(x.shape), tuple(t.shape for pair in kv for t in pair))
-        if key not in self._graphs:
-            tb, coef = self._rows[0]
-            self._graphs[key] = freeze_graph(self._lean_step, (x, tb, kv, coef), owner=self.head.unet,
-                                             name="lean UNet step")
-        return self._graphs[key]
-
-
-class _CudaGraphSampler:
-    """One CUDA graph over the whole DDIM loop, for one (batch, tokens) shape."""
-
-    def __init__(self, sampler: DDIMSampler, context: torch.Tensor, noise: torch.Tensor) -> None:
-        self.sampler = sampler
-        self.static_context = context.clone()
-        self.static_noise = noise.clone()
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):  # warm up kernels / allocator outside the graph
-            for _ in range(2):
-                sampler(self.static_context, self.static_noise)
-        torch.cuda.current_stream().wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.static_out = sampler(self.static_context, self.static_noise)
-
-    def __call__(self, context: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        self.static_context.copy_(context)
-        self.static_noise.copy_(noise)
-        self.graph.replay()
-        return self.static_out.clone()
-
-
-@contextlib.contextmanager
-def _intra_op_threads(n: int):
-    """Run a block with ``n`` intra-op threads, then restore the caller's setting."""
-    before = torch.get_num_threads()
-    if before == n:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _frame_key(cam: int, frame: np.ndarray) -> tuple:
@@ -242,6 +99,34 @@ class VLAInferenceAPI:
             raise InputError(f"device={device!r} asked for, but CUDA is not available here; use device='cpu'")
         self.checkpoint = Path(checkpoint) if checkpoint else paths.default_checkpoint()
         self.device = torch.device(device)
+        self._load(num_inference_steps, use_ddim)
+        self.fast = fast
+        self.cpu_graphs = bool(cpu_graphs and fast and self.device.type == "cpu")
+        self._vision_graph: Any = None  # frozen graph of the image encoder (None: eager)
+        self._vision_versions: tuple[int, ...] = ()
+        self._vision_params = [*self.model.vision.parameters(), *self.model.img_proj.parameters()]
+        self._init_noise(seed, noise, num_samples)
+        self.cache_size = cache_size
+        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._frame_cache: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._samplers: dict[int, DDIMSampler] = {}
+        self._graphs: dict[tuple, CudaGraphSampler] = {}
+        self.cache_stats = {"frame_hits": 0, "frame_misses": 0, "text_hits": 0, "text_misses": 0}
+        self.compile = bool(compile)
+        if guidance not in GUIDANCE_MODES:
+            raise InputError(f"guidance={guidance!r}: choose one of {GUIDANCE_MODES}")
+        self.guidance = guidance
+        self._guide: TargetGuidance | None = build_guidance(self.model, self.payload, self.checkpoint, guidance,
+                                                            guidance_settings)
+        if compile:
+            self.model.action_head.unet = torch.compile(self.model.action_head.unet)
+        self.warmed_up = False
+        self.warmup_seconds = 0.0
+        if warmup:
+            self.warmup()
+
+    def _load(self, num_inference_steps: int | None, use_ddim: bool | None) -> None:
+        """The checkpoint's model (frozen) and payload, with the sampling settings overridden."""
         overrides = {}
         if num_inference_steps is not None:
             overrides["num_inference_steps"] = int(num_inference_steps)
@@ -250,11 +135,8 @@ class VLAInferenceAPI:
         self.model, self.payload = load_checkpoint(self.checkpoint, device=self.device, **overrides)
         self.model.requires_grad_(False)  # inference only (and frozen graphs take no grad tensors)
         self.config: ModelConfig = self.model.config
-        self.fast = fast
-        self.cpu_graphs = bool(cpu_graphs and fast and self.device.type == "cpu")
-        self._vision_graph: Any = None  # frozen graph of the image encoder (None: eager)
-        self._vision_versions: tuple[int, ...] = ()
-        self._vision_params = [*self.model.vision.parameters(), *self.model.img_proj.parameters()]
+
+    def _init_noise(self, seed: int, noise: str, num_samples: int) -> None:
         self.seed = seed
         if noise not in NOISE_MODES:
             raise InputError(f"noise={noise!r}: choose one of {NOISE_MODES}")
@@ -263,49 +145,6 @@ class VLAInferenceAPI:
         if not 1 <= int(num_samples) <= 64:
             raise InputError(f"num_samples={num_samples}: must be within [1, 64] (1 = one sample, the default)")
         self.num_samples = int(num_samples)
-        self.cache_size = cache_size
-        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self._frame_cache: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
-        self._samplers: dict[int, DDIMSampler] = {}
-        self._graphs: dict[tuple, _CudaGraphSampler] = {}
-        self.cache_stats = {"frame_hits": 0, "frame_misses": 0, "text_hits": 0, "text_misses": 0}
-        self.compile = bool(compile)
-        if guidance not in GUIDANCE_MODES:
-            raise InputError(f"guidance={guidance!r}: choose one of {GUIDANCE_MODES}")
-        self.guidance = guidance
-        self._guide: TargetGuidance | None = None
-        if guidance in ("target", "scene"):
-            if self.model.locator is None:
-                raise InputError(f"guidance={guidance!r} steers toward the target the model's locator finds; this "
-                                 f"checkpoint ({self.checkpoint}) has none. Use one that has: the packaged "
-                                 f"{paths.default_checkpoint().with_name('locator.pth')}, or one trained with "
-                                 "vla train --init CKPT --target-locator on")
-            if guidance == "scene" and self.model.scene_map is None:
-                raise InputError("guidance='scene' steers around the obstacles and along the road that the model's "
-                                 f"scene map finds; this checkpoint ({self.checkpoint}) has none. Use one that has: "
-                                 f"the packaged {paths.default_checkpoint().with_name('scene.pth')}, or add one "
-                                 "with vla scene-map --init CKPT --data DIR --out FILE")
-            world = (self.payload.get("meta") or {}).get("world_config") or {}
-            defaults = WorldConfig()
-            half = float(world.get("arena_size", defaults.arena_size)) / 2  # the top view's half-side
-            settings = {"robot_radius": float(world.get("robot_radius", defaults.robot_radius)),
-                        "safety_margin": float(world.get("safety_margin", defaults.safety_margin))}
-            settings.update(guidance_settings or {})
-            unknown = set(settings) - {"max_turn", "stop_distance", "robot_radius", "safety_margin", "self_radius"}
-            if unknown:
-                raise InputError(f"guidance_settings: unknown {sorted(unknown)}; known: max_turn (rad), "
-                                 "stop_distance, robot_radius, safety_margin, self_radius (m)")
-            try:
-                with torch.inference_mode():
-                    self._guide = TargetGuidance.for_model(self.model, half, **settings)
-            except ValueError as exc:
-                raise InputError(str(exc)) from None
-        if compile:
-            self.model.action_head.unet = torch.compile(self.model.action_head.unet)
-        self.warmed_up = False
-        self.warmup_seconds = 0.0
-        if warmup:
-            self.warmup()
 
     # -- sampling settings --------------------------------------------------------------
     @property
@@ -355,70 +194,10 @@ class VLAInferenceAPI:
     # -- input checks -------------------------------------------------------------------
     def _check_frames(self, frames: Any, name: str) -> list[np.ndarray]:
         """-> list of history_length contiguous uint8 (H, W, 3) arrays, oldest first."""
-        T = self.config.history_length
-        if isinstance(frames, torch.Tensor):
-            frames = frames.detach().cpu().numpy()
-        if isinstance(frames, np.ndarray):
-            if frames.ndim == 3:
-                frames = [frames] * T  # a single frame: a still history
-            elif frames.ndim == 4:
-                frames = list(frames)
-            else:
-                raise InputError(f"{name}: expected (H, W, 3) or ({T}, H, W, 3), got array of shape {frames.shape}")
-        if not isinstance(frames, (list, tuple)):
-            raise InputError(f"{name}: expected a list of {T} (H, W, 3) uint8 images or an array, "
-                             f"got {type(frames).__name__}")
-        if len(frames) == 1:
-            frames = list(frames) * T
-        if len(frames) != T:
-            raise InputError(f"{name}: expected {T} frames (the model's history) or 1, got {len(frames)}")
-        out = []
-        for i, f in enumerate(frames):
-            if isinstance(f, torch.Tensor):
-                f = f.detach().cpu().numpy()
-            if not isinstance(f, np.ndarray):
-                raise InputError(f"{name}[{i}]: expected a numpy array, got {type(f).__name__}")
-            if f.dtype != np.uint8:
-                raise InputError(f"{name}[{i}]: expected dtype uint8 (RGB 0..255), got {f.dtype}")
-            if f.ndim != 3 or f.shape[2] != 3:
-                raise InputError(f"{name}[{i}]: expected shape (H, W, 3) RGB, got {f.shape}")
-            if min(f.shape[:2]) < MIN_IMAGE_SIDE:
-                raise InputError(f"{name}[{i}]: image of {f.shape[1]}x{f.shape[0]} is too small "
-                                 f"(at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE})")
-            out.append(np.ascontiguousarray(f))
-        return out
+        return checks.check_frames(frames, name, self.config.history_length)
 
-    @staticmethod
-    def _check_command(instruction: Any) -> str:
-        if not isinstance(instruction, str):
-            raise InputError(f"instruction: expected a string, got {type(instruction).__name__}")
-        text = " ".join(instruction.split())
-        if not text:
-            raise InputError("instruction: the command is empty; say what the robot should do")
-        if len(text) > MAX_COMMAND_CHARS:
-            raise InputError(f"instruction: the command has {len(text)} characters, more than "
-                             f"{MAX_COMMAND_CHARS}; send a short command")
-        return text
-
-    @staticmethod
-    def _check_odometry(odometry: Any, batch: int = 1) -> np.ndarray | None:
-        """None, or (v m/s, omega rad/s) per row -> (batch, 2) float32 (None: unknown)."""
-        if odometry is None:
-            return None
-        try:
-            o = np.asarray(odometry, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InputError(f"odometry: expected (v, omega) numbers or None, got {type(odometry).__name__}") from None
-        if not (o.shape == (batch, 2) or (batch == 1 and o.shape == (2,))):
-            raise InputError(f"odometry: expected shape (2,) = (v m/s, omega rad/s)"
-                             f"{'' if batch == 1 else f' or ({batch}, 2)'} or None, got {o.shape}")
-        o = o.reshape(-1, 2)
-        if not np.isfinite(o).all():
-            raise InputError(f"odometry: non-finite values {o.tolist()}; pass None when the velocity is unknown")
-        if np.abs(o).max() > MAX_ODOMETRY:
-            raise InputError(f"odometry: |value| {np.abs(o).max():.3g} exceeds {MAX_ODOMETRY} (m/s or rad/s); "
-                             "is it in the right units (v m/s, omega rad/s, robot frame)?")
-        return o.astype(np.float32)
+    _check_command = staticmethod(checks.check_command)
+    _check_odometry = staticmethod(checks.check_odometry)
 
     def understood_as(self, instruction: str) -> tuple[str, float, float] | None:
         """The trained command that ``instruction`` is read as (phrase, weight, cosine similarity),
@@ -555,10 +334,10 @@ class VLAInferenceAPI:
             key = (steps, tuple(context.shape))
             graph = self._graphs.get(key)
             if graph is None:
-                graph = self._graphs[key] = _CudaGraphSampler(sampler, context, noise)
+                graph = self._graphs[key] = CudaGraphSampler(sampler, context, noise)
             x0 = graph(context, noise)
         elif self.cpu_graphs and noise.shape[0] <= SINGLE_THREAD_MAX_BATCH:
-            with _intra_op_threads(1):
+            with intra_op_threads(1):
                 x0 = sampler(context, noise)
         else:
             x0 = sampler(context, noise)

@@ -22,11 +22,13 @@ parameters changed in place since, and the caller rebuilds. Layouts it does not 
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vla_ros.model.cpu_graph import param_versions
+from vla_ros.model.fast.cpu_graph import param_versions
 
 __all__ = ["FastUNet", "UnsupportedUNet"]
 
@@ -161,6 +163,36 @@ class _Transformer:
         return self.proj_out(h.transpose(1, 2)) + x
 
 
+def _levels(blocks, side: str, block_type: str, resampler: Callable[[nn.Module], _Conv | None]
+            ) -> list[tuple[list[_Resnet], _Conv | None]]:
+    """Per down (or up) block: its ResNets and its resampling convolution (None at the last level)."""
+    levels = []
+    for blk in blocks:
+        if type(blk).__name__ != block_type:
+            raise UnsupportedUNet(f"{side} block {type(blk).__name__}")
+        rs = resampler(blk)
+        levels.append(([_Resnet(r) for r in blk.resnets], rs))
+    return levels
+
+
+def _downsampler(blk: nn.Module) -> _Conv | None:
+    if blk.downsamplers is None:
+        return None
+    d = blk.downsamplers[0]
+    if getattr(d, "norm", None) is not None or not isinstance(d.conv, nn.Conv2d):
+        raise UnsupportedUNet("Downsample2D variant")
+    return _Conv(d.conv)
+
+
+def _upsampler(blk: nn.Module) -> _Conv | None:
+    if blk.upsamplers is None:
+        return None
+    u = blk.upsamplers[0]
+    if u.use_conv_transpose or not u.interpolate or getattr(u, "norm", None) is not None or u.conv is None:
+        raise UnsupportedUNet("Upsample2D variant")
+    return _Conv(u.conv)
+
+
 class FastUNet:
     """The head's UNet as a lean function of ``(x (B, C, T), step index, hoisted constants)``."""
 
@@ -176,34 +208,13 @@ class FastUNet:
             raise UnsupportedUNet("time embedding variant")
         self.unet = unet
         self.conv_in = _Conv(unet.conv_in)
-        self.down: list[tuple[list[_Resnet], tuple | None]] = []
-        for blk in unet.down_blocks:
-            if type(blk).__name__ != "DownBlock2D":
-                raise UnsupportedUNet(f"down block {type(blk).__name__}")
-            ds = None
-            if blk.downsamplers is not None:
-                d = blk.downsamplers[0]
-                if getattr(d, "norm", None) is not None or not isinstance(d.conv, nn.Conv2d):
-                    raise UnsupportedUNet("Downsample2D variant")
-                ds = _Conv(d.conv)
-            self.down.append(([_Resnet(r) for r in blk.resnets], ds))
+        self.down = _levels(unet.down_blocks, "down", "DownBlock2D", _downsampler)
         mid = unet.mid_block
         if type(mid).__name__ != "UNetMidBlock2DCrossAttn" or len(mid.attentions) != 1:
             raise UnsupportedUNet(f"mid block {type(mid).__name__}")
         self.mid_res = [_Resnet(r) for r in mid.resnets]
         self.mid_attn = _Transformer(mid.attentions[0])
-        self.up: list[tuple[list[_Resnet], tuple | None]] = []
-        for blk in unet.up_blocks:
-            if type(blk).__name__ != "UpBlock2D":
-                raise UnsupportedUNet(f"up block {type(blk).__name__}")
-            us = None
-            if blk.upsamplers is not None:
-                u = blk.upsamplers[0]
-                if u.use_conv_transpose or not u.interpolate or getattr(u, "norm", None) is not None \
-                        or u.conv is None:
-                    raise UnsupportedUNet("Upsample2D variant")
-                us = _Conv(u.conv)
-            self.up.append(([_Resnet(r) for r in blk.resnets], us))
+        self.up = _levels(unet.up_blocks, "up", "UpBlock2D", _upsampler)
         self.norm_out = unet.conv_norm_out
         self.conv_out = _Conv(unet.conv_out)
         self.resnets = [r for rs, _ in self.down for r in rs] + self.mid_res + [r for rs, _ in self.up for r in rs]
