@@ -295,19 +295,18 @@ def run_soak(args, log_dir: Path, node_module: str | None = None) -> dict:
     replaces the module ``python -m`` runs (a test's instrumented node; the same parameters)."""
     import os
 
-    from vla_ros.commands.launch import _child_setup
-    from vla_ros.commands.sim import _ros_env, _stop
     from vla_ros.launch_description import describe, process_command
+    from vla_ros.ros.orchestration import child_setup, ros_env, stop_processes
 
     (desc,) = describe(checkpoint=args.checkpoint, device=args.device, rate_hz=args.rate_hz)
     desc.parameters.update({"image_transport": args.image_transport, "cpu_threads": int(args.cpu_threads)})
     desc.module = node_module or desc.module
-    env, domain = _ros_env(args)
+    env, domain = ros_env(args.domain_id)
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE") if k in env})
     log = log_dir / "vla_node.log"
     with open(log, "w") as fh:
         proc = subprocess.Popen(process_command(desc), stdout=fh, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True, preexec_fn=_child_setup)
+                                start_new_session=True, preexec_fn=child_setup)
     print(f"[vla soak] vla_node (pid {proc.pid}) on ROS_DOMAIN_ID={domain}; its log: {log}", file=sys.stderr)
     robot = None
     try:
@@ -316,7 +315,7 @@ def run_soak(args, log_dir: Path, node_module: str | None = None) -> dict:
         run = _drive(robot, args, proc)
         return summarize_soak(args, run, robot)
     finally:
-        _stop([proc])
+        stop_processes([proc])
         if robot is not None:
             robot.close()
 

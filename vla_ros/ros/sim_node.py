@@ -45,7 +45,10 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from vla_ros.closed_loop import NS, ClosedLoopSim, SimNodeConfig, TrackerConfig
+from vla_ros.control.tracker import TrackerConfig
+from vla_ros.runtime.history import NS
+from vla_ros.sim.loop import ClosedLoopSim
+from vla_ros.sim.node_config import SimNodeConfig
 from vla_ros.config import ConfigError
 from vla_ros.bag.schema import stamp_of, trajectory_data
 from vla_ros.msg import Trajectory
