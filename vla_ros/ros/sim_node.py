@@ -19,8 +19,9 @@ Modes: ``lockstep`` (default) -- the simulation waits, every lockstep_period, fo
 stamped at (or after) its newest frames, and with cmd_vel for the command answering each odom
 message, so results do not depend on CPU speed; ``real_time`` --
 it runs on a wall-clock timer and the robot follows whatever arrives, late trajectories joined
-in the middle.  This module is the thin rclpy adapter; the world, the tracking controller and
-the scoring live in :mod:`vla_ros.closed_loop` (no rclpy there).
+in the middle.  This module is the thin rclpy adapter; the world and the closed loop
+(:mod:`vla_ros.sim.loop`), the tracking controller (:mod:`vla_ros.control.tracker`), the scoring
+(:mod:`vla_ros.sim.scoring`) and the parameters (:mod:`vla_ros.sim.node_config`) have no rclpy.
 """
 
 from __future__ import annotations
