@@ -21,7 +21,8 @@ from .expert import plan, rollout, states_to_trajectory
 from .geometry import make_lane, unicycle_step
 from .layout import Layout
 from .placement import Placer
-from .render import EgoCamera, GroundTexture, TopCamera
+from .render import EgoCamera, TopCamera
+from .texture import GroundTexture
 
 __all__ = ["World"]
 
