@@ -79,7 +79,8 @@ class Placer:
         """One cone of each other target colour plus a few distractors, off the expert's path."""
         cfg, rng = self.cfg, self.rng
         colours = [c for c in TARGET_COLOURS if c != target]
-        colours += [str(rng.choice(["yellow", "purple"])) for _ in range(int(rng.integers(0, cfg.num_distractor_cones + 1)))]
+        distractors = int(rng.integers(0, cfg.num_distractor_cones + 1))
+        colours += [str(rng.choice(["yellow", "purple"])) for _ in range(distractors)]
         for colour in colours:
             placed = self._cone_spot()
             if placed is not None:
@@ -108,7 +109,8 @@ class Placer:
             for attempt in range(200):
                 p = self.ahead_point(2.5, 6.0, rng.uniform(-0.9, 0.9)) if rng.random() < 0.5 else self.anywhere()
                 ob = self.random_obstacle(p)
-                if (self.inside(p) and self.path_gap(p) > ob.bounding_radius + cfg.robot_radius + cfg.safety_margin + 0.25
+                gap = ob.bounding_radius + cfg.robot_radius + cfg.safety_margin + 0.25
+                if (self.inside(p) and self.path_gap(p) > gap
                         and self.from_start(p) > 1.5 and self.free(p, ob.bounding_radius, 0.5)):
                     self.layout.obstacles.append(ob)
                     break
