@@ -473,7 +473,8 @@ def test_sim_node_lockstep_waits_past_a_premature_stop_for_the_ok_answer():
     from rclpy.parameter import Parameter
 
     from vla_ros.msg import Trajectory
-    from vla_ros.ros.sim_node import SimNode, _time
+    from vla_ros.ros.messages import to_time as _time
+    from vla_ros.ros.sim_node import SimNode
 
     grace = 2.0
     ctx = rclpy.Context()
