@@ -19,10 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vla_ros.closed_loop import (NS, STATUS_NAMES, ClosedLoopSim, EpisodeRecord, PoseHistory, SimNodeConfig,
-                                 SuccessCriteria, TrackerConfig, TrajectoryTracker, api_predictor, episode_kinds,
-                                 expert_predictor, expert_reference, format_summary, run_in_process, score_episode,
-                                 summarize, unblocked_seeds, write_episode_gif, write_strip)
+from vla_ros.control.tracker import NS, STATUS_NAMES, PoseHistory, TrackerConfig, TrajectoryTracker
+from vla_ros.sim.in_process import api_predictor, expert_predictor, expert_reference, run_in_process
+from vla_ros.sim.loop import ClosedLoopSim
+from vla_ros.sim.node_config import SimNodeConfig, episode_kinds, unblocked_seeds
+from vla_ros.sim.record import EpisodeRecord
+from vla_ros.sim.scoring import SuccessCriteria, score_episode
+from vla_ros.sim.summary import format_summary, summarize
+from vla_ros.sim.video import write_episode_gif, write_strip
 from vla_ros.config import ConfigError
 from vla_ros.sim import WorldConfig
 from vla_ros.sim.geometry import unicycle_step
@@ -469,7 +473,8 @@ def test_sim_node_lockstep_waits_past_a_premature_stop_for_the_ok_answer():
     from rclpy.parameter import Parameter
 
     from vla_ros.msg import Trajectory
-    from vla_ros.ros.sim_node import SimNode, _time
+    from vla_ros.ros.messages import to_time as _time
+    from vla_ros.ros.sim_node import SimNode
 
     grace = 2.0
     ctx = rclpy.Context()
@@ -556,12 +561,13 @@ def test_a_commanded_base_moves_like_the_tracker_drove_it_and_records_the_differ
 
 
 def test_docs_list_every_sim_node_parameter():
-    from vla_ros.closed_loop import sim_parameter_table
+    from vla_ros.sim.node_config import sim_parameter_table
 
     assert sim_parameter_table() in (ROOT / "docs" / "closed_loop.md").read_text()
 
 
 def test_closed_loop_imports_without_ros_or_torch():
-    code = ("import sys; sys.modules['rclpy'] = None; import vla_ros.closed_loop, vla_ros.commands.sim, "
-            "vla_ros.commands.demo; assert 'torch' not in sys.modules, 'torch imported'")
+    code = ("import sys; sys.modules['rclpy'] = None; import vla_ros.sim.loop, vla_ros.sim.in_process, "
+            "vla_ros.sim.summary, vla_ros.sim.video, vla_ros.sim.node_config, vla_ros.ros.orchestration, "
+            "vla_ros.commands.sim, vla_ros.commands.demo; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

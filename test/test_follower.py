@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import yaml
 
-from vla_ros.closed_loop import ClosedLoopSim, TrajectoryTracker
 from vla_ros.config import ConfigError
 from vla_ros.control.follower import FollowerConfig, FollowerCore
-from vla_ros.control.tracker import NS, TrackerLimits
+from vla_ros.control.tracker import NS, TrackerLimits, TrajectoryTracker
+from vla_ros.sim.loop import ClosedLoopSim
 
 ROOT = Path(__file__).resolve().parents[1]
 STOP = 1  # Trajectory.STATUS_STOP_STALE_CAMERA
@@ -297,7 +297,7 @@ def test_docs_parameter_table_matches_the_dataclass():
 
 
 def test_the_control_core_imports_neither_rclpy_nor_torch():
-    code = ("import sys, vla_ros.control.follower, vla_ros.closed_loop; "
+    code = ("import sys, vla_ros.control.follower, vla_ros.sim.loop; "
             "sys.exit(sorted({'rclpy', 'torch'} & set(sys.modules)) or 0)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -100,7 +100,8 @@ def test_guidance_needs_a_locator_and_a_known_mode(locator_ckpt, tmp_path):
 def test_node_parameter_and_vla_sim_flag_reach_vla_node(tmp_path):
     import typing
 
-    from vla_ros.commands.sim import SimOptions, sim_descriptions
+    from vla_ros.ros.orchestration import sim_descriptions
+    from vla_ros.sim.options import SimOptions
     from vla_ros.config import GUIDANCE_MODES, ConfigError
     from vla_ros.runtime.config import NodeConfig
 

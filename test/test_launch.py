@@ -234,7 +234,7 @@ def _launcher(tmp_path, commands):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     cmds = [[sys.executable, str(script), *c] for c in commands]
-    code = f"import sys; from vla_ros.commands.launch import run_processes; sys.exit(run_processes({cmds!r}))"
+    code = f"import sys; from vla_ros.ros.orchestration import run_processes; sys.exit(run_processes({cmds!r}))"
     return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 

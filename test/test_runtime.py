@@ -926,7 +926,7 @@ def test_compressed_frames_decode_to_rgb_and_bad_ones_are_rejected_with_a_reason
 
 
 def test_jpeg_for_a_small_model_decodes_at_a_reduced_scale_as_the_full_decode_downscaled():
-    from vla_ros.commands.soak import soak_frames
+    from vla_ros.ros.soak import soak_frames
     from vla_ros.runtime.images import decode_compressed, downscale
 
     for (w, h), reduced in (((640, 480), (240, 320)), ((1280, 720), (180, 320)), ((100, 90), (90, 100))):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vla_ros.commands.soak import bar, memory_figures
+from vla_ros.ros.soak import bar, memory_figures
 
 ROOT = Path(__file__).resolve().parents[1]
 # received share, lost share and input delay (ms) every camera must keep; the bar in issue 19 is 0.95 OK
@@ -28,7 +28,7 @@ MIN_RECEIVED, MAX_LOST, MAX_INPUT_DELAY_MS, MIN_OK = 0.9, 0.02, 50.0, 0.9
 HOG_SOAK = """
 import argparse, json, sys, tempfile
 from pathlib import Path
-from vla_ros.commands.soak import run_soak
+from vla_ros.ros.soak import run_soak
 args = argparse.Namespace(duration=8.0, warmup=2.0, fps=30.0, width=640, height=480, image_transport="raw",
                           checkpoint=sys.argv[1], device="cpu", rate_hz=3.0, cpu_threads=1, domain_id=None,
                           dds_profile="")

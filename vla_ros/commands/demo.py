@@ -9,12 +9,12 @@ predicted trajectories drawn over the top camera.  A couple of minutes on 2 CPU 
 from __future__ import annotations
 
 import io
-import sys
 import time
 from pathlib import Path
 
 from vla_ros import paths
 from vla_ros.config import GUIDANCE_MODES
+from vla_ros.sim.options import SimOptions
 
 __all__ = ["register", "cmd_demo", "DEMO_KINDS"]
 
@@ -24,15 +24,14 @@ DEMO_KINDS = ("goto_red", "follow_lane", "goto_blue")
 
 def cmd_demo(args) -> int:
     from vla_ros.cli import UserError
-    from vla_ros.closed_loop import episode_kinds, format_summary, summarize, unblocked_seeds, write_gif, write_strip
-    from vla_ros.commands.sim import SimOptions, missing_checkpoint_message, print_event, run_episodes, write_outputs
+    from vla_ros.commands.sim import report_failures, run_printing_progress
     from vla_ros.config import ConfigError
+    from vla_ros.sim.node_config import episode_kinds, unblocked_seeds
+    from vla_ros.sim.options import resolve_checkpoint
+    from vla_ros.sim.summary import format_summary, summarize, write_outputs
+    from vla_ros.sim.video import write_gif, write_strip
 
-    checkpoint = Path(args.checkpoint).expanduser() if args.checkpoint else paths.default_checkpoint()
-    if not checkpoint.is_file():
-        if args.checkpoint:
-            raise UserError(f"checkpoint {checkpoint} does not exist")
-        raise UserError(missing_checkpoint_message(checkpoint))
+    checkpoint = resolve_checkpoint(args.checkpoint)
     try:
         kinds = episode_kinds(args.kinds or ",".join(DEMO_KINDS), args.episodes)
     except ConfigError as exc:
@@ -50,14 +49,10 @@ def cmd_demo(args) -> int:
           "loading the model ...", flush=True)
     t0 = time.perf_counter()
     failures: list[str] = []
-    try:
-        records, _ = run_episodes(opts, on_event=lambda ev: print_event(ev, len(kinds)), failures=failures,
-                                  show_commands=False)
-    except KeyboardInterrupt:
-        print("vla demo: interrupted", file=sys.stderr)
+    ran = run_printing_progress(opts, "vla demo", len(kinds), failures, show_commands=False)
+    if ran is None:
         return 130
-    if not records:
-        raise UserError("no episode finished")
+    records, _ = ran
     summary = summarize(records)
     print()
     print(format_summary(summary))
@@ -69,9 +64,7 @@ def cmd_demo(args) -> int:
           f"in orange)\n       {png}  (one row per episode)\nresults: {out / 'results.json'}"
           + ("" if args.no_ros else f"; node logs: {out / 'run'}")
           + f"\n({time.perf_counter() - t0:.0f} s)")
-    for line in failures:
-        print(f"vla demo: error: {line}", file=sys.stderr)
-    return 1 if failures else 0
+    return report_failures("vla demo", failures)
 
 
 def register(subparsers) -> None:

@@ -15,16 +15,11 @@ the first non-zero exit status.  The nodes die with the launcher even if it is k
 from __future__ import annotations
 
 import shlex
-import signal
-import subprocess
-import sys
-import time
 
 from vla_ros.config import ConfigError
 from vla_ros.launch_description import LAUNCH_ARGUMENTS, describe_from_launch_arguments, process_command
-
-STOP_TIMEOUT_S = 15.0  # after forwarding a signal, how long nodes get before SIGKILL (exiting a
-# process that imported torch and diffusers alone takes seconds on a busy machine)
+from vla_ros.ros.orchestration import child_setup as _child_setup  # noqa: F401  (bag/replay.py imports it here)
+from vla_ros.ros.orchestration import run_processes
 
 
 def register(subparsers) -> None:
@@ -70,57 +65,3 @@ def cmd_launch(args) -> int:
             print(shlex.join(cmd))
         return 0
     return run_processes(commands, names=[d.name for d in descs])
-
-
-def _child_setup() -> None:  # runs in the child between fork and exec
-    # Default signal handling even if we were started with SIGINT ignored (a background job).
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    try:  # die with the launcher
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - not Linux: the nodes may outlive a killed launcher
-        pass
-
-
-def run_processes(commands: list[list[str]], names: list[str] | None = None) -> int:
-    """Run the commands until they have all exited; forward SIGINT/SIGTERM to them."""
-    names = names or [c[0] for c in commands]
-    # Own sessions: a Ctrl-C in the terminal reaches the nodes once (forwarded by us), not twice.
-    procs = []
-    for name, cmd in zip(names, commands):
-        procs.append(subprocess.Popen(cmd, start_new_session=True, preexec_fn=_child_setup))
-        print(f"[vla launch] started {name} (pid {procs[-1].pid}): {shlex.join(cmd)}", file=sys.stderr, flush=True)
-
-    stopping = {"since": None}
-
-    def forward(signum, _frame):
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signum)
-        if stopping["since"] is None:
-            stopping["since"] = time.monotonic()
-
-    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while any(p.poll() is None for p in procs):
-            if stopping["since"] is None and any(p.poll() is not None for p in procs):
-                forward(signal.SIGINT, None)  # one node ended: stop the others
-            if stopping["since"] is not None and time.monotonic() - stopping["since"] > STOP_TIMEOUT_S:
-                for p in procs:
-                    if p.poll() is None:
-                        print(f"[vla launch] pid {p.pid} did not stop in {STOP_TIMEOUT_S:g} s: killing it",
-                              file=sys.stderr, flush=True)
-                        p.kill()
-            time.sleep(0.05)
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
-    codes = [p.wait() for p in procs]
-    for name, p, code in zip(names, procs, codes):
-        print(f"[vla launch] {name} (pid {p.pid}) exited with {code}", file=sys.stderr, flush=True)
-    bad = [c for c in codes if c != 0]
-    if not bad:
-        return 0
-    return 128 - bad[0] if bad[0] < 0 else bad[0]  # killed by signal N -> 128 + N, like a shell

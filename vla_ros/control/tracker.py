@@ -22,18 +22,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from vla_ros.config import _require
+from vla_ros.runtime.history import NS
+from vla_ros.runtime.safety import Status
 from vla_ros.sim.config import WorldConfig
 from vla_ros.sim.geometry import robot_to_world, wrap_angle
 
 __all__ = ["NS", "STATUS_OK", "STATUS_NAMES", "PoseHistory", "Plan", "Control", "TrackerConfig", "TrackerLimits",
            "TrajectoryTracker"]
 
-NS = 1_000_000_000
-STATUS_OK = 0
-#: Trajectory.STATUS_* code -> name (mirrors vla_ros/msg/Trajectory.msg; a test checks it).
-STATUS_NAMES = {0: "OK", 1: "STOP_STALE_CAMERA", 2: "STOP_INCOMPLETE_HISTORY", 3: "STOP_NO_COMMAND",
-                4: "STOP_CAMERA_SKEW", 5: "STOP_NONFINITE_OUTPUT", 6: "STOP_BAD_INPUT", 7: "STOP_MODEL_ERROR",
-                8: "STOP_NO_ODOMETRY"}
+STATUS_OK = int(Status.OK)
+#: Trajectory.STATUS_* code -> name (vla_ros.runtime.safety.Status mirrors the message; a test checks it).
+STATUS_NAMES = {int(s): s.name for s in Status}
 
 
 def _s(ns: int | float) -> float:

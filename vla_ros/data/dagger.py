@@ -42,7 +42,7 @@ class LearnerDriver:
     def __init__(self, predictor: Predictor, config: WorldConfig, history_length: int = 5,
                  history_spacing: float = 0.2, replan_period: float = 0.2, name: str = "learner",
                  noise: str = "fixed") -> None:
-        from ..closed_loop import PoseHistory, TrajectoryTracker
+        from ..control.tracker import PoseHistory, TrajectoryTracker
 
         if replan_period <= 0 or history_spacing <= 0 or history_length < 1:
             raise ValueError("replan_period and history_spacing must be > 0 and history_length >= 1")
@@ -67,7 +67,7 @@ class LearnerDriver:
         return int(round((t + 1) * self.config.sim_dt * 1e9))  # stamps start at sim_dt (0 means "unset")
 
     def __call__(self, t: int, ego: np.ndarray, top: np.ndarray, world) -> tuple[float, float] | None:
-        from ..closed_loop import STATUS_OK
+        from ..control.tracker import STATUS_OK
 
         if (self.poses.newest_stamp or 0) >= self._ns(t):  # time went back: a new episode
             self.reset()

@@ -12,9 +12,14 @@ Python's signal handlers run in the main thread between bytecodes, so nothing ra
 from __future__ import annotations
 
 import signal
+import sys
 import threading
+from dataclasses import dataclass
+from typing import Any, Callable
 
+import rclpy
 from rclpy.executors import ExternalShutdownException
+from rclpy.signals import SignalHandlerOptions
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 
 InvalidHandle = _rclpy.InvalidHandle  # a handle used after its destruction was requested
@@ -80,3 +85,41 @@ class Spinner:
         with the thread still inside rclpy aborted the process."""
         self.executor.shutdown(timeout_sec=timeout_s)
         self.thread.join(2 * timeout_s)
+
+
+@dataclass
+class NodeProcess:
+    """What a node's ``main()`` holds: its node and spinner, closed by :func:`run_node_main`."""
+
+    node: Any = None
+    spinner: Spinner | None = None
+
+
+def run_node_main(args: list[str] | None, body: Callable[[NodeProcess], int | None],
+                  close_node: Callable[[Any], None], spinner_timeout_s: float = 5.0,
+                  quiet: tuple[type[BaseException], ...] = (ExternalShutdownException,)) -> None:
+    """A node process's ``main()``: rclpy without its signal handlers (see above), ``body`` -> exit
+    status (it fills the NodeProcess); then, whatever happened, the spinner closed, ``close_node(node)``
+    and rclpy shut down, and ``sys.exit`` with the status when it is not 0. ``quiet``: exceptions
+    that end the process with status 0."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    proc = NodeProcess()
+    code = 0
+    try:
+        code = body(proc) or 0
+    except quiet:
+        pass
+    finally:
+        if proc.spinner is not None:
+            proc.spinner.close(timeout_s=spinner_timeout_s)
+        if proc.node is not None:
+            close_node(proc.node)
+        rclpy.try_shutdown()
+    if code:
+        sys.exit(code)
+
+
+def config_error(name: str, exc: BaseException) -> int:
+    """One line on stderr for an invalid parameter (or checkpoint); the exit status 2."""
+    print(f"{name}: error: {exc}", file=sys.stderr)
+    return 2

@@ -19,41 +19,43 @@ Modes: ``lockstep`` (default) -- the simulation waits, every lockstep_period, fo
 stamped at (or after) its newest frames, and with cmd_vel for the command answering each odom
 message, so results do not depend on CPU speed; ``real_time`` --
 it runs on a wall-clock timer and the robot follows whatever arrives, late trajectories joined
-in the middle.  This module is the thin rclpy adapter; the world, the tracking controller and
-the scoring live in :mod:`vla_ros.closed_loop` (no rclpy there).
+in the middle.  This module is the thin rclpy adapter; the world and the closed loop
+(:mod:`vla_ros.sim.loop`), the tracking controller (:mod:`vla_ros.control.tracker`), the scoring
+(:mod:`vla_ros.sim.scoring`) and the parameters (:mod:`vla_ros.sim.node_config`) have no rclpy.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import sys
 import threading
 import time
 from pathlib import Path
 
-import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped, Twist, TwistStamped
 from nav_msgs.msg import Odometry
 from nav_msgs.msg import Path as PathMsg
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from vla_ros.closed_loop import NS, ClosedLoopSim, SimNodeConfig, TrackerConfig
+from vla_ros.control.tracker import TrackerConfig
+from vla_ros.runtime.history import NS
+from vla_ros.sim.loop import ClosedLoopSim
+from vla_ros.sim.node_config import SimNodeConfig
 from vla_ros.config import ConfigError
 from vla_ros.bag.schema import stamp_of, trajectory_data
 from vla_ros.msg import Trajectory
+from vla_ros.ros.messages import to_time
 from vla_ros.ros.parameters import declare_dataclass_parameters
-from vla_ros.ros.process import Spinner, stop_on_signals
+from vla_ros.ros.process import NodeProcess, Spinner, config_error, run_node_main, stop_on_signals
 from vla_ros.sim.config import WorldConfig
 
-__all__ = ["SimNode", "declare_sim_config", "main", "NODE_NAME"]
+__all__ = ["SimNode", "main", "NODE_NAME"]
 
 NODE_NAME = "sim_node"
 # Like vla_node's command subscription: reliable, and transient-local so that a VLA node started
@@ -62,16 +64,6 @@ COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=R
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 SIM_START_NS = NS  # sim time of the first frame (a stamp of 0 means "unstamped" to vla_node)
 MATCH_GRACE_S = 0.5  # wall seconds between finding the VLA node and the first frame (see wait_for_vla_node)
-
-
-def declare_sim_config(node: Node) -> SimNodeConfig:
-    """One read-only parameter per SimNodeConfig field (its help text as the description)."""
-    return declare_dataclass_parameters(node, SimNodeConfig)
-
-
-def _time(ns: int) -> Time:
-    sec, nanosec = divmod(int(ns), NS)
-    return Time(sec=sec, nanosec=nanosec)
 
 
 class SimNode(Node):
@@ -85,7 +77,7 @@ class SimNode(Node):
 
     def _set_up(self, stop_event: threading.Event | None) -> None:
         self._stop_event = stop_event or threading.Event()
-        self.cfg = cfg = declare_sim_config(self)
+        self.cfg = cfg = declare_dataclass_parameters(self, SimNodeConfig)
         tracker = TrackerConfig(timeout=cfg.trajectory_timeout, feedforward_horizon=cfg.tracker_horizon)
         self.sim = ClosedLoopSim(WorldConfig(image_size=cfg.image_size), tracker,
                                  warmup=cfg.warmup, duration=cfg.duration)
@@ -194,7 +186,7 @@ class SimNode(Node):
         with self.lock:
             stamp_ns = self.sim.stamp_ns
             ego, top = self.sim.render()
-        stamp = _time(stamp_ns)
+        stamp = to_time(stamp_ns)
         self._ego_pub.publish(self._image(ego, stamp, cfg.ego_frame_id))
         self._top_pub.publish(self._image(top, stamp, cfg.top_frame_id))
         if self._clock_pub is not None:
@@ -207,7 +199,7 @@ class SimNode(Node):
             stamp_ns = self.sim.stamp_ns
             x, y, yaw, v, w = (float(s) for s in self.sim.state)
         odom = Odometry()
-        odom.header.stamp, odom.header.frame_id, odom.child_frame_id = _time(stamp_ns), cfg.odom_frame_id, \
+        odom.header.stamp, odom.header.frame_id, odom.child_frame_id = to_time(stamp_ns), cfg.odom_frame_id, \
             cfg.base_frame_id
         odom.pose.pose.position.x, odom.pose.pose.position.y = x, y
         q = odom.pose.pose.orientation
@@ -468,31 +460,22 @@ def main(args: list[str] | None = None) -> None:
     Exits 0 after the last episode (or on SIGINT / SIGTERM: the episode under way is dropped),
     1 when no VLA node showed up, 2 for an invalid parameter.
     """
-    # A signal only asks the loop to end (checked every step and while waiting): ros/process.py
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = stop_on_signals()
-    node = spinner = None
-    code = 0
-    try:
+    def body(proc: NodeProcess) -> int:
+        # A signal only asks the loop to end (checked every step and while waiting): ros/process.py
+        stop = stop_on_signals()
         try:
-            node = SimNode(stop_event=stop)
-        except (ConfigError, ValueError) as exc:
-            print(f"{NODE_NAME}: error: {exc}", file=sys.stderr)
-            code = 2
-        else:
+            try:
+                proc.node = SimNode(stop_event=stop)
+            except (ConfigError, ValueError) as exc:
+                return config_error(NODE_NAME, exc)
             executor = SingleThreadedExecutor()
-            executor.add_node(node)
-            spinner = Spinner(executor, name="sim-executor")
-            code = node.run()
-    finally:
-        stop.set()
-        if spinner is not None:
-            spinner.close(timeout_s=1.0)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    if code:
-        sys.exit(code)
+            executor.add_node(proc.node)
+            proc.spinner = Spinner(executor, name="sim-executor")
+            return proc.node.run()
+        finally:
+            stop.set()
+
+    run_node_main(args, body, lambda node: node.destroy_node(), spinner_timeout_s=1.0, quiet=())
 
 
 if __name__ == "__main__":

@@ -20,16 +20,13 @@ This module is the thin rclpy adapter: parameters, QoS, timer and message conver
 
 from __future__ import annotations
 
-import sys
 
-import rclpy
 from geometry_msgs.msg import PoseStamped, Twist, TwistStamped
 from nav_msgs.msg import Odometry, Path
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Header
 from std_srvs.srv import SetBool
 
@@ -39,7 +36,7 @@ from vla_ros.control.follower import FOLLOWER_NODE_NAME, FollowerCommand, Follow
 from vla_ros.msg import Trajectory
 from vla_ros.ros.messages import pose_from_xy_yaw, stamp_ns, to_time
 from vla_ros.ros.parameters import declare_dataclass_parameters
-from vla_ros.ros.process import Spinner, stop_on_signals
+from vla_ros.ros.process import NodeProcess, Spinner, config_error, run_node_main, stop_on_signals
 from vla_ros.runtime.geometry import quaternion_to_yaw
 
 __all__ = ["TrajectoryFollower", "main"]
@@ -157,31 +154,24 @@ def main(args: list[str] | None = None) -> None:
     """Entry point (``ros2 run vla_ros trajectory_follower``, ``trajectory_follower``,
     ``python -m vla_ros.ros.trajectory_follower``). Exits 2 with one line for an invalid parameter.
     On SIGINT / SIGTERM it publishes a last zero command before it goes (ros/process.py)."""
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = stop_on_signals()
-    node = spinner = None
-    code = 0
-    try:
-        node = TrajectoryFollower()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        spinner = Spinner(executor, name="follower-executor")
-        spinner.wait(stop)
-    except (ConfigError, ValueError) as exc:
-        print(f"{FOLLOWER_NODE_NAME}: error: {exc}", file=sys.stderr)
-        code = 2
-    except ExternalShutdownException:
-        pass
-    finally:
-        if spinner is not None:
-            spinner.close()
-        if node is not None:
-            if node.context.ok():
-                node.stop_robot()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    if code:
-        sys.exit(code)
+    def body(proc: NodeProcess) -> int:
+        stop = stop_on_signals()
+        try:
+            proc.node = TrajectoryFollower()
+            executor = SingleThreadedExecutor()
+            executor.add_node(proc.node)
+            proc.spinner = Spinner(executor, name="follower-executor")
+            proc.spinner.wait(stop)
+        except (ConfigError, ValueError) as exc:
+            return config_error(FOLLOWER_NODE_NAME, exc)
+        return 0
+
+    def close(node: TrajectoryFollower) -> None:
+        if node.context.ok():
+            node.stop_robot()
+        node.destroy_node()
+
+    run_node_main(args, body, close)
 
 
 if __name__ == "__main__":

@@ -34,18 +34,14 @@ import signal
 import sys
 import time
 import traceback
-from dataclasses import fields
 
 import numpy as np
-import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNodeMixin, TransitionCallbackReturn
 from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry, Path
@@ -56,9 +52,9 @@ from vla_ros.config import ConfigError
 from vla_ros.msg import Trajectory
 from vla_ros.ros.compat import SubscriptionEventCallbacks, UnsupportedEventTypeError
 from vla_ros.ros.messages import diagnostics_msg, path_msg, stamp_ns, trajectory_msg
-from vla_ros.ros.process import STOP_SIGNALS, Spinner, stop_on_signals
-from vla_ros.runtime.config import (NODE_NAME, ROS_STANDARD_PARAMETERS, NodeConfig, node_config_from_parameters,
-                                    parameter_type_name)
+from vla_ros.ros.parameters import declare_dataclass_parameters
+from vla_ros.ros.process import STOP_SIGNALS, NodeProcess, Spinner, config_error, run_node_main, stop_on_signals
+from vla_ros.runtime.config import NODE_NAME, NodeConfig, parameter_type_name
 from vla_ros.runtime.core import NodeCore
 from vla_ros.runtime.geometry import quaternion_to_yaw
 from vla_ros.runtime.images import ImageError
@@ -89,27 +85,9 @@ DECODE_STOP_TIMEOUT_S = 5.0  # and this long for a frame being decoded (millisec
 
 
 def declare_node_config(node: Node) -> NodeConfig:
-    """Declare one read-only parameter per NodeConfig field and build the validated config.
-
-    Raises ConfigError for a wrong type, an invalid value or an unknown parameter (a typo in
-    the params file would otherwise be ignored silently).
-    """
-    defaults = NodeConfig()
-    values = {}
-    for f in fields(NodeConfig):
-        desc = ParameterDescriptor(
-            description=f.metadata["help"], read_only=True,
-            additional_constraints=f"type: {parameter_type_name(f.name)}",
-            dynamic_typing=True,  # YAML writes 5 for 5.0: the type is checked by NodeConfig below
-        )
-        values[f.name] = node.declare_parameter(f.name, getattr(defaults, f.name), desc).value
-    overrides = set(getattr(node, "_parameter_overrides", {}) or {})
-    unknown = sorted(k for k in overrides - set(values) - set(ROS_STANDARD_PARAMETERS)
-                     if not k.startswith("qos_overrides."))
-    if unknown:
-        raise ConfigError(f"unknown parameter(s) {unknown} for {node.get_fully_qualified_name()}; "
-                          f"valid: {sorted(values)}")
-    return node_config_from_parameters(values, where="parameter")
+    """One read-only parameter per NodeConfig field (its type named in the constraints), then the
+    validated config; ConfigError for a wrong type, an invalid value or an unknown parameter."""
+    return declare_dataclass_parameters(node, NodeConfig, constraints=lambda name: f"type: {parameter_type_name(name)}")
 
 
 class VLANode(LifecycleNodeMixin, Node):
@@ -486,18 +464,15 @@ def main(args: list[str] | None = None) -> None:
     # default action, like a C++ node before rclcpp's handlers): a KeyboardInterrupt raised inside
     # `import torch` or a C++ initializer left the process to exit 130 or abort at exit ("terminate
     # called without an active exception"). Then a signal asks for a clean shutdown (ros/process.py).
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    for s in STOP_SIGNALS:
-        signal.signal(s, signal.SIG_DFL)
-    node = spinner = None
-    code = 0
-    try:
+    def body(proc: NodeProcess) -> int:
+        for s in STOP_SIGNALS:
+            signal.signal(s, signal.SIG_DFL)
         try:
-            node = VLANode()
+            proc.node = VLANode()
             executor = MultiThreadedExecutor(num_threads=3)
-            executor.add_node(node)
-            spinner = Spinner(executor, name="vla-executor")
-            error = node.autostart() if node.cfg.autostart else None
+            executor.add_node(proc.node)
+            proc.spinner = Spinner(executor, name="vla-executor")
+            error = proc.node.autostart() if proc.node.cfg.autostart else None
         except ExternalShutdownException:
             raise
         except Exception as exc:
@@ -505,20 +480,11 @@ def main(args: list[str] | None = None) -> None:
                 raise
             error = exc
         if error is not None:
-            print(f"{NODE_NAME}: error: {error}", file=sys.stderr)
-            code = 2
-        else:
-            spinner.wait(stop_on_signals())
-    except ExternalShutdownException:
-        pass
-    finally:
-        if spinner is not None:
-            spinner.close()  # running callbacks finish before the node goes
-        if node is not None:
-            node.close()
-        rclpy.try_shutdown()
-    if code:
-        sys.exit(code)
+            return config_error(NODE_NAME, error)
+        proc.spinner.wait(stop_on_signals())
+        return 0
+
+    run_node_main(args, body, lambda node: node.close())  # running callbacks finish before the node goes
 
 
 if __name__ == "__main__":

@@ -15,11 +15,11 @@ import re
 import typing
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import yaml
 
-from vla_ros.config import GUIDANCE_MODES, NOISE_MODES, ConfigError, _require, from_dict, to_dict
+from vla_ros.config import GUIDANCE_MODES, NOISE_MODES, ConfigError, _require, from_dict
 
 __all__ = [
     "NODE_NAME",
@@ -238,14 +238,28 @@ def read_params_file(path: str | Path, node_fqn: str = "/" + NODE_NAME) -> dict[
 # --------------------------------------------------------------------------------------
 
 
-def defaults_table(cls: type) -> str:
-    """Markdown table (parameter, default, description) of a settings dataclass whose fields carry
-    ``help`` metadata (sim_node's and trajectory_follower's parameters; docs hold copies, tests compare)."""
-    rows = ["| parameter | default | description |", "|---|---|---|"]
+def _shown(default: Any, quote_strings: bool) -> str:
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
+    if isinstance(default, str) and quote_strings:
+        return f"`{default!r}`"
+    return f"`{default}`" if default != "" else "`''`"
+
+
+def defaults_table(cls: type, type_name: Callable[[str], str] | None = None, quote_strings: bool = True) -> str:
+    """Markdown table (parameter, [type,] default, description) of a settings dataclass whose fields
+    carry ``help`` metadata; docs hold copies and tests compare them.
+
+    ``type_name``: field name -> the type column (no column when None).  ``quote_strings``: show
+    string defaults as Python literals (``'odom'``) rather than bare (``odom``; ``''`` when empty).
+    """
+    head = ["parameter"] + (["type"] if type_name else []) + ["default", "description"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for f in fields(cls):
-        d = f.default
-        shown = f"`{d!r}`" if isinstance(d, str) else f"`{str(d).lower()}`" if isinstance(d, bool) else f"`{d}`"
-        rows.append(f"| `{f.name}` | {shown} | {f.metadata['help']} |")
+        assert f.default is not MISSING, f"{cls.__name__}.{f.name} has no default"
+        cells = [f"`{f.name}`"] + ([type_name(f.name)] if type_name else []) + [
+            _shown(f.default, quote_strings), f.metadata["help"]]
+        rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -254,17 +268,7 @@ def parameter_table() -> str:
 
     docs/node.md holds a copy (a test keeps them equal): ``python -m vla_ros.runtime.config`` prints it.
     """
-    defaults = to_dict(NodeConfig())
-    rows = ["| parameter | type | default | description |", "|---|---|---|---|"]
-    for f in fields(NodeConfig):
-        assert f.default is not MISSING
-        default = defaults[f.name]
-        if isinstance(default, bool):
-            shown = f"`{str(default).lower()}`"
-        else:
-            shown = f"`{default}`" if default != "" else "`''`"
-        rows.append(f"| `{f.name}` | {parameter_type_name(f.name)} | {shown} | {f.metadata['help']} |")
-    return "\n".join(rows)
+    return defaults_table(NodeConfig, type_name=parameter_type_name, quote_strings=False)
 
 
 if __name__ == "__main__":

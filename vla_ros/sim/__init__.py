@@ -5,6 +5,14 @@
     obs = world.reset(seed=0, kind="goto_red")      # {"ego", "top", "state", "stamp"}
     traj = world.expert_trajectory()                 # (16, 3) robot frame, waypoint k at (k+1)*0.2 s
     world.step(v, omega)
+
+Modules: ``world`` (World: reset, step, cameras, expert), ``config``, ``layout`` / ``placement``
+(what a world holds, where it goes), ``geometry`` (lane, unicycle), ``commands`` (phrasings per
+kind), ``expert``, ``render`` / ``texture`` / ``raster`` (the cameras), ``episode`` (recorded
+expert episodes for training).  The closed loop on top of it: ``loop`` (ClosedLoopSim),
+``scoring``, ``record``, ``in_process`` (the loop without ROS), ``summary``, ``video``,
+``node_config`` (sim_node's parameters) and ``options`` (what ``vla sim`` decides); those import
+``vla_ros.control`` and are not re-exported here.
 """
 
 from .commands import KINDS, PHRASINGS, SPLITS, kind_from_text, phrasings, sample_command

@@ -1,7 +1,7 @@
 """Two cameras in numpy: an ego pinhole camera on the robot and a fixed overhead camera.
 
-* :class:`GroundTexture` bakes the ground of one layout (grass, road, edge lines, dashed
-  centre line, object shadows) into an RGB texture once per episode.
+* :class:`~vla_ros.sim.texture.GroundTexture` bakes the ground of one layout (grass, road, edge
+  lines, dashed centre line, object shadows) into an RGB texture once per episode.
 * :class:`EgoCamera` renders the ground with a per-pixel ray/ground intersection that is
   precomputed in the robot frame (the camera is rigid on the robot and the ground is flat,
   so each frame is one 2D rotation + a texture gather), paints the sky above the horizon,
@@ -23,188 +23,17 @@ import numpy as np
 from .config import WorldConfig
 from .geometry import robot_to_world
 from .layout import Cone, Layout, Obstacle
+from .raster import HAZE, OUTLINE, ROBOT, SKY_HORIZON, SKY_TOP, downsample, fill_convex
+from .texture import GroundTexture
 
 __all__ = [
-    "GroundTexture",
     "EgoCamera",
     "TopCamera",
     "world_to_top_pixel",
     "top_pixel_to_world",
     "robot_to_ego_pixel",
     "trajectory_to_top_pixels",
-    "fill_convex",
 ]
-
-SKY_TOP = np.array([95, 150, 220], np.float32)
-SKY_HORIZON = np.array([195, 215, 235], np.float32)
-HAZE = np.array([180, 195, 200], np.float32)
-GRASS = np.array([88, 128, 58], np.float32)
-ROAD = np.array([92, 92, 98], np.float32)
-EDGE = np.array([240, 240, 240], np.float32)
-CENTRE = np.array([240, 200, 40], np.float32)
-ROBOT = np.array([250, 250, 250], np.float32)
-OUTLINE = np.array([20, 20, 20], np.float32)
-
-
-# ---------------------------------------------------------------------------------------------
-# small raster helpers
-# ---------------------------------------------------------------------------------------------
-
-
-def fill_convex(img: np.ndarray, pts, colour) -> None:
-    """Fill a convex polygon into ``img`` (H, W, C) in place.
-
-    ``pts`` (K, 2) are (column, row) coordinates where pixel (i, j) covers [j, j+1) x [i, i+1)
-    (its centre is at j + 0.5, i + 0.5). ``colour`` has C (or 3, alpha kept) entries.
-    """
-    p = np.asarray(pts, dtype=np.float64).tolist()  # small: plain Python is faster than numpy here
-    k = len(p)
-    if k < 3:
-        return
-    xs = [q[0] for q in p]
-    ys = [q[1] for q in p]
-    lo_x, hi_x, lo_y, hi_y = min(xs), max(xs), min(ys), max(ys)
-    if not all(map(math.isfinite, (lo_x, hi_x, lo_y, hi_y))):
-        return
-    h, w = img.shape[:2]
-    j0 = max(int(lo_x - 0.5), 0)
-    j1 = min(int(hi_x + 1.5), w)
-    i0 = max(int(lo_y - 0.5), 0)
-    i1 = min(int(hi_y + 1.5), h)
-    if j0 >= j1 or i0 >= i1:
-        return
-    area = 0.0
-    for m in range(k):
-        n = (m + 1) % k
-        area += xs[m] * ys[n] - xs[n] * ys[m]
-    if abs(area) < 1e-9:
-        return
-    sgn = 1.0 if area > 0 else -1.0
-    ex = [sgn * (xs[(m + 1) % k] - xs[m]) for m in range(k)]
-    ey = [sgn * (ys[(m + 1) % k] - ys[m]) for m in range(k)]
-    # inside <=> for every edge m: ex_m * (py - y_m) >= ey_m * (px - x_m)
-    px = np.arange(j0 + 0.5, j1, 1.0)
-    py = np.arange(i0 + 0.5, i1, 1.0)
-    a_y = (py[None, :] - np.array(ys)[:, None]) * np.array(ex)[:, None]  # (k, h)
-    a_x = (px[None, :] - np.array(xs)[:, None]) * np.array(ey)[:, None]  # (k, w)
-    mask = (a_y[:, :, None] >= a_x[:, None, :]).all(0)
-    col = [min(max(int(c), 0), 255) for c in colour]
-    img[i0:i1, j0:j1][mask, : len(col)] = col
-
-
-def _downsample(img: np.ndarray, ss: int) -> np.ndarray:
-    """(S, S, C) uint8 -> (S/ss, S/ss, 3) uint8 by box averaging (drops a 4th channel)."""
-    if ss == 1:
-        return np.array(img[..., :3], dtype=np.uint8, order="C")  # always a copy (img is a reused buffer)
-    S, _, C = img.shape
-    h = S // ss
-    a = img.reshape(h, ss, S * C)
-    rows = a[:, 0].astype(np.uint16)
-    for k in range(1, ss):
-        rows += a[:, k]
-    b = rows.reshape(h, h, ss, C)
-    acc = b[:, :, 0, :3].copy()
-    for k in range(1, ss):
-        acc += b[:, :, k, :3]
-    acc += (ss * ss) // 2
-    acc //= ss * ss
-    return acc.astype(np.uint8)
-
-
-def _bilinear(grid: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> np.ndarray:
-    """Bilinear lookup of ``grid`` (H, W) at fractional indices (fy[:, None], fx[None, :]),
-    separably (rows, then columns); float32 result."""
-    h, w = grid.shape
-    g = np.asarray(grid, dtype=np.float32)
-    y0 = np.clip(np.floor(fy).astype(np.int64), 0, h - 2)
-    x0 = np.clip(np.floor(fx).astype(np.int64), 0, w - 2)
-    wy = np.clip(fy - y0, 0, 1).astype(np.float32)[:, None]
-    wx = np.clip(fx - x0, 0, 1).astype(np.float32)[None, :]
-    rows = g[y0]
-    rows += (g[y0 + 1] - rows) * wy  # (len(fy), w)
-    out = rows[:, x0]
-    out += (rows[:, x0 + 1] - out) * wx
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# ground texture
-# ---------------------------------------------------------------------------------------------
-
-
-class GroundTexture:
-    """The ground of one layout baked into an RGB texture (north-up, ``res`` metres per texel).
-
-    Covers ``[-extent, extent]^2``; lookups outside land on a grass-coloured border.
-    ``image`` is (n+2, n+2, 3) uint8; ``packed`` the same as one uint32 RGBA word per texel.
-    """
-
-    def __init__(self, layout: Layout, config: WorldConfig, res: float = 0.05, margin: float = 4.0):
-        self.res = res
-        self.extent = config.arena_size / 2 + margin
-        n = int(math.ceil(2 * self.extent / res))
-        self.n = n
-        rng = np.random.default_rng(layout.texture_seed)
-        lane = layout.lane
-        # signed lateral offset and arc length on a coarse grid, then bilinear up-sampling
-        cres = 0.2
-        idx = lane.index_grid(self.extent, cres)  # coarse grid, row 0 = north edge (cached on the lane)
-        nc = idx.shape[0]
-        cx, cy = np.meshgrid(-self.extent + np.arange(nc) * cres, self.extent - np.arange(nc) * cres)
-        tan = lane.tangents[idx]
-        rel_x = cx - lane.points[idx, 0]
-        rel_y = cy - lane.points[idx, 1]
-        lat = tan[..., 0] * rel_y - tan[..., 1] * rel_x  # signed lateral offset
-        ends = (idx == 0) | (idx == len(lane.points) - 1)
-        lat = np.where(ends, np.sign(lat + 1e-12) * np.hypot(rel_x, rel_y), lat)
-        arc = lane.s[idx]
-        # texel (i, j) centre: x = -extent + (j + .5) res, y = extent - (i + .5) res
-        f = (np.arange(n) + 0.5) * res / cres
-        ad = np.abs(_bilinear(lat, f, f)).astype(np.float32)
-        s = _bilinear(arc, f, f).astype(np.float32)
-        hw = lane.half_width
-
-        # grass: low-frequency blotches + fine noise
-        blot = rng.normal(0, 1, size=(int(2 * self.extent / 0.6) + 2,) * 2)
-        bf = (np.arange(n) + 0.5) * res / (2 * self.extent / (blot.shape[0] - 1))
-        noise = (14.0 * _bilinear(blot, bf, bf)).astype(np.float32)
-        noise += rng.normal(0, 5.0, size=(n, n)).astype(np.float32)
-        tex = np.empty((n, n, 3), np.float32)
-        for ch, gain in enumerate((0.8, 1.0, 0.6)):
-            tex[..., ch] = GRASS[ch] + gain * noise
-        road = ad <= hw
-        tex[road] = ROAD[None, :] + 0.3 * noise[road][:, None]
-        tex[(ad >= hw - 0.11) & (ad <= hw - 0.03)] = EDGE
-        tex[(ad <= 0.045) & (np.mod(s, 1.2) < 0.6)] = CENTRE
-        # soft shadows under the objects
-        gx = -self.extent + (np.arange(n) + 0.5) * res
-        gy = self.extent - (np.arange(n) + 0.5) * res
-        for obj in list(layout.cones) + list(layout.obstacles):
-            rad = (obj.radius if isinstance(obj, Cone) else obj.bounding_radius) * 1.25 + 0.05
-            j0, j1 = np.searchsorted(gx, [obj.x - rad, obj.x + rad])
-            i0, i1 = np.searchsorted(-gy, [-(obj.y + rad), -(obj.y - rad)])
-            if j0 >= j1 or i0 >= i1:
-                continue
-            rr = np.hypot(gx[None, j0:j1] - obj.x, gy[i0:i1, None] - obj.y) / rad
-            tex[i0:i1, j0:j1] *= np.clip(0.45 + 0.55 * rr ** 2, 0.45, 1.0)[..., None].astype(np.float32)
-        # one texel of plain grass around it so clipped lookups fall on grass
-        padded = np.empty((n + 2, n + 2, 4), np.uint8)
-        padded[..., :3] = GRASS.astype(np.uint8)
-        padded[..., 3] = 255
-        np.clip(tex, 0, 255, out=tex)
-        padded[1:-1, 1:-1, :3] = tex
-        self.image = padded[..., :3]  # (n+2, n+2, 3); row 0 = north
-        self.packed = padded.view(np.uint32).reshape(-1)  # one RGBA word per texel
-
-    def lookup(self, wx: np.ndarray, wy: np.ndarray) -> np.ndarray:
-        """Colours (N, 3) uint8 at world points (nearest texel)."""
-        n = self.n
-        ix = ((np.asarray(wx) + self.extent) * (1.0 / self.res)).astype(np.int64) + 1
-        iy = ((self.extent - np.asarray(wy)) * (1.0 / self.res)).astype(np.int64) + 1
-        np.clip(ix, 0, n + 1, out=ix)
-        np.clip(iy, 0, n + 1, out=iy)
-        return self.packed.take(iy * (n + 2) + ix).view(np.uint8).reshape(-1, 4)[:, :3]
-
 
 # ---------------------------------------------------------------------------------------------
 # ego camera
@@ -285,6 +114,29 @@ class EgoCamera:
 
     def _ground(self, x: float, y: float, yaw: float, texture: GroundTexture) -> np.ndarray:
         """Sky + ground into the internal buffer; returns it as (S, S, 4) uint8."""
+        fx, fy = self._texture_coords(x, y, yaw, texture)
+        n = texture.n
+        ix, iy = self._ix, self._iy
+        np.copyto(ix, fx, casting="unsafe")
+        np.copyto(iy, fy, casting="unsafe")
+        iy *= n + 2
+        iy += ix
+        img = self._img
+        img[: self.r0 * self.S] = self.sky[: self.r0 * self.S]
+        ground = img[self.r0 * self.S:]
+        np.take(texture.packed, iy, out=ground)
+        if self.near_start < len(ground):
+            self._bilinear_near(ground, fx, fy, texture)
+        if self.haze_n:
+            hz = ground[: self.haze_n].view(np.uint8).reshape(-1, 4)
+            f = hz[:, :3].astype(np.float32)
+            f += (HAZE[None, :] - f) * self.haze_w
+            hz[:, :3] = f
+        return img.view(np.uint8).reshape(self.S, self.S, 4)
+
+    def _texture_coords(self, x: float, y: float, yaw: float, texture: GroundTexture) -> tuple[np.ndarray, np.ndarray]:
+        """Fractional texture (column, row) of every ground pixel for the robot at (x, y, yaw),
+        clipped to the texture's grass border (in the preallocated buffers)."""
         c, s = math.cos(yaw), math.sin(yaw)
         k = 1.0 / texture.res
         e = texture.extent
@@ -301,56 +153,45 @@ class EgoCamera:
         fy += np.float32((e - y) * k + 1)
         np.clip(fx, 0, n + 1, out=fx)
         np.clip(fy, 0, n + 1, out=fy)
-        ix, iy = self._ix, self._iy
-        np.copyto(ix, fx, casting="unsafe")
-        np.copyto(iy, fy, casting="unsafe")
-        iy *= n + 2
-        iy += ix
-        img = self._img
-        img[: self.r0 * self.S] = self.sky[: self.r0 * self.S]
-        ground = img[self.r0 * self.S:]
-        np.take(texture.packed, iy, out=ground)
+        return fx, fy
+
+    def _bilinear_near(self, ground: np.ndarray, fx: np.ndarray, fy: np.ndarray, texture: GroundTexture) -> None:
+        """Re-sample the ground pixels from ``near_start`` on (magnified ground) bilinearly, in place."""
         q = self.near_start
-        if q < len(ground):
-            # bilinear: texel (a, b) has its centre at fx = b + 0.5, fy = a + 0.5
-            B = self._bl
-            u, v, wu, wv, x0, y0, i00, tmpi = B["u"], B["v"], B["wu"], B["wv"], B["x0"], B["y0"], B["i00"], B["tmpi"]
-            np.subtract(fx[q:], np.float32(0.5), out=u)
-            np.subtract(fy[q:], np.float32(0.5), out=v)
-            np.clip(u, 0, n, out=u)
-            np.clip(v, 0, n, out=v)
-            np.copyto(x0, u, casting="unsafe")
-            np.copyto(y0, v, casting="unsafe")
-            np.subtract(u, x0, out=wu)
-            np.subtract(v, y0, out=wv)
-            np.multiply(y0, n + 2, out=i00)
-            i00 += x0
-            pk = texture.packed
-            taps = []
-            for off, name in ((0, "t00"), (1, "t01"), (n + 2, "t10"), (n + 3, "t11")):
-                np.add(i00, off, out=tmpi)
-                np.take(pk, tmpi, out=B["p"])
-                t = B[name]
-                np.copyto(t, B["p"].view(np.uint8).reshape(-1, 4)[:, :3].T, casting="unsafe")  # planar
-                taps.append(t)
-            t00, t01, t10, t11 = taps
-            t01 -= t00
-            t01 *= wu
-            t00 += t01
-            t11 -= t10
-            t11 *= wu
-            t10 += t11
-            t10 -= t00
-            t10 *= wv
-            t00 += t10
-            t00 += np.float32(0.5)
-            np.copyto(ground[q:].view(np.uint8).reshape(-1, 4)[:, :3].T, t00, casting="unsafe")
-        if self.haze_n:
-            hz = ground[: self.haze_n].view(np.uint8).reshape(-1, 4)
-            f = hz[:, :3].astype(np.float32)
-            f += (HAZE[None, :] - f) * self.haze_w
-            hz[:, :3] = f
-        return img.view(np.uint8).reshape(self.S, self.S, 4)
+        n = texture.n
+        # bilinear: texel (a, b) has its centre at fx = b + 0.5, fy = a + 0.5
+        B = self._bl
+        u, v, wu, wv, x0, y0, i00, tmpi = B["u"], B["v"], B["wu"], B["wv"], B["x0"], B["y0"], B["i00"], B["tmpi"]
+        np.subtract(fx[q:], np.float32(0.5), out=u)
+        np.subtract(fy[q:], np.float32(0.5), out=v)
+        np.clip(u, 0, n, out=u)
+        np.clip(v, 0, n, out=v)
+        np.copyto(x0, u, casting="unsafe")
+        np.copyto(y0, v, casting="unsafe")
+        np.subtract(u, x0, out=wu)
+        np.subtract(v, y0, out=wv)
+        np.multiply(y0, n + 2, out=i00)
+        i00 += x0
+        pk = texture.packed
+        taps = []
+        for off, name in ((0, "t00"), (1, "t01"), (n + 2, "t10"), (n + 3, "t11")):
+            np.add(i00, off, out=tmpi)
+            np.take(pk, tmpi, out=B["p"])
+            t = B[name]
+            np.copyto(t, B["p"].view(np.uint8).reshape(-1, 4)[:, :3].T, casting="unsafe")  # planar
+            taps.append(t)
+        t00, t01, t10, t11 = taps
+        t01 -= t00
+        t01 *= wu
+        t00 += t01
+        t11 -= t10
+        t11 *= wu
+        t10 += t11
+        t10 -= t00
+        t10 *= wv
+        t00 += t10
+        t00 += np.float32(0.5)
+        np.copyto(ground[q:].view(np.uint8).reshape(-1, 4)[:, :3].T, t00, casting="unsafe")
 
     # -- projection helpers ----------------------------------------------------------------
     def _to_camera(self, pts_robot: np.ndarray) -> np.ndarray:
@@ -476,7 +317,7 @@ class EgoCamera:
                 self._draw_barrel(img, ob, rel)
             else:
                 self._draw_box(img, ob, rel, ob.yaw - yaw)
-        return _downsample(img, self.ss)
+        return downsample(img, self.ss)
 
 
 def robot_to_ego_pixel(points, config: WorldConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -595,4 +436,4 @@ class TopCamera:
             fill_convex(img, self._pix(poly), OUTLINE)
         for poly in self.robot_polygons(state):
             fill_convex(img, self._pix(poly), ROBOT)
-        return _downsample(img, self.ss)
+        return downsample(img, self.ss)

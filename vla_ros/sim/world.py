@@ -19,8 +19,10 @@ from .commands import KINDS, kind_from_text, sample_command
 from .config import WorldConfig
 from .expert import plan, rollout, states_to_trajectory
 from .geometry import make_lane, unicycle_step
-from .layout import TARGET_COLOURS, Cone, Layout, Obstacle
-from .render import EgoCamera, GroundTexture, TopCamera
+from .layout import Layout
+from .placement import Placer
+from .render import EgoCamera, TopCamera
+from .texture import GroundTexture
 
 __all__ = ["World"]
 
@@ -104,102 +106,23 @@ class World:
 
     def _random_layout(self, rng: np.random.Generator, kind: str) -> tuple[Layout, np.ndarray]:
         cfg = self.config
-        half = cfg.arena_size / 2
-        lane = make_lane(rng, cfg)
-        layout = Layout(lane=lane)
+        layout = Layout(lane=make_lane(rng, cfg))
         start = self._random_start(rng, layout, kind)
-        sx, sy, syaw = start[:3]
-
-        def inside(p, margin=0.5):
-            return abs(p[0]) <= half - margin and abs(p[1]) <= half - margin
-
-        def ahead_point(dmin, dmax, bearing):
-            d = rng.uniform(dmin, dmax)
-            b = syaw + bearing
-            return np.array([sx + d * math.cos(b), sy + d * math.sin(b)])
-
-        # the goto target first (ahead-ish, sometimes off to the side), so the expert's nominal
-        # path is known before placing everything else off that path
+        placer = Placer(rng, cfg, layout, start)
+        # the goto target first, so the expert's nominal path is known before placing everything
+        # else off that path
         target = kind[5:] if kind.startswith("goto_") else None
         if target is not None:
-            for _ in range(100):
-                if rng.random() < 0.7:
-                    bearing = rng.uniform(-0.6, 0.6)
-                else:
-                    bearing = rng.choice([-1.0, 1.0]) * rng.uniform(0.6, 1.7)
-                p = ahead_point(1.8, 4.5, bearing)
-                if inside(p, 0.6):
-                    break
-            layout.cones.append(Cone(target, float(p[0]), float(p[1])))
+            placer.place_target(target)
         steps = cfg.episode_steps + cfg.horizon * cfg.steps_per_waypoint
         path, _ = rollout(kind, start, layout, cfg, steps)
-        path_xy = path[:, :2]
-
-        def path_gap(p) -> float:
-            return float(np.min(np.hypot(path_xy[:, 0] - p[0], path_xy[:, 1] - p[1])))
-
-        def free(p, radius, others_gap) -> bool:
-            for o in layout.cones + layout.obstacles:
-                rr = o.radius if isinstance(o, Cone) else o.bounding_radius
-                if math.hypot(o.x - p[0], o.y - p[1]) < radius + rr + others_gap:
-                    return False
-            return True
-
-        # cones: one of each target colour plus a few distractors, off the expert's path
-        colours = [c for c in TARGET_COLOURS if c != target]
-        colours += [str(rng.choice(["yellow", "purple"])) for _ in range(int(rng.integers(0, cfg.num_distractor_cones + 1)))]
-        for colour in colours:
-            placed = None
-            for attempt in range(200):
-                if attempt < 150 and rng.random() < 0.6:
-                    p = ahead_point(2.0, 6.0, rng.uniform(-0.8, 0.8))
-                else:
-                    p = rng.uniform(-half + 0.5, half - 0.5, size=2)
-                if (inside(p) and path_gap(p) > 0.18 + cfg.robot_radius + 0.35
-                        and math.hypot(p[0] - sx, p[1] - sy) > 1.0 and free(p, 0.18, 0.6)):
-                    placed = p
-                    break
-            if placed is None:  # crowded: anywhere free inside the arena
-                for _ in range(1000):
-                    p = rng.uniform(-half + 0.5, half - 0.5, size=2)
-                    if free(p, 0.18, 0.3) and math.hypot(p[0] - sx, p[1] - sy) > 0.8:
-                        placed = p
-                        break
-            if placed is not None:
-                layout.cones.append(Cone(colour, float(placed[0]), float(placed[1])))
-
-        def random_obstacle(p) -> Obstacle:
-            if rng.random() < 0.5:
-                return Obstacle("box", float(p[0]), float(p[1]), size=float(rng.uniform(0.2, 0.35)),
-                                height=float(rng.uniform(0.4, 0.8)), yaw=float(rng.uniform(-math.pi / 2, math.pi / 2)))
-            return Obstacle("barrel", float(p[0]), float(p[1]), size=float(rng.uniform(0.2, 0.3)),
-                            height=float(rng.uniform(0.6, 0.9)))
-
-        for _ in range(cfg.num_obstacles):
-            for attempt in range(200):
-                p = ahead_point(2.5, 6.0, rng.uniform(-0.9, 0.9)) if rng.random() < 0.5 else \
-                    rng.uniform(-half + 0.5, half - 0.5, size=2)
-                ob = random_obstacle(p)
-                if (inside(p) and path_gap(p) > ob.bounding_radius + cfg.robot_radius + cfg.safety_margin + 0.25
-                        and math.hypot(p[0] - sx, p[1] - sy) > 1.5 and free(p, ob.bounding_radius, 0.5)):
-                    layout.obstacles.append(ob)
-                    break
+        placer.path_xy = path[:, :2]
+        placer.place_cones(target)
+        placer.place_obstacles()
         # sometimes one obstacle right on the expert's path: a goto expert drives around it
         # (world.expert_detour), the others must stop before it
-        if kind != "stop" and rng.random() < cfg.blocking_obstacle_prob:
-            seg = np.hypot(np.diff(path_xy[:, 0]), np.diff(path_xy[:, 1]))
-            arc = np.concatenate([[0.0], np.cumsum(seg)])
-            if arc[-1] > 1.8:
-                for _ in range(20):
-                    s_at = rng.uniform(1.5, min(3.5, arc[-1]))
-                    i = int(np.searchsorted(arc, s_at))
-                    i = min(i, len(path_xy) - 1)
-                    p = path_xy[i] + rng.normal(0, 0.12, size=2)
-                    ob = random_obstacle(p)
-                    if inside(p, 0.3) and free(p, ob.bounding_radius, 0.35):
-                        layout.obstacles.append(ob)
-                        self.info["blocking_obstacle"] = True
-                        break
+        if kind != "stop" and rng.random() < cfg.blocking_obstacle_prob and placer.place_blocking():
+            self.info["blocking_obstacle"] = True
         layout.texture_seed = int(rng.integers(0, 2**31 - 1))
         return layout, start
 
