@@ -46,7 +46,7 @@ class FrameBank:
     source: np.ndarray | None = None  # (E,) int: which data source each episode came from
     # a model with the target locator: the top camera's frames and the keypoint labels
     top: torch.Tensor | None = None  # (N, H, W, 3) uint8
-    robot_xy: torch.Tensor | None = None  # (N, 2) robot centre, top-camera coordinates (locator.py)
+    robot_xy: torch.Tensor | None = None  # (N, 2) robot centre, top-camera coordinates (model/locator.py)
     heading: torch.Tensor | None = None  # (N, 2) unit vector the robot faces
     cones: dict[str, torch.Tensor] | None = None  # colour -> (E, 2) that cone, top-camera coordinates
     # (E,) bool: the episode has those labels (a simulated layout); the others' labels are NaN
@@ -132,25 +132,14 @@ def _require_layouts(files: list[Path]) -> None:
                 "without model.target_locator (--target-locator off, or --config config/model.yaml)")
 
 
-@dataclass
 class _BankParts:
     """The per-episode pieces of a frame bank while its episodes are read, in episode order."""
 
-    first: int  # the first step with a full history
-    kinds: list = field(default_factory=list)
-    texts: list = field(default_factory=list)
-    files: list = field(default_factory=list)
-    source: list = field(default_factory=list)
-    cones: list = field(default_factory=list)
-    labelled: list = field(default_factory=list)
-    trajs: list = field(default_factory=list)
-    states: list = field(default_factory=list)
-    feats: list = field(default_factory=list)
-    tops: list = field(default_factory=list)
-    slots: list = field(default_factory=list)
-    samples: list = field(default_factory=list)
-    offsets: list = field(default_factory=lambda: [0])
-    n_slots: int = 0
+    def __init__(self, first: int) -> None:
+        self.first = first  # the first step with a full history
+        self.kinds, self.texts, self.files, self.source, self.cones, self.labelled = [], [], [], [], [], []
+        self.trajs, self.states, self.feats, self.tops, self.slots, self.samples = [], [], [], [], [], []
+        self.offsets, self.n_slots = [0], 0
 
     def add(self, source: int, f: Path, arrays: dict, meta: dict, keep: np.ndarray, feats: torch.Tensor,
             half: float | None) -> None:

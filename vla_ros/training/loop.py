@@ -128,8 +128,9 @@ class _Data:
 
 def _prepare_data(model: SimpleVLA, sources: list[DataSource], cfg: TrainConfig, out: Path, dd: Distributed,
                   progress: bool, every_frame: bool, locator: LocatorTraining) -> _Data:
-    """Encode the frames, split the samples, refresh labels and relabel as ``cfg`` asks.
-    Process 0 fills the caches under ``out/cache``, the others read them."""
+    """Encode the frames, split the samples and refresh stale labels as ``cfg`` asks (the relabels
+    follow once the baselines are taken, :func:`_relabels`). Process 0 fills the caches under
+    ``out/cache``, the others read them."""
     with dd.main_first():
         bank = build_frame_bank(model, sources, cache_dir=out / "cache", progress=progress, every_frame=every_frame,
                                 locator_labels=locator.needs_labels)
