@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Does the model go to the cone whose colour the command names? (vla_ros.evaluate.colour_grounding)
+"""Does the model go to the cone whose colour the command names? (vla_ros.training.evaluate.colour_grounding)
 
 The model answers "go to the red / green / blue cone" from the same frames, with x_T = 0 (its
 mean-like answer, no noise draw), for every unblocked goto episode of a dataset; the expert
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from vla_ros.evaluate import colour_grounding
+from vla_ros.training.evaluate import colour_grounding
 from vla_ros.inference import VLAInferenceAPI
 
 

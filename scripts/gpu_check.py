@@ -109,9 +109,9 @@ def check_paths(name: str, ckpt: Path, device: str, compile_too: bool) -> dict:
 def check_training(device: str, tmp: Path) -> dict:
     """A tiny run on the GPU lowers the loss; its checkpoint predicts on the CPU."""
     from vla_ros.data.generate import generate_dataset
-    from vla_ros.evaluate import evaluate
+    from vla_ros.training.evaluate import evaluate
     from vla_ros.sim.config import WorldConfig
-    from vla_ros.train import train
+    from vla_ros.training.loop import train
 
     t0 = time.perf_counter()
     world = WorldConfig(image_size=64, episode_steps=16)

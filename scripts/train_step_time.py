@@ -30,7 +30,7 @@ import torch
 from vla_ros.data.io import list_episodes
 from vla_ros.model.vla import SimpleVLA
 from vla_ros.sim.commands import phrasings
-from vla_ros.train import build_frame_bank, gather, gather_keypoints, gather_odometry, gather_top
+from vla_ros.training.bank import build_frame_bank, gather, gather_keypoints, gather_odometry, gather_top
 
 DESIGNS = {
     "tokens": dict(fusion="tokens", frame_token_source="frozen", text_lora=False),

@@ -1,4 +1,4 @@
-"""Tests of dataset generation, the on-disk format, EpisodeDataset and show_dataset."""
+"""Tests of dataset generation, the on-disk format, the frame bank over it and show_dataset."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from vla_ros.data import (
     world_to_top_pixel,
 )
 from vla_ros.sim import KINDS, WorldConfig, phrasings, run_episode
-from vla_ros.sim.geometry import world_to_robot
 
 TINY = WorldConfig(image_size=32, episode_steps=12)
 
@@ -66,48 +65,35 @@ def test_round_trip_equals_what_the_world_produced(tiny_dataset):
         assert np.array_equal(mm["ego"], ep.arrays["ego"])
 
 
-def test_episode_dataset_samples(tiny_dataset):
-    from vla_ros.data import EpisodeDataset
-    import torch
+def test_frame_bank_samples_are_the_episodes_steps_with_their_history(tiny_dataset):
+    """What training reads of a dataset (the frame bank): every step with a full history, its
+    history steps, label, state and command, and the training phrasings of its kind."""
+    from vla_ros.config import ModelConfig
+    from vla_ros.model.vla import SimpleVLA
+    from vla_ros.training.bank import build_frame_bank, gather
+    from vla_ros.training.batch import batch_commands
 
-    ds = EpisodeDataset(tiny_dataset)
+    model = SimpleVLA(ModelConfig(backbone="tiny", image_size=32, cond_dim=64, num_timesteps=100,
+                                  num_inference_steps=10))
+    bank = build_frame_bank(model, tiny_dataset, progress=False)
     span = TINY.history_span
-    assert len(ds) == 2 * (TINY.episode_steps - span)
-    s = ds[0]
-    assert s["t"] == span and s["episode"] == 0
-    assert s["ego"].shape == (5, 32, 32, 3) and s["ego"].dtype == torch.uint8
-    assert s["top"].shape == (5, 32, 32, 3)
-    assert s["traj"].shape == (16, 3) and s["traj"].dtype == torch.float32
-    assert s["past_poses"].shape == (5, 3)
-    assert isinstance(s["command"], str) and s["kind"] in KINDS and KINDS[s["kind_id"]] == s["kind"]
-    for i in (0, 5, len(ds) - 1):
-        s = ds[i]
-        arrays, meta = load_episode(list_episodes(tiny_dataset)[s["episode"]])
-        t = s["t"]
-        ts = [t - 8, t - 6, t - 4, t - 2, t]
-        assert np.array_equal(s["ego"].numpy(), arrays["ego"][ts])
-        assert np.array_equal(s["top"].numpy(), arrays["top"][ts])
-        assert np.array_equal(s["traj"].numpy(), arrays["traj"][t])
-        assert s["command"] == meta["command"] and s["kind"] == meta["kind"]
-        expect = world_to_robot(arrays["state"][ts, :3].astype(np.float64), arrays["state"][t].astype(np.float64))
-        assert np.allclose(s["past_poses"].numpy(), expect, atol=1e-5)
-        assert np.allclose(s["past_poses"][-1].numpy(), 0.0)
-    # batching with the default collate, and a subset by episode
-    loader = torch.utils.data.DataLoader(ds, batch_size=4, shuffle=False)
-    batch = next(iter(loader))
-    assert batch["ego"].shape == (4, 5, 32, 32, 3) and len(batch["command"]) == 4
-    sub = EpisodeDataset(tiny_dataset, episodes=[1])
-    assert len(sub) == TINY.episode_steps - span and sub[0]["episode"] == 1
-    vary = EpisodeDataset(tiny_dataset, phrasing="vary", as_numpy=True)
-    texts = {vary[i]["command"] for i in range(len(vary))}
-    assert all(vary[i]["command"] in phrasings(vary[i]["kind"], "train") for i in range(len(vary)))
-    assert len(texts) > 2
-    assert isinstance(vary[0]["ego"], np.ndarray)
-    # at most one episode open at a time still reads every sample correctly
-    lru = EpisodeDataset(tiny_dataset, max_open=1, as_numpy=True)
-    for i in (0, len(lru) - 1, 1, len(lru) - 2):
-        assert np.array_equal(lru[i]["ego"], ds[i]["ego"].numpy())
-    assert len(lru._arrays) == 1
+    assert len(bank.samples) == 2 * (TINY.episode_steps - span)
+    assert bank.samples[0].tolist() == [0, span]
+    files = list_episodes(tiny_dataset)
+    for i in (0, 5, len(bank.samples) - 1):
+        e, t = (int(v) for v in bank.samples[i])
+        arrays, meta = load_episode(files[e])
+        assert bank.history_index(np.array([t]))[0].tolist() == [t - 8, t - 6, t - 4, t - 2, t]
+        row = bank.sample_rows(np.array([i]))[0]
+        assert np.array_equal(bank.traj[row].numpy(), arrays["traj"][t])
+        assert np.array_equal(bank.states[row], arrays["state"][t].astype(np.float64))
+        assert bank.texts[e] == meta["command"] and bank.kinds[e] == meta["kind"] and meta["kind"] in KINDS
+    frozen, traj = gather(bank, np.arange(4), model.device)
+    assert frozen.shape[:3] == (4, 2, 5) and traj.shape == (4, 16, 3)  # (B, cameras, history, ...)
+    idx = np.arange(len(bank.samples))
+    kinds = [bank.kinds[e] for e in bank.samples[idx, 0]]
+    texts = batch_commands(bank, idx, kinds, np.random.default_rng(0))
+    assert all(text in phrasings(k, "train") for text, k in zip(texts, kinds)) and len(set(texts)) > 2
 
 
 def test_generate_refuses_to_overwrite_and_eval_split(tmp_path, tiny_dataset):

@@ -347,12 +347,14 @@ def test_vla_train_mixes_bags_with_simulated_data_by_weight_and_vla_eval_reads_b
     from test_train_eval import TINY_MODEL, TINY_TRAIN
 
     from vla_ros.checkpoint import read_checkpoint
-    from vla_ros.data.dataset import EpisodeDataset
     from vla_ros.data.generate import generate_dataset
-    from vla_ros.evaluate import evaluate
+    from vla_ros.training.evaluate import evaluate
     from vla_ros.model.vla import SimpleVLA
     from vla_ros.sim.config import WorldConfig
-    from vla_ros.train import build_frame_bank, parse_data, sample_probabilities, split_samples, train
+    from vla_ros.training.bank import build_frame_bank
+    from vla_ros.training.batch import batch_commands
+    from vla_ros.training.loop import train
+    from vla_ros.training.sources import parse_data, sample_probabilities, split_samples
 
     bags, conv = converted
     sim = generate_dataset(tmp_path / "sim", episodes=4, seed=2, config=WorldConfig(image_size=32, episode_steps=16),
@@ -382,8 +384,10 @@ def test_vla_train_mixes_bags_with_simulated_data_by_weight_and_vla_eval_reads_b
     assert meta["data"] == spec and "circle the tree" in meta["baselines"]["mean_per_kind"]
     r = evaluate(run / "best.pth", bags, sweep=False, progress=False)
     assert r["samples"] == conv["samples"] and {"circle the tree", "goto_red"} <= set(r["model"])
-    sample = EpisodeDataset(bags, as_numpy=True, phrasing="vary")[0]
-    assert sample["command"] == "circle the tree" and sample["kind"] == "" and sample["kind_id"] == -1
+    e = 4  # the bag's first episode: a robot's command, no kind, read verbatim
+    first = np.flatnonzero(bank.samples[:, 0] == e)[:1]
+    assert bank.kinds[e] is None and bank.texts[e] == "circle the tree"
+    assert batch_commands(bank, first, [None], np.random.default_rng(0)) == ["circle the tree"]
 
 
 def test_a_dataset_from_a_newer_vla_ros_is_refused(converted, tmp_path):
@@ -435,7 +439,8 @@ def test_what_recorded_episodes_cannot_give_is_said_clearly(robot_bag, converted
 
     from vla_ros.config import ConfigError
     from vla_ros.model.vla import SimpleVLA
-    from vla_ros.train import build_frame_bank, relabel_trajectories
+    from vla_ros.training.bank import build_frame_bank
+    from vla_ros.training.labels import relabel_trajectories
 
     model = SimpleVLA(dataclasses.replace(TINY_MODEL, image_size=32))
     ego_only = tmp_path / "ego_only"
@@ -461,9 +466,9 @@ def test_a_token_fusion_checkpoint_with_its_locator_fine_tunes_on_episodes_witho
     from vla_ros.checkpoint import load_checkpoint
     from vla_ros.config import ConfigError
     from vla_ros.data.generate import generate_dataset
-    from vla_ros.evaluate import evaluate
+    from vla_ros.training.evaluate import evaluate
     from vla_ros.sim.config import WorldConfig
-    from vla_ros.train import train
+    from vla_ros.training.loop import train
 
     bags = converted[0]
     sim = generate_dataset(tmp_path / "sim", episodes=4, seed=2, config=WorldConfig(image_size=32, episode_steps=16),

@@ -108,7 +108,7 @@ def test_the_packaged_default_drives_to_the_cone_the_command_names_on_held_out_w
     Worlds of seed 12000, which no training or tuning used."""
     from vla_ros import paths
     from vla_ros.data.generate import generate_dataset
-    from vla_ros.evaluate import colour_grounding
+    from vla_ros.training.evaluate import colour_grounding
     from vla_ros.inference import VLAInferenceAPI
 
     api = VLAInferenceAPI(paths.default_checkpoint(), warmup=False, noise="zero")

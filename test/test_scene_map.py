@@ -202,7 +202,7 @@ def test_vla_scene_map_trains_the_map_alone_and_the_guidance_uses_it(scene_ckpt,
     assert api.predict(frames(1), frames(2), phrasings("follow_lane", "train")[0]).finite
     # fine-tuning the model (vla train --init) leaves the map as it is and keeps it in the checkpoint
     from vla_ros.config import ModelConfig, TrainConfig
-    from vla_ros.train import train
+    from vla_ros.training.loop import train
 
     train(ModelConfig(backbone="tiny", image_size=64), TrainConfig(steps=3, batch_size=4, warmup_steps=1, val_every=3,
                                                                    val_batches=1, log_every=1, val_fraction=0.25),
@@ -213,7 +213,7 @@ def test_vla_scene_map_trains_the_map_alone_and_the_guidance_uses_it(scene_ckpt,
     for k, v in mapped.items():
         torch.testing.assert_close(tuned.state_dict()[k], v, msg=k)
     with pytest.raises(UserError, match="new file"):
-        from vla_ros.scene_train import train_scene_map
+        from vla_ros.training.scene import train_scene_map
 
         train_scene_map(init, [data], init, steps=1)
     assert main(["scene-map", "--init", str(init), "--data", str(tmp_path / "nowhere"), "--out", str(out)]) != 0
@@ -225,7 +225,7 @@ def test_the_packaged_scene_map_sees_obstacles_and_road_and_finds_the_way_around
     against the layout's labels, and, in the blocked goto worlds, the aim it chooses against the
     true obstacles."""
     from vla_ros import paths
-    from vla_ros.scene_train import map_metrics
+    from vla_ros.training.scene import map_metrics
     from vla_ros.sim.geometry import world_to_robot
 
     api = VLAInferenceAPI(paths.default_checkpoint().with_name("scene.pth"), warmup=False, guidance="scene")

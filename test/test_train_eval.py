@@ -11,10 +11,11 @@ import torch
 from vla_ros.checkpoint import load_checkpoint, read_checkpoint
 from vla_ros.config import ConfigError, ModelConfig, TrainConfig
 from vla_ros.data.generate import generate_dataset
-from vla_ros.evaluate import constant_velocity, evaluate, format_report, plot_report
+from vla_ros.training.evaluate import constant_velocity, evaluate, format_report, plot_report
 from vla_ros.sim.commands import KINDS, phrasings
 from vla_ros.sim.config import WorldConfig
-from vla_ros.train import FrameBank, train
+from vla_ros.training.bank import FrameBank
+from vla_ros.training.loop import train
 
 TINY_MODEL = ModelConfig(backbone="tiny", image_size=64, cond_dim=64, num_timesteps=100, num_inference_steps=10)
 TINY_TRAIN = TrainConfig(steps=60, batch_size=16, lr=2e-3, warmup_steps=5, val_every=30, val_batches=2,
@@ -191,7 +192,8 @@ def test_eval_with_and_without_odometry(trained, tiny_data):
 def test_every_recorded_state_is_labelled_for_every_command(tiny_data, tmp_path):
     from vla_ros.model.vla import SimpleVLA
     from vla_ros.sim.commands import KINDS
-    from vla_ros.train import build_frame_bank, relabel_trajectories
+    from vla_ros.training.bank import build_frame_bank
+    from vla_ros.training.labels import relabel_trajectories
 
     torch.manual_seed(0)
     bank = build_frame_bank(SimpleVLA(TINY_MODEL), tiny_data[0], progress=False)
@@ -222,7 +224,8 @@ def test_labels_recorded_by_an_older_expert_are_recomputed_by_the_current_one(tm
     from vla_ros.model.vla import SimpleVLA
     from vla_ros.sim.expert import expert_trajectory
     from vla_ros.sim.layout import Layout
-    from vla_ros.train import build_frame_bank, refresh_labels
+    from vla_ros.training.bank import build_frame_bank
+    from vla_ros.training.labels import refresh_labels
 
     old = WorldConfig(image_size=32, episode_steps=16, blocking_obstacle_prob=1.0, expert_detour=False)
     data = generate_dataset(tmp_path / "data", episodes=6, seed=4, config=old, progress=False,
@@ -260,7 +263,7 @@ def test_validation_episodes_stay_put_when_a_round_is_appended():
     appended (a DAgger round), instead of being the newest round itself."""
     from pathlib import Path
 
-    from vla_ros.train import validation_episodes
+    from vla_ros.training.sources import validation_episodes
 
     files = [Path(f"episode_{i:04d}.npz") for i in range(1360)]
     before = validation_episodes(files[:1200], 120)
@@ -286,7 +289,7 @@ def test_relabelled_training_runs_and_the_kinds_are_checked(tiny_data, tmp_path)
 
 def test_colour_grounding_tells_a_model_that_follows_the_colour_from_a_colour_blind_one(tmp_path):
     from vla_ros.data.io import list_episodes, load_episode
-    from vla_ros.evaluate import colour_grounding
+    from vla_ros.training.evaluate import colour_grounding
     from vla_ros.sim.expert import expert_trajectory
     from vla_ros.sim.layout import Layout
 

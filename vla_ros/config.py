@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
@@ -63,35 +63,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is Any:
         return value
     if origin is typing.Union:  # Optional[X] and unions
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+        return _coerce_union(value, args, where)
     if origin is typing.Literal:
         if value not in args:
             raise ConfigError(f"{where}: got {value!r}; choose one of {list(args)}")
         return value
     if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(
-                f"{where}: expected a list, got {type(value).__name__} {value!r}; write e.g. [32, 64]"
-            )
-        if origin is tuple and args and args[-1] is not Ellipsis and len(args) != len(value):
-            raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}: {value!r}")
-        item_tp = args[0] if args else Any
-        items = [
-            _coerce(v, args[i] if origin is tuple and args and args[-1] is not Ellipsis else item_tp,
-                    f"{where}[{i}]")
-            for i, v in enumerate(value)
-        ]
-        return tuple(items) if origin is tuple else items
+        return _coerce_sequence(value, origin, args, where)
     if origin in (dict, Mapping):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
@@ -102,6 +80,44 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
         return from_dict(tp, value, where=where)
+    if tp in (bool, int, float, str):
+        return _coerce_scalar(value, tp, where)
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _coerce_union(value: Any, args: tuple, where: str) -> Any:
+    """The first member of the union that accepts ``value`` (None where the union allows it)."""
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _coerce(value, arg, where)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+
+
+def _coerce_sequence(value: Any, origin: type, args: tuple, where: str) -> Any:
+    """A list or tuple, item by item (a fixed-length tuple: its own type per position)."""
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(
+            f"{where}: expected a list, got {type(value).__name__} {value!r}; write e.g. [32, 64]"
+        )
+    fixed = origin is tuple and args and args[-1] is not Ellipsis
+    if fixed and len(args) != len(value):
+        raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}: {value!r}")
+    item_tp = args[0] if args else Any
+    items = [_coerce(v, args[i] if fixed else item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    return tuple(items) if origin is tuple else items
+
+
+def _coerce_scalar(value: Any, tp: type, where: str) -> Any:
+    """bool, int, float (an int too) or str; a bool is never a number."""
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
@@ -114,12 +130,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
         return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
-        return value
-    if isinstance(tp, type) and not isinstance(value, tp):
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
     return value
 
 
@@ -181,6 +193,11 @@ def save_yaml(obj: Any, path: str | Path, section: str | None = None) -> None:
 def _require(cond: bool, msg: str) -> None:
     if not cond:
         raise ConfigError(msg)
+
+
+def _require_probability(value: float, where: str, note: str = "") -> None:
+    """``value`` of the field ``where`` (e.g. ``train.relabel_prob``) must be within [0, 1]."""
+    _require(0.0 <= value <= 1.0, f"{where}={value}: must be a probability in [0, 1]{note}")
 
 
 # --------------------------------------------------------------------------------------
@@ -298,6 +315,12 @@ class ModelConfig:
     def __post_init__(self) -> None:
         self.cameras = tuple(self.cameras)
         self.unet_channels = tuple(self.unet_channels)
+        self._check_observation()
+        self._check_encoders()
+        self._check_head()
+
+    def _check_observation(self) -> None:
+        """The action horizon, history, cameras and the parts that need the top camera."""
         _require(self.trajectory_length >= 4 and self.trajectory_length % 4 == 0,
                  f"model.trajectory_length={self.trajectory_length}: must be a multiple of 4 (the UNet "
                  "downsamples the time axis); use 16")
@@ -315,6 +338,9 @@ class ModelConfig:
         _require(not self.scene_map or "top" in self.cameras,
                  f"model.scene_map needs a camera named 'top' (the overhead camera); cameras are "
                  f"{list(self.cameras)}")
+
+    def _check_encoders(self) -> None:
+        """The backbone, LoRA and fusion settings."""
         _require(self.backbone != "hf" or bool(self.hf_vision_path),
                  "model.hf_vision_path: backbone 'hf' needs a local model directory; set "
                  "model.hf_vision_path: /path/to/model")
@@ -329,6 +355,12 @@ class ModelConfig:
         _require(self.fusion_layers >= 1, f"model.fusion_layers={self.fusion_layers}: must be >= 1")
         _require(self.fusion_heads >= 1 and self.fusion_dim % self.fusion_heads == 0,
                  f"model.fusion_heads={self.fusion_heads} must be >= 1 and divide model.fusion_dim={self.fusion_dim}")
+        _require(self.phrasebook_temperature >= 0,
+                 f"model.phrasebook_temperature={self.phrasebook_temperature}: must be >= 0 (0: off; 0.01 reads "
+                 "a new wording as its nearest known commands)")
+
+    def _check_head(self) -> None:
+        """The diffusion head: its timesteps, sampler and UNet shape."""
         _require(self.num_timesteps >= 2, f"model.num_timesteps={self.num_timesteps}: must be >= 2")
         _require(1 <= self.num_inference_steps <= self.num_timesteps,
                  f"model.num_inference_steps={self.num_inference_steps} exceeds "
@@ -353,9 +385,6 @@ class ModelConfig:
         _require(self.cross_attention_dim >= 1,
                  f"model.cross_attention_dim={self.cross_attention_dim}: must be >= 1")
         _require(self.layers_per_block >= 1, f"model.layers_per_block={self.layers_per_block}: must be >= 1")
-        _require(self.phrasebook_temperature >= 0,
-                 f"model.phrasebook_temperature={self.phrasebook_temperature}: must be >= 0 (0: off; 0.01 reads "
-                 "a new wording as its nearest known commands)")
         _require(self.beta_schedule in ("linear", "scaled_linear", "squaredcos_cap_v2"),
                  f"model.beta_schedule={self.beta_schedule!r}: use 'linear', 'scaled_linear' or "
                  "'squaredcos_cap_v2'")
@@ -390,7 +419,6 @@ class TrainConfig:
     grad_clip: float = 1.0
     val_every: int = 250
     val_batches: int = 8
-    num_workers: int = 0
     seed: int = 0
     log_every: int = 25
     val_fraction: float = 0.1
@@ -403,10 +431,10 @@ class TrainConfig:
     # share of training samples whose command is replaced by another command kind (from
     # relabel_kinds), labelled with the expert's plan for that command from the same recorded
     # state: every state the robot was in answers every command (vla train --relabel-prob).
-    # An episode shows one command, so "stop" is seen only in stop episodes. Measured as a
-    # 1200-step fine-tune of the packaged model (docs/history.md, "Relabelled commands"): with x_T = 0
-    # noise, stop went from 0/4 to 3/4 in closed loop, but held-out ADE rose 0.122 -> 0.146 m
-    # and the 32 closed-loop episodes did not improve overall, so it is off by default.
+    # An episode shows one command, so "stop" is seen only in stop episodes. Off by default: in a
+    # 1200-step fine-tune of the packaged model it taught stop (0/4 -> 3/4 in closed loop, x_T = 0)
+    # but raised held-out ADE (0.122 -> 0.146 m) and did not improve the 32 closed-loop episodes
+    # overall (docs/history.md, "Relabelled commands").
     relabel_prob: float = 0.0
     # goto kinds are left out: the model does not tell the cone colours apart
     # (scripts/colour_grounding.py), and relabelling to them taught it to drive to the average
@@ -436,15 +464,10 @@ class TrainConfig:
         _require(self.grad_clip > 0, f"train.grad_clip={self.grad_clip}: must be > 0")
         _require(self.val_every >= 1, f"train.val_every={self.val_every}: must be >= 1")
         _require(self.val_batches >= 1, f"train.val_batches={self.val_batches}: must be >= 1")
-        _require(self.num_workers >= 0, f"train.num_workers={self.num_workers}: must be >= 0")
         _require(self.log_every >= 1, f"train.log_every={self.log_every}: must be >= 1")
         _require(0.0 < self.val_fraction < 0.5, f"train.val_fraction={self.val_fraction}: must be in (0, 0.5)")
-        _require(0.0 <= self.goal_teacher_prob <= 1.0,
-                 f"train.goal_teacher_prob={self.goal_teacher_prob}: must be a probability in [0, 1] (default 0.5)")
-        _require(0.0 <= self.odometry_dropout <= 1.0,
-                 f"train.odometry_dropout={self.odometry_dropout}: must be a probability in [0, 1] (default 0.2)")
-        _require(0.0 <= self.relabel_prob <= 1.0,
-                 f"train.relabel_prob={self.relabel_prob}: must be a probability in [0, 1] (default 0)")
+        for name, default in (("goal_teacher_prob", "0.5"), ("odometry_dropout", "0.2"), ("relabel_prob", "0")):
+            _require_probability(getattr(self, name), f"train.{name}", f" (default {default})")
         from vla_ros.sim.commands import KINDS  # torch-free, like this module
 
         unknown = [k for k in self.relabel_kinds if k not in KINDS]
@@ -454,11 +477,6 @@ class TrainConfig:
         unknown = [k for k in self.refresh_labels if k not in KINDS]
         _require(not unknown, f"train.refresh_labels={list(self.refresh_labels)}: unknown kind(s) {unknown}; "
                               f"choose from {list(KINDS)}")
-
-
-def seed_model_config(**overrides: Any) -> ModelConfig:
-    """The seed's "after" head (the default)."""
-    return dataclasses.replace(ModelConfig(), **overrides)
 
 
 def seed_before_config(**overrides: Any) -> ModelConfig:

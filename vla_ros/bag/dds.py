@@ -34,7 +34,7 @@ class NodeProcess:
     """vla_node started from the launch description (``vla launch``'s bring-up), use_sim_time on."""
 
     def __init__(self, params_file: Path, namespace: str, log_path: Path) -> None:
-        from vla_ros.commands.launch import _child_setup
+        from vla_ros.ros.orchestration import child_setup
         from vla_ros.launch_description import describe, process_command
 
         (desc,) = describe(params_file=params_file, namespace=namespace, use_sim_time=True)
@@ -43,7 +43,7 @@ class NodeProcess:
         self._log = open(log_path, "w")
         env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0")
         self.proc = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True, preexec_fn=_child_setup)
+                                     start_new_session=True, preexec_fn=child_setup)
 
     def exited(self) -> int | None:
         return self.proc.poll()

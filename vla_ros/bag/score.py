@@ -6,7 +6,7 @@ used, and ``vla bag record-sim`` stamps the ground truth with the frame it belon
 The node publishes at its own rate, so one observation may be answered several times (the same
 inputs give the same trajectory).  Scoring counts each stamp once: its first OK answer if any,
 else its last answer (see :func:`pick_answers`).  ``status_counts`` are over these distinct answer stamps.  ADE/FDE
-(x, y in metres, :func:`vla_ros.train.ade_fde`) are over OK answers that have a ground truth
+(x, y in metres, :func:`vla_ros.training.metrics.ade_fde`) are over OK answers that have a ground truth
 with the same stamp, per command text, per command kind and overall.
 """
 
@@ -124,7 +124,7 @@ class _Tally:
 
     def add(self, a: Answer, truth: Truth | None) -> None:
         from vla_ros.sim.commands import kind_from_text
-        from vla_ros.train import ade_fde
+        from vla_ros.training.metrics import ade_fde
 
         text = truth.command if truth is not None else a.command
         g = self.groups.setdefault(text, {"command": text, "kind": kind_from_text(text) if text else None,

@@ -7,14 +7,14 @@ from pathlib import Path
 
 
 def cmd_eval(args) -> int:
-    from vla_ros.evaluate import evaluate, format_report, plot_report
+    from vla_ros.training.evaluate import evaluate, format_report, plot_report
 
     ckpt = args.checkpoint
     if ckpt is None:
         from vla_ros import paths
 
         ckpt = paths.default_checkpoint()
-    from vla_ros.train import parse_data
+    from vla_ros.training.sources import parse_data
 
     cache = args.cache or (parse_data(args.data)[0].path / ".vla_cache")
     try:

@@ -18,7 +18,6 @@ import shlex
 
 from vla_ros.config import ConfigError
 from vla_ros.launch_description import LAUNCH_ARGUMENTS, describe_from_launch_arguments, process_command
-from vla_ros.ros.orchestration import child_setup as _child_setup  # noqa: F401  (bag/replay.py imports it here)
 from vla_ros.ros.orchestration import run_processes
 
 

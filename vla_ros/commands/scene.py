@@ -6,7 +6,7 @@ import json
 
 
 def cmd_scene_map(args) -> int:
-    from vla_ros.scene_train import train_scene_map
+    from vla_ros.training.scene import train_scene_map
 
     data = [d.strip() for d in args.data.split(",") if d.strip()]
     summary = train_scene_map(args.init, data, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,

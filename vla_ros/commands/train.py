@@ -9,7 +9,7 @@ def cmd_train(args) -> int:
     import dataclasses
 
     from vla_ros.config import ModelConfig, TrainConfig, load_yaml
-    from vla_ros.train import train
+    from vla_ros.training.loop import train
 
     model_cfg = load_yaml(args.config, ModelConfig, section="model")
     train_cfg = load_yaml(args.config, TrainConfig, section="train")

@@ -1,6 +1,6 @@
-"""Datasets of the simulated world: generation, loading and a quick look.
-
-torch is imported only by :mod:`vla_ros.data.dataset` (``EpisodeDataset``), lazily.
+"""Datasets: generated in the simulated world or converted from a robot's bags, their on-disk
+format (FORMAT.md), loading and a quick look. Training reads them through the frame bank
+(:mod:`vla_ros.training.bank`). No module here imports torch at import time.
 """
 
 from __future__ import annotations
@@ -24,13 +24,4 @@ __all__ = [
     "world_to_top_pixel",
     "trajectory_to_top_pixels",
     "robot_to_ego_pixel",
-    "EpisodeDataset",
 ]
-
-
-def __getattr__(name: str):
-    if name == "EpisodeDataset":  # imports torch
-        from .dataset import EpisodeDataset
-
-        return EpisodeDataset
-    raise AttributeError(f"module 'vla_ros.data' has no attribute {name!r}")

@@ -106,59 +106,15 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
         raise ValueError(f"split={split!r}: choose 'train' or 'eval'")
     if int(episodes) < 1:
         raise ValueError(f"episodes={episodes}: must be >= 1")
-    pol = None
-    if policy_noise not in NOISE_MODES:
-        raise ValueError(f"policy_noise={policy_noise!r}: choose one of {NOISE_MODES}")
-    if policy_guidance not in GUIDANCE_MODES:
-        raise ValueError(f"policy_guidance={policy_guidance!r}: choose one of {GUIDANCE_MODES}")
-    if policy is not None:
-        from ..checkpoint import checkpoint_config, read_checkpoint
-
-        if not Path(policy).is_file():
-            raise FileNotFoundError(f"policy checkpoint {policy} does not exist")
-        hist = checkpoint_config(read_checkpoint(policy), policy).history_length
-        pol = {"checkpoint": str(policy), "history_length": int(hist), "history_spacing": float(history_spacing),
-               "replan_period": float(replan_period), "noise": policy_noise}
-        if policy_guidance != "none":  # (kept out of the record otherwise, as before the option)
-            pol["guidance"] = policy_guidance
+    pol = _policy_settings(policy, policy_noise, policy_guidance, replan_period, history_spacing)
     kinds = checked_kinds(kinds)
     if int(first_index) < 0:
         raise ValueError(f"first_index={first_index}: must be >= 0")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    existing = sorted(out.glob("episode_*.npz")) + ([out / DATASET_FILE] if (out / DATASET_FILE).exists() else [])
-    if existing and not overwrite:
-        raise FileExistsError(f"{out} already holds a dataset ({len(existing)} files); choose an empty "
-                              "directory or pass overwrite=True")
-    for p in existing:
-        p.unlink()
-        p.with_suffix(".json").unlink(missing_ok=True)
+    out = _empty_output(out_dir, overwrite)
     jobs = [(str(out), i, int(seed), split, config.to_dict(), compress, pol, kinds)
             for i in range(int(first_index), int(first_index) + int(episodes))]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(jobs), desc=f"generating {split} episodes", unit="ep")
     t0 = time.perf_counter()
-    results = []
-    try:
-        if workers and workers > 1:
-            import multiprocessing as mp
-
-            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-                for r in pool.map(_make_one, jobs, chunksize=1):
-                    results.append(r)
-                    if bar is not None:
-                        bar.update(1)
-        else:
-            for job in jobs:
-                results.append(_make_one(job))
-                if bar is not None:
-                    bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+    results = _run_jobs(jobs, workers, progress, f"generating {split} episodes")
     info = {
         "format_version": FORMAT_VERSION,
         "generator": "vla_ros.data.generate_dataset",
@@ -177,3 +133,66 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
     }
     (out / DATASET_FILE).write_text(json.dumps(info, indent=1))
     return out
+
+
+def _policy_settings(policy: str | None, noise: str, guidance: str, replan_period: float,
+                     history_spacing: float) -> dict | None:
+    """The on-policy driver's settings as the workers and ``dataset.json`` record them (None: the expert drives)."""
+    if noise not in NOISE_MODES:
+        raise ValueError(f"policy_noise={noise!r}: choose one of {NOISE_MODES}")
+    if guidance not in GUIDANCE_MODES:
+        raise ValueError(f"policy_guidance={guidance!r}: choose one of {GUIDANCE_MODES}")
+    if policy is None:
+        return None
+    from ..checkpoint import checkpoint_config, read_checkpoint
+
+    if not Path(policy).is_file():
+        raise FileNotFoundError(f"policy checkpoint {policy} does not exist")
+    hist = checkpoint_config(read_checkpoint(policy), policy).history_length
+    pol = {"checkpoint": str(policy), "history_length": int(hist), "history_spacing": float(history_spacing),
+           "replan_period": float(replan_period), "noise": noise}
+    if guidance != "none":  # recorded only when used: a record without it means no guidance
+        pol["guidance"] = guidance
+    return pol
+
+
+def _empty_output(out_dir, overwrite: bool) -> Path:
+    """The output directory, created; a dataset already in it is an error, or removed with ``overwrite``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    existing = sorted(out.glob("episode_*.npz")) + ([out / DATASET_FILE] if (out / DATASET_FILE).exists() else [])
+    if existing and not overwrite:
+        raise FileExistsError(f"{out} already holds a dataset ({len(existing)} files); choose an empty "
+                              "directory or pass overwrite=True")
+    for p in existing:
+        p.unlink()
+        p.with_suffix(".json").unlink(missing_ok=True)
+    return out
+
+
+def _run_jobs(jobs: list[tuple], workers: int, progress: bool, desc: str) -> list[dict]:
+    """``_make_one`` of every job, in order: in this process, or in ``workers`` spawned processes."""
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), desc=desc, unit="ep")
+    results = []
+    try:
+        if workers and workers > 1:
+            import multiprocessing as mp
+
+            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+                for r in pool.map(_make_one, jobs, chunksize=1):
+                    results.append(r)
+                    if bar is not None:
+                        bar.update(1)
+        else:
+            for job in jobs:
+                results.append(_make_one(job))
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return results

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from vla_ros.config import ConfigError, _require, from_dict as _from_dict, to_dict as _to_dict
+from vla_ros.config import ConfigError, _require, _require_probability, from_dict as _from_dict, to_dict as _to_dict
 
 __all__ = ["WorldConfig", "ConfigError"]
 
@@ -110,10 +110,8 @@ class WorldConfig:
         _require(self.safety_margin >= 0, f"world.safety_margin={self.safety_margin}: must be >= 0 m")
         _require(0.0 <= self.action_noise <= 0.5,
                  f"world.action_noise={self.action_noise}: must be within [0, 0.5] (default 0.05)")
-        _require(0.0 <= self.perturb_prob <= 1.0,
-                 f"world.perturb_prob={self.perturb_prob}: must be a probability in [0, 1]")
-        _require(0.0 <= self.hold_prob <= 1.0,
-                 f"world.hold_prob={self.hold_prob}: must be a probability in [0, 1]")
+        for name in ("perturb_prob", "hold_prob"):
+            _require_probability(getattr(self, name), f"world.{name}")
         _require(0.05 <= self.ego_height <= 5.0,
                  f"world.ego_height={self.ego_height}: must be within [0.05, 5] m (default 0.55)")
         _require(0.0 <= self.ego_pitch_deg < 80.0,

@@ -20,7 +20,10 @@ import torch
 from tqdm import tqdm
 
 from vla_ros.checkpoint import load_checkpoint
-from vla_ros.train import FrameBank, ade_fde, build_frame_bank, gather, gather_odometry, gather_top, parse_data
+from vla_ros.data.io import read_dataset_info
+from vla_ros.training.bank import FrameBank, build_frame_bank, gather, gather_odometry, gather_top
+from vla_ros.training.metrics import ade_fde
+from vla_ros.training.sources import parse_data
 
 SWEEP_DDIM = (1, 2, 5, 10, 20, 50)
 
@@ -94,6 +97,43 @@ def _latency_ms(model, bank: FrameBank, steps: int | None, use_ddim: bool, reps:
     return float(np.median(times[1:]))
 
 
+def _baselines(checkpoint: str | Path, payload: dict, cfg, bank: FrameBank, idx: np.ndarray, kinds: list[str],
+               data_dir: str | Path) -> dict[str, np.ndarray]:
+    """The two baselines' predictions for samples ``idx``: the mean trajectory of each command
+    (stored in the checkpoint by ``vla train``) and the last motion continued."""
+    world = payload["meta"].get("world_config") or {}
+    data_world = read_dataset_info(parse_data(data_dir)[0].path).get("config") or {}
+    sim_dt = float(data_world.get("sim_dt", world.get("sim_dt", 0.1)))
+    means = payload["meta"].get("baselines", {}).get("mean_per_kind", {})
+    if not means:
+        raise ValueError(f"{checkpoint} carries no per-command mean trajectories (train it with `vla train`)")
+    zero = np.zeros((cfg.trajectory_length, cfg.action_dim), np.float32)
+    return {"mean_per_command": np.stack([np.asarray(means.get(k, zero), np.float32) for k in kinds]),
+            "constant_velocity": constant_velocity(bank, idx, cfg.traj_dt, sim_dt)}
+
+
+def _steps_sweep(model, bank: FrameBank, idx: np.ndarray, texts: dict[int, str], batch: int, seed: int,
+                 sweep_samples: int, progress: bool, odometry: bool) -> dict[str, Any]:
+    """ADE / FDE and the latency of one sampling for each DDIM step count of ``SWEEP_DDIM`` (up to
+    the training timesteps) and DDPM with every step, on at most ``sweep_samples`` samples."""
+    cfg = model.config
+    sidx = idx if len(idx) <= sweep_samples else np.sort(
+        np.random.default_rng(seed + 1).choice(idx, sweep_samples, replace=False))
+    sgt = bank.traj[torch.from_numpy(bank.sample_rows(sidx))].numpy()
+    rows = []
+    settings = [(f"DDIM-{s}", s, True) for s in SWEEP_DDIM if s <= cfg.num_timesteps]
+    settings.append((f"DDPM-{cfg.num_timesteps}", None, False))
+    for name, steps, ddim in settings:
+        pred = _sample_all(model, bank, sidx, texts, batch, steps, ddim, seed, name, progress, odometry)
+        ade, fde = ade_fde(pred, sgt)
+        lat = _latency_ms(model, bank, steps, ddim, reps=1 if not ddim else 3)
+        rows.append({"sampler": name, "steps": steps or cfg.num_timesteps, "ade": float(ade.mean()),
+                     "fde": float(fde.mean()), "latency_ms_b1": lat})
+        if progress:
+            tqdm.write(f"  {name:>9}: ADE {ade.mean():.3f} m  FDE {fde.mean():.3f} m  {lat:8.1f} ms")
+    return {"samples": len(sidx), "rows": rows}
+
+
 def evaluate(checkpoint: str | Path, data_dir: str | Path, device: str = "cpu", max_samples: int | None = None,
              sweep_samples: int = 256, sweep: bool = True, batch: int = 64, seed: int = 0,
              cache_dir: str | Path | None = None, progress: bool = True, every_frame: bool = True,
@@ -112,18 +152,7 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, device: str = "cpu", 
     kinds = [bank.command_key(e) for e in bank.samples[idx, 0]]  # a robot's command without a kind: its text
     texts = {int(i): bank.texts[bank.samples[i, 0]] for i in idx}
     gt = bank.traj[torch.from_numpy(bank.sample_rows(idx))].numpy()
-
-    world = payload["meta"].get("world_config") or {}
-    from vla_ros.data.io import read_dataset_info
-
-    data_world = read_dataset_info(parse_data(data_dir)[0].path).get("config") or {}
-    sim_dt = float(data_world.get("sim_dt", world.get("sim_dt", 0.1)))
-    means = payload["meta"].get("baselines", {}).get("mean_per_kind", {})
-    if not means:
-        raise ValueError(f"{checkpoint} carries no per-command mean trajectories (train it with `vla train`)")
-    zero = np.zeros((cfg.trajectory_length, cfg.action_dim), np.float32)
-    mean_pred = np.stack([np.asarray(means.get(k, zero), np.float32) for k in kinds])
-    cv_pred = constant_velocity(bank, idx, cfg.traj_dt, sim_dt)
+    baselines = _baselines(checkpoint, payload, cfg, bank, idx, kinds, data_dir)
     # the head's own sampler: DDIM-20 for the design document's head, DDPM-1000 for its "before" head
     sampler = f"{'DDIM' if cfg.use_ddim else 'DDPM'}-{cfg.num_inference_steps if cfg.use_ddim else cfg.num_timesteps}"
     model_pred = _sample_all(model, bank, idx, texts, batch, None, cfg.use_ddim, seed, f"model {sampler}",
@@ -133,33 +162,18 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path, device: str = "cpu", 
         "episodes": int(len(set(bank.samples[idx, 0].tolist()))),
         "phrasings": sorted(set(texts.values())),
         "model": _table(model_pred, gt, kinds),
-        "baselines": {"mean_per_command": _table(mean_pred, gt, kinds),
-                      "constant_velocity": _table(cv_pred, gt, kinds)},
+        "baselines": {name: _table(pred, gt, kinds) for name, pred in baselines.items()},
         "sampler": sampler,
         "odometry": bool(odometry and cfg.odometry_input),
     }
     best = min(result["baselines"].values(), key=lambda r: r["overall"]["ade"])
     result["ade_ratio_to_best_baseline"] = result["model"]["overall"]["ade"] / best["overall"]["ade"]
     if sweep:
-        sidx = idx if len(idx) <= sweep_samples else np.sort(
-            np.random.default_rng(seed + 1).choice(idx, sweep_samples, replace=False))
-        sgt = bank.traj[torch.from_numpy(bank.sample_rows(sidx))].numpy()
-        rows = []
-        settings = [(f"DDIM-{s}", s, True) for s in SWEEP_DDIM if s <= cfg.num_timesteps]
-        settings.append((f"DDPM-{cfg.num_timesteps}", None, False))
-        for name, steps, ddim in settings:
-            pred = _sample_all(model, bank, sidx, texts, batch, steps, ddim, seed, name, progress, odometry)
-            ade, fde = ade_fde(pred, sgt)
-            lat = _latency_ms(model, bank, steps, ddim, reps=1 if not ddim else 3)
-            rows.append({"sampler": name, "steps": steps or cfg.num_timesteps, "ade": float(ade.mean()),
-                         "fde": float(fde.mean()), "latency_ms_b1": lat})
-            if progress:
-                tqdm.write(f"  {name:>9}: ADE {ade.mean():.3f} m  FDE {fde.mean():.3f} m  {lat:8.1f} ms")
-        result["steps_sweep"] = {"samples": len(sidx), "rows": rows}
-        ddpm = rows[-1]["ade"]
+        result["steps_sweep"] = _steps_sweep(model, bank, idx, texts, batch, seed, sweep_samples, progress, odometry)
+        rows = result["steps_sweep"]["rows"]
         d20 = next((r["ade"] for r in rows if r["sampler"] == "DDIM-20"), None)
         if d20 is not None:
-            result["ddim20_vs_ddpm_ade_ratio"] = d20 / ddpm
+            result["ddim20_vs_ddpm_ade_ratio"] = d20 / rows[-1]["ade"]
     return result
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from vla_ros.data.io import list_episodes, load_meta, open_npz
 from vla_ros.errors import UserError
 from vla_ros.model.scene_map import MAP_CHANNELS, scene_map_labels, scene_map_loss
 from vla_ros.sim.config import WorldConfig
-from vla_ros.train import validation_episodes
+from vla_ros.training.sources import validation_episodes
 
 __all__ = ["train_scene_map", "map_metrics", "load_map_data"]
 
@@ -69,41 +69,29 @@ def map_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     return out
 
 
-def train_scene_map(init: str | Path, data: Sequence[str | Path], out: str | Path, steps: int = 1500,
-                    batch_size: int = 32, lr: float = 2e-3, seed: int = 0, val_fraction: float = 0.1,
-                    frames_per_episode: int = 4, device: str = "cpu", progress: bool = True,
-                    json_path: str | Path | None = None) -> dict:
-    """Train ``init``'s scene map (added when it has none) on ``data`` and write ``out``."""
+def _check_settings(init: str | Path, out: Path, steps: int, batch_size: int, lr: float, val_fraction: float) -> None:
     if steps < 1 or batch_size < 1 or not lr > 0:
         raise UserError(f"steps={steps}, batch_size={batch_size}, lr={lr}: need steps >= 1, batch_size >= 1, lr > 0")
     if not 0.0 < val_fraction < 1.0:
         raise UserError(f"val_fraction={val_fraction}: must be within (0, 1)")
-    out = Path(out)
     if out.resolve() == Path(init).resolve():
         raise UserError(f"--out {out} is the --init checkpoint: write the model with the map to a new file")
-    model, payload = load_checkpoint(init, device=device)
-    half = any(v.dtype == torch.float16 for v in payload["state_dict"].values())  # as stored: keep its precision
-    if "top" not in model.config.cameras:
-        raise UserError(f"{init} has cameras {list(model.config.cameras)}: the scene map needs a 'top' camera")
-    torch.manual_seed(seed)  # the map's initial weights too
-    model.add_scene_map()
-    net = model.scene_map.float().train()
-    torch.nn.init.zeros_(net.net[-1].bias)
 
-    t0 = time.time()
-    top, labels, owner, files = load_map_data(data, frames_per_episode, progress)
-    if top.shape[1] != model.config.image_size:
-        raise UserError(f"the data's top frames are {top.shape[1]} px; the model takes {model.config.image_size}")
-    n_val = max(1, int(round(val_fraction * len(files))))
-    val_eps = validation_episodes(files, n_val)
+
+def _split_frames(owner: np.ndarray, files: list[Path], val_fraction: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """(training frames, validation frames, validation episodes): whole episodes are held out."""
+    val_eps = validation_episodes(files, max(1, int(round(val_fraction * len(files)))))
     is_val = np.isin(owner, sorted(val_eps))
     tr, va = np.flatnonzero(~is_val), np.flatnonzero(is_val)
     if len(tr) == 0:
         raise UserError(f"{len(files)} episode(s): too few to hold out validation episodes and still train")
+    return tr, va, len(val_eps)
 
-    def inputs(idx: np.ndarray) -> torch.Tensor:
-        return model.preprocess(top[torch.from_numpy(idx)]).to(device, torch.float32)
 
+def _fit(net: torch.nn.Module, inputs: Callable[[np.ndarray], torch.Tensor], labels: torch.Tensor, tr: np.ndarray,
+         steps: int, batch_size: int, lr: float, seed: int, device: str, progress: bool) -> list[float]:
+    """Adam with cosine annealing on random batches of the training frames, mirrored east-west at
+    random; returns the loss of every step."""
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     rng = np.random.default_rng(seed)
@@ -123,13 +111,41 @@ def train_scene_map(init: str | Path, data: Sequence[str | Path], out: str | Pat
         curve.append(loss.item())
         if step % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(curve[-50:]):.4f}")
+    return curve
 
+
+def train_scene_map(init: str | Path, data: Sequence[str | Path], out: str | Path, steps: int = 1500,
+                    batch_size: int = 32, lr: float = 2e-3, seed: int = 0, val_fraction: float = 0.1,
+                    frames_per_episode: int = 4, device: str = "cpu", progress: bool = True,
+                    json_path: str | Path | None = None) -> dict:
+    """Train ``init``'s scene map (added when it has none) on ``data`` and write ``out``."""
+    out = Path(out)
+    _check_settings(init, out, steps, batch_size, lr, val_fraction)
+    model, payload = load_checkpoint(init, device=device)
+    half = any(v.dtype == torch.float16 for v in payload["state_dict"].values())  # as stored: keep its precision
+    if "top" not in model.config.cameras:
+        raise UserError(f"{init} has cameras {list(model.config.cameras)}: the scene map needs a 'top' camera")
+    torch.manual_seed(seed)  # the map's initial weights too
+    model.add_scene_map()
+    net = model.scene_map.float().train()
+    torch.nn.init.zeros_(net.net[-1].bias)
+
+    t0 = time.time()
+    top, labels, owner, files = load_map_data(data, frames_per_episode, progress)
+    if top.shape[1] != model.config.image_size:
+        raise UserError(f"the data's top frames are {top.shape[1]} px; the model takes {model.config.image_size}")
+    tr, va, n_val_eps = _split_frames(owner, files, val_fraction)
+
+    def inputs(idx: np.ndarray) -> torch.Tensor:
+        return model.preprocess(top[torch.from_numpy(idx)]).to(device, torch.float32)
+
+    curve = _fit(net, inputs, labels, tr, steps, batch_size, lr, seed, device, progress)
     net.eval()
     with torch.inference_mode():
         logits = torch.cat([net(inputs(va[i:i + 64])) for i in range(0, len(va), 64)])
     metrics = map_metrics(logits.cpu(), labels[torch.from_numpy(va)])
     summary = {"init": str(init), "out": str(out), "data": [str(d) for d in data], "episodes": len(files),
-               "validation_episodes": len(val_eps), "frames": {"train": int(len(tr)), "validation": int(len(va))},
+               "validation_episodes": n_val_eps, "frames": {"train": int(len(tr)), "validation": int(len(va))},
                "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
                "final_loss": float(np.mean(curve[-50:])), "validation": metrics,
                "seconds": round(time.time() - t0, 1)}
