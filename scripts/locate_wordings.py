@@ -41,7 +41,7 @@ def main() -> int:
         api = VLAInferenceAPI(ckpt, warmup=False, guidance="target")
     except InputError as exc:
         raise SystemExit(str(exc)) from None
-    half = api._guide.metres_per_unit  # locator units -> metres
+    half = api._guide.steer.metres_per_unit  # locator units -> metres
     world = World()
     errors: dict[str, list[float]] = {}
     for seed in tqdm(range(args.seed, args.seed + args.worlds), desc="worlds", unit="world"):

@@ -10,7 +10,7 @@ import torch
 
 from vla_ros.checkpoint import save_checkpoint
 from vla_ros.inference import InputError, VLAInferenceAPI
-from vla_ros.model.guidance import steer_to_target
+from vla_ros.guidance.steer import steer_to_target
 from vla_ros.model.vla import SimpleVLA
 from vla_ros.sim.commands import phrasings
 
@@ -113,6 +113,26 @@ def test_node_parameter_and_vla_sim_flag_reach_vla_node(tmp_path):
     assert vla.parameters["guidance"] == "target"
     (vla,) = [d for d in sim_descriptions(SimOptions(), tmp_path, ck) if d.executable == "vla_node"]
     assert "guidance" not in vla.parameters  # the node's default (none)
+    # the guidance's settings: one "name=value,..." string for the node, the API and the CLI
+    cfg = NodeConfig(guidance="target", guidance_settings="max_turn=0.3, stop_distance=0.2")
+    assert cfg.guidance_settings == "max_turn=0.3, stop_distance=0.2"
+    with pytest.raises(ConfigError, match="unknown; known: max_turn"):
+        NodeConfig(guidance="target", guidance_settings="max_trun=0.3")
+    with pytest.raises(ConfigError, match="expected a number"):
+        NodeConfig(guidance="target", guidance_settings="max_turn=wide")
+    with pytest.raises(ConfigError, match="guidance 'none'"):
+        NodeConfig(guidance_settings="max_turn=0.3")
+    opts = SimOptions(guidance="scene", guidance_settings="max_turn=0.3")
+    (vla,) = [d for d in sim_descriptions(opts, tmp_path, ck) if d.executable == "vla_node"]
+    assert vla.parameters["guidance_settings"] == "max_turn=0.3"
+
+
+def test_guidance_settings_reach_the_steering_from_a_string(locator_ckpt):
+    api = VLAInferenceAPI(locator_ckpt, warmup=False, guidance="target", guidance_settings="max_turn=0.3,stop_distance=0.2")
+    assert (api._guide.mode, api._guide.steer.max_turn, api._guide.steer.stop_distance) == ("target", 0.3, 0.2)
+    assert VLAInferenceAPI(locator_ckpt, warmup=False)._guide is None  # the default: no guidance object at all
+    with pytest.raises(InputError, match="guidance 'none'"):
+        VLAInferenceAPI(locator_ckpt, warmup=False, guidance_settings={"max_turn": 0.3})
 
 
 def test_the_packaged_locator_model_finds_the_named_cone_on_held_out_episodes():
@@ -135,10 +155,10 @@ def test_the_packaged_locator_model_finds_the_named_cone_on_held_out_episodes():
         truth = torch.as_tensor(world_to_robot([cone.x, cone.y], world.state), dtype=torch.float32)
         texts = [f"navigate toward the {kind[5:]} marker"] + (["head to the crimson cone"] if seed == 5013 else [])
         with torch.inference_mode():
-            assert bool(api._guide.names_target[api._guide.kind_of(api.model.encode_text([world.text]))].all())
+            assert bool(api._guide.steer.names_target[api._guide.steer.kind_of(api.model.encode_text([world.text]))].all())
             cmd = api.model.encode_text(texts)  # held-out wordings: a target
-            assert bool(api._guide.names_target[api._guide.kind_of(cmd)].all())
-            found = api._locate([obs["top"]] * len(texts), cmd).relative * api._guide.metres_per_unit
+            assert bool(api._guide.steer.names_target[api._guide.steer.kind_of(cmd)].all())
+            found = api._locate([obs["top"]] * len(texts), cmd).relative * api._guide.steer.metres_per_unit
         errors += [float(e) for e in (found - truth).norm(dim=-1)]
     # metres, cones 2-7 m away; measured 0.08-0.36 m (a 3 deg heading error is 0.26 m at 5 m)
     assert max(errors) < 0.8 and np.mean(errors) < 0.5, errors

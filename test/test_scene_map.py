@@ -11,7 +11,7 @@ import torch
 from vla_ros.checkpoint import save_checkpoint
 from vla_ros.errors import UserError
 from vla_ros.inference import InputError, VLAInferenceAPI
-from vla_ros.model.guidance import TargetGuidance, brake_before_obstacles, clear_aim, keep_on_road
+from vla_ros.guidance.steer import TargetGuidance, brake_before_obstacles, clear_aim, keep_on_road
 from vla_ros.model.locator import Located, cell_centres
 from vla_ros.model.scene_map import SceneView, scene_map_labels
 from vla_ros.model.vla import SimpleVLA

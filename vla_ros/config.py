@@ -32,7 +32,7 @@ __all__ = [
 
 # initial diffusion noise: one seeded draw every call | a new draw each call | x_T = 0 (DDIM's central path)
 NOISE_MODES = ("fixed", "varied", "zero")
-# sampling-time guidance of the trajectories (vla_ros.model.guidance): none, or toward the located target
+# sampling-time guidance of the trajectories (vla_ros.guidance): none, or toward the located target
 # ('none', not 'off': YAML and ROS parameter strings read a bare off as false)
 GUIDANCE_MODES = ("none", "target", "scene")
 # The robot's measured velocity (odometry): |v| m/s or |omega| rad/s above this is a units mistake, not a robot.

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from vla_ros import paths
-from vla_ros.config import GUIDANCE_MODES
+from vla_ros.commands.sim import add_guidance_arguments
 from vla_ros.sim.options import SimOptions
 
 __all__ = ["register", "cmd_demo", "DEMO_KINDS"]
@@ -24,13 +24,14 @@ DEMO_KINDS = ("goto_red", "follow_lane", "goto_blue")
 
 def cmd_demo(args) -> int:
     from vla_ros.cli import UserError
-    from vla_ros.commands.sim import report_failures, run_printing_progress
+    from vla_ros.commands.sim import check_guidance_arguments, report_failures, run_printing_progress
     from vla_ros.config import ConfigError
     from vla_ros.sim.node_config import episode_kinds, unblocked_seeds
     from vla_ros.sim.options import resolve_checkpoint
     from vla_ros.sim.summary import format_summary, summarize, write_outputs
     from vla_ros.sim.video import write_gif, write_strip
 
+    check_guidance_arguments(args)
     checkpoint = resolve_checkpoint(args.checkpoint)
     try:
         kinds = episode_kinds(args.kinds or ",".join(DEMO_KINDS), args.episodes)
@@ -42,6 +43,7 @@ def cmd_demo(args) -> int:
     opts = SimOptions(episodes=len(kinds), seed=args.seed, seeds=seeds, kinds=",".join(kinds), split=args.split,
                       checkpoint=str(checkpoint), device=args.device, image_size=args.image_size,
                       duration=args.duration, cpu_threads=args.cpu_threads, guidance=args.guidance,
+                      guidance_settings=args.guidance_settings,
                       out_dir=None if args.no_ros else str(out / "run"), no_ros=args.no_ros)
     how = "in this process (no ROS)" if args.no_ros else "sim_node + vla_node (lockstep, sim time)"
     print(f"vla demo: {len(kinds)} episodes with {checkpoint} through {how}", flush=True)
@@ -77,10 +79,7 @@ def register(subparsers) -> None:
                    help="command phrasings: 'eval' = held-out ones the model never saw")
     p.add_argument("--checkpoint", help=f"model (default: {paths.default_checkpoint()})")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
-    p.add_argument("--guidance", choices=GUIDANCE_MODES, default="none",
-                   help="target: steer goto trajectories to the cone the checkpoint's locator finds "
-                        "(with --checkpoint checkpoints/locator.pth); scene: also around the obstacles and along "
-                        "the road its scene map finds (with --checkpoint checkpoints/scene.pth)")
+    add_guidance_arguments(p)
     p.add_argument("--image-size", type=int, default=128, help="camera image side (default 128)")
     p.add_argument("--duration", type=float, default=7.0, help="seconds of control per episode (default 7)")
     p.add_argument("--cpu-threads", type=int, default=1, help="torch CPU threads of the model (0 = one per core)")

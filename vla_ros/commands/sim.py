@@ -31,7 +31,7 @@ def options_from_args(args) -> SimOptions:
         split=args.split, checkpoint=args.checkpoint or "", device=args.device, image_size=args.image_size,
         duration=args.duration, warmup=args.warmup, real_time=args.real_time, real_time_factor=args.real_time_factor,
         rate_hz=args.rate_hz, num_inference_steps=args.num_inference_steps, num_samples=args.num_samples,
-        noise=args.noise, guidance=args.guidance, odometry=not args.no_odometry, cpu_threads=args.cpu_threads,
+        noise=args.noise, guidance=args.guidance, guidance_settings=args.guidance_settings, odometry=not args.no_odometry, cpu_threads=args.cpu_threads,
         params_file=args.params_file, namespace=args.namespace, domain_id=args.domain_id,
         trajectory_timeout=args.trajectory_timeout, tracker_horizon=args.tracker_horizon,
         lockstep_timeout=args.lockstep_timeout, out_dir=args.out,
@@ -45,6 +45,7 @@ def cmd_sim(args) -> int:
     from vla_ros.sim.node_config import SimNodeConfig
     from vla_ros.sim.summary import format_summary, summarize, write_outputs
 
+    check_guidance_arguments(args)
     opts = options_from_args(args)
     if opts.episodes < 1:
         raise UserError("--episodes must be >= 1")
@@ -148,10 +149,7 @@ def register(subparsers) -> None:
     p.add_argument("--noise", choices=NOISE_MODES, default="fixed",
                    help="vla_node's initial noise: one draw every tick (fixed, default), a new draw per tick (varied) "
                         "or x_T = 0 (zero)")
-    p.add_argument("--guidance", choices=GUIDANCE_MODES, default="none",
-                   help="vla_node's guidance: target steers goto trajectories toward the cone the checkpoint's "
-                        "target locator finds (needs a locator checkpoint); scene also steers around the obstacles "
-                        "and along the road of its scene map (checkpoints/scene.pth); none (default) = as sampled")
+    add_guidance_arguments(p)
     p.add_argument("--no-odometry", action="store_true",
                    help="vla_node without the odom input (use_odometry false): the model is told the robot's "
                         "velocity is unknown, as on a robot without odometry")
@@ -172,3 +170,31 @@ def register(subparsers) -> None:
     p.add_argument("--lockstep-timeout", type=float, default=60.0,
                    help="wall seconds sim_node waits for an answer before running on without the node")
     p.set_defaults(func=cmd_sim)
+
+
+def add_guidance_arguments(p) -> None:
+    """--guidance and --guidance-settings (vla sim, vla demo): the optional steering of vla_ros/guidance/."""
+    from vla_ros.guidance import GUIDANCE_SETTINGS
+
+    p.add_argument("--guidance", choices=GUIDANCE_MODES, default="none",
+                   help="steer the sampled trajectories: target turns goto trajectories toward the cone the "
+                        "checkpoint's target locator finds (checkpoints/locator.pth); scene also steers around "
+                        "the obstacles and along the road of its scene map (checkpoints/scene.pth); none "
+                        "(default) = the model's own trajectories")
+    p.add_argument("--guidance-settings", default="", metavar="NAME=VALUE,...",
+                   help="overrides of the guidance's settings, e.g. max_turn=0.6,stop_distance=0.4; names: "
+                        + ", ".join(GUIDANCE_SETTINGS))
+
+
+def check_guidance_arguments(args) -> None:
+    """UserError for --guidance-settings that do not parse or come without --guidance."""
+    from vla_ros.cli import UserError
+    from vla_ros.errors import InputError
+    from vla_ros.guidance import parse_settings
+
+    try:
+        settings = parse_settings(args.guidance_settings)
+    except InputError as exc:
+        raise UserError(f"--guidance-settings: {exc}") from None
+    if settings and args.guidance == "none":
+        raise UserError("--guidance-settings needs --guidance target or scene")

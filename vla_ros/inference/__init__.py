@@ -2,7 +2,6 @@
 
 * :mod:`~vla_ros.inference.api`: the API, its caches and the fast path's wiring;
 * :mod:`~vla_ros.inference.checks`: input checks;
-* :mod:`~vla_ros.inference.guidance`: the API's guidance set-up;
 * :mod:`~vla_ros.inference.bench`: the latency benchmark (``vla bench``).
 
 The samplers it runs live in :mod:`vla_ros.model.fast`. ``from vla_ros.inference import

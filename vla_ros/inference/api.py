@@ -32,15 +32,13 @@ import torch
 
 from vla_ros import paths
 from vla_ros.checkpoint import load_checkpoint
-from vla_ros.config import GUIDANCE_MODES, NOISE_MODES, ModelConfig
+from vla_ros.config import NOISE_MODES, ModelConfig
 from vla_ros.errors import InputError
 from vla_ros.inference import checks
-from vla_ros.inference.guidance import build_guidance
 from vla_ros.model.fast.cpu_graph import freeze_graph, param_versions
 from vla_ros.model.fast.cuda_graph import CudaGraphSampler
 from vla_ros.model.fast.ddim import DDIMSampler
 from vla_ros.model.fast.threads import SINGLE_THREAD_MAX_BATCH, intra_op_threads
-from vla_ros.model.guidance import TargetGuidance
 
 __all__ = ["Prediction", "VLAInferenceAPI"]
 
@@ -83,8 +81,8 @@ class VLAInferenceAPI:
             the located target and ends them short of it; ``"scene"`` (a checkpoint that also has
             the scene map) aims them beside a mapped obstacle on the way, keeps lane-following
             trajectories on the mapped road and cuts any moving trajectory before a mapped
-            obstacle (:mod:`vla_ros.model.guidance`; ``guidance_settings``: ``max_turn`` rad,
-            ``stop_distance``, ``robot_radius``, ``safety_margin`` m).
+            obstacle (:mod:`vla_ros.guidance`; ``guidance_settings``: a dict or
+            ``"max_turn=0.6,stop_distance=0.4"``, names in ``vla_ros.guidance.GUIDANCE_SETTINGS``).
         num_samples: K > 1 draws K samples (K seeded noises, one batch) and returns their mean
             (circular mean for the heading): a steadier estimate of the expected trajectory for
             closed-loop control, at the cost of a K times larger diffusion batch.
@@ -94,7 +92,7 @@ class VLAInferenceAPI:
                  warmup: bool = True, num_inference_steps: int | None = None, use_ddim: bool | None = None,
                  seed: int = 0, compile: bool = False, cache_size: int = 64, num_samples: int = 1,
                  cpu_graphs: bool = True, noise: str = "fixed", guidance: str = "none",
-                 guidance_settings: dict | None = None) -> None:
+                 guidance_settings: dict | str | None = None) -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise InputError(f"device={device!r} asked for, but CUDA is not available here; use device='cpu'")
         self.checkpoint = Path(checkpoint) if checkpoint else paths.default_checkpoint()
@@ -113,11 +111,12 @@ class VLAInferenceAPI:
         self._graphs: dict[tuple, CudaGraphSampler] = {}
         self.cache_stats = {"frame_hits": 0, "frame_misses": 0, "text_hits": 0, "text_misses": 0}
         self.compile = bool(compile)
-        if guidance not in GUIDANCE_MODES:
-            raise InputError(f"guidance={guidance!r}: choose one of {GUIDANCE_MODES}")
         self.guidance = guidance
-        self._guide: TargetGuidance | None = build_guidance(self.model, self.payload, self.checkpoint, guidance,
-                                                            guidance_settings)
+        self._guide = None  # a vla_ros.guidance.Guidance, or None: the model's own trajectories
+        if guidance != "none" or guidance_settings:
+            from vla_ros.guidance.build import build_guidance  # optional feature, imported only when asked for
+
+            self._guide = build_guidance(self.model, self.payload, self.checkpoint, guidance, guidance_settings)
         if compile:
             self.model.action_head.unet = torch.compile(self.model.action_head.unet)
         self.warmed_up = False
@@ -261,14 +260,6 @@ class VLAInferenceAPI:
         grid = torch.stack(grid_rows)[None] if grid_rows[0] is not None else None
         return torch.stack(frame_rows)[None], grid
 
-    def _apply_guidance(self, traj: torch.Tensor, located, cmd: torch.Tensor, top: Any) -> torch.Tensor:
-        """traj (B, T, 3) sampled -> guided (``guidance``); top: the newest top frames (B, H, W, 3) uint8."""
-        if self.guidance == "scene":
-            x = self.model.preprocess(np.stack(top) if isinstance(top, list) else top)
-            probs = torch.sigmoid(self.model.scene_map(x.to(cmd.device, cmd.dtype)).float())  # (B, 2, R, R)
-            return self._guide.scene(traj, located, cmd, probs)
-        return self._guide(traj, located.relative, cmd)
-
     def _locate(self, top: Any, cmd: torch.Tensor):
         """The newest top frames (B, H, W, 3) uint8 + encoded commands (B, d) -> the locator's Located."""
         x = self.model.preprocess(np.stack(top) if isinstance(top, list) else top)
@@ -388,7 +379,7 @@ class VLAInferenceAPI:
         t4 = time.perf_counter()
         traj = self._diffuse(cond)
         if self._guide is not None:
-            traj = self._apply_guidance(traj, located, cmd, newest_top)
+            traj = self._guide.apply(traj, located, cmd, newest_top)
         traj_np = traj[0].float().cpu().numpy()
         t5 = time.perf_counter()
         ms = lambda a, b: (b - a) * 1e3  # noqa: E731
@@ -429,7 +420,7 @@ class VLAInferenceAPI:
                                                          located=located)
         traj = self._diffuse(cond)
         if self._guide is not None:
-            traj = self._apply_guidance(traj, located, cmd, images[:, c.cameras.index("top"), -1])
+            traj = self._guide.apply(traj, located, cmd, images[:, c.cameras.index("top"), -1])
         return traj.float().cpu().numpy()
 
     def benchmark(self, ego_images: Any, top_images: Any, instruction: str, num_runs: int = 10,

@@ -1,7 +1,7 @@
 """A map of the scene from the top camera: where the obstacles are, and where the road is.
 
 The target locator (``model/locator.py``) finds the cone a command names and the robot. Guidance
-(``model/guidance.py``, ``guidance: scene``) also needs to know what lies around them: the
+(``vla_ros/guidance/``, ``guidance: scene``) also needs to know what lies around them: the
 diffusion head brakes before an obstacle on its way and cannot plan the way around it, and it
 leaves the road where a lane starts at an angle (docs/history.md, "Driving around an obstacle"). The top
 camera is fixed to the world and sees the whole arena, so both are a per-cell segmentation of it:

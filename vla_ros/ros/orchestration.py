@@ -177,6 +177,8 @@ def _vla_node_parameters(opts: SimOptions) -> dict[str, Any]:
         params["noise"] = opts.noise
     if opts.guidance != "none":
         params["guidance"] = opts.guidance
+    if opts.guidance_settings:
+        params["guidance_settings"] = opts.guidance_settings
     if not opts.odometry:
         params["use_odometry"] = False
     if opts.cpu_threads:

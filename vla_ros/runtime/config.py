@@ -79,6 +79,10 @@ class NodeConfig:
                "scene map is in the way, turns lane-following trajectories to stay on the mapped road, and "
                "cuts every moving trajectory before a mapped obstacle; needs the locator and the scene "
                "map (checkpoints/scene.pth). 'none' = the model's trajectories as sampled.")
+    guidance_settings: str = _opt(
+        "", "Overrides of the guidance's settings (with guidance 'target' or 'scene'), comma-separated "
+            "name=value, e.g. 'max_turn=0.6,stop_distance=0.4'; names: max_turn (rad), stop_distance, "
+            "robot_radius, safety_margin, self_radius (m); '' = the defaults (vla_ros/guidance/settings.py).")
     cpu_threads: int = _opt(0, "Torch intra-op CPU threads; 0 = torch's default (one per core). Lower it "
                                "when the node shares the CPU with other nodes.")
     # -- timing -------------------------------------------------------------------------
@@ -118,6 +122,18 @@ class NodeConfig:
         "publish_stop", "When inputs are not usable: 'publish_stop' publishes a trajectory of identity "
                         "poses with the reason in status; 'silent' publishes nothing.")
 
+    def _check_guidance_settings(self) -> None:
+        from vla_ros.errors import InputError
+        from vla_ros.guidance.settings import parse_settings
+
+        try:
+            settings = parse_settings(self.guidance_settings)
+        except InputError as exc:
+            raise ConfigError(f"guidance_settings={self.guidance_settings!r}: {exc}") from None
+        _require(not settings or self.guidance != "none",
+                 f"guidance_settings={self.guidance_settings!r} given with guidance 'none': set guidance to "
+                 "'target' or 'scene', or leave guidance_settings empty")
+
     def __post_init__(self) -> None:
         _require(bool(re.fullmatch(r"cpu|cuda(:\d+)?", self.device)),
                  f"device={self.device!r}: use 'cpu', 'cuda' or 'cuda:N' (e.g. cuda:0)")
@@ -127,6 +143,7 @@ class NodeConfig:
                  f"num_samples={self.num_samples}: must be within [1, 64] (1 = one sample, the default)")
         _require(self.noise in NOISE_MODES, f"noise={self.noise!r}: choose one of {list(NOISE_MODES)}")
         _require(self.guidance in GUIDANCE_MODES, f"guidance={self.guidance!r}: choose one of {list(GUIDANCE_MODES)}")
+        self._check_guidance_settings()
         _require(0.0 < self.rate_hz <= 100.0,
                  f"rate_hz={self.rate_hz}: must be in (0, 100] ticks per second (default 3)")
         _require(0.0 < self.odometry_tolerance <= 5.0,

@@ -48,6 +48,7 @@ def load_model(cfg: NodeConfig) -> tuple[Any, ModelSpec]:
         num_samples=cfg.num_samples,
         noise=cfg.noise,
         guidance=cfg.guidance,
+        guidance_settings=cfg.guidance_settings,
     )
     return api, ModelSpec.from_config(api.config)
 

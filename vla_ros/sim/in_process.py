@@ -138,7 +138,8 @@ def run_in_process_episodes(opts: SimOptions, on_event: Callable[[dict], None] |
         torch.set_num_threads(opts.cpu_threads)
     t0 = time.perf_counter()
     api = VLAInferenceAPI(checkpoint, device=opts.device, num_inference_steps=opts.num_inference_steps or None,
-                          num_samples=opts.num_samples, noise=opts.noise, guidance=opts.guidance)
+                          num_samples=opts.num_samples, noise=opts.noise, guidance=opts.guidance,
+                          guidance_settings=opts.guidance_settings or None)
     if on_event:
         on_event({"event": "ready", "wait_s": time.perf_counter() - t0})
     cfg = SimNodeConfig(seed=opts.seed, seeds=",".join(map(str, opts.seeds)), episodes=opts.episodes,

@@ -1,4 +1,5 @@
-"""Target guidance: sampled trajectories steered toward the target the locator found.
+"""The steering geometry of guidance: sampled trajectories turned toward the target the locator
+found, aimed past mapped obstacles, kept on the mapped road, cut before obstacles.
 
 A model with the target locator (``model.target_locator``) finds the cone a command names on
 the top camera, but its diffusion head barely uses that input (docs/history.md, "Which cone?"): the same
@@ -40,10 +41,9 @@ from dataclasses import dataclass
 
 import torch
 
-from vla_ros.config import GUIDANCE_MODES
 from vla_ros.model.scene_map import SceneView
 
-__all__ = ["GUIDANCE_MODES", "TargetGuidance", "steer_to_target", "turn_about_robot", "cut_at_arc_length",
+__all__ = ["TargetGuidance", "steer_to_target", "turn_about_robot", "cut_at_arc_length",
            "clear_aim", "brake_before_obstacles", "keep_on_road", "DETOUR_OFFSETS"]
 
 
