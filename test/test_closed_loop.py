@@ -384,6 +384,19 @@ def _forward_in_process(checkpoint, seed, duration):
         torch.set_num_threads(threads)
 
 
+def test_vla_sim_no_ros_keeps_its_episode_records_in_out(forward_checkpoint, tmp_path):
+    """`vla sim --no-ros --out DIR` writes the episode_NNN.json records that the ROS path writes."""
+    from vla_ros.sim.in_process import run_in_process_episodes
+    from vla_ros.sim.options import SimOptions
+
+    opts = SimOptions(episodes=2, seed=5, kinds="forward", checkpoint=str(forward_checkpoint), image_size=64,
+                      num_inference_steps=2, duration=1.0, no_ros=True, out_dir=str(tmp_path / "out"))
+    records = run_in_process_episodes(opts)
+    saved = [EpisodeRecord.load(tmp_path / "out" / f"episode_{i:03d}.json") for i in range(2)]
+    for rec, back in zip(records, saved):
+        assert back.meta == rec.meta and np.array_equal(back.states, rec.states)
+
+
 def test_in_process_episode_moves_in_the_commanded_direction(forward_checkpoint):
     rec = _forward_in_process(forward_checkpoint, seed=3, duration=2.0)
     r = rec.result

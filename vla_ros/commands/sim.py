@@ -117,7 +117,7 @@ def add_common_arguments(p, episodes: int, duration: float) -> None:
     p.add_argument("--no-ros", action="store_true",
                    help="run the closed loop in this process with the model called directly (no DDS; "
                         "deterministic and faster; the main path goes through the nodes)")
-    p.add_argument("--out", help="keep episode records (episode_NNN.json) and node logs in this folder")
+    p.add_argument("--out", help="keep episode records (episode_NNN.json), and the node logs, in this folder")
     p.add_argument("--domain-id", type=int,
                    help="ROS_DOMAIN_ID for the nodes (default: a random private one, loopback only); give "
                         "yours to watch the run in rviz")

@@ -5,6 +5,7 @@ the reference a model's success is read against."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -157,6 +158,8 @@ def run_in_process_episodes(opts: SimOptions, on_event: Callable[[dict], None] |
         rec = run_in_process(api_predictor(api), seed=seed, kind=kind, split=opts.split, text=text, sim=sim,
                              episode=i, history_length=mc.history_length, dt=mc.traj_dt, odometry=opts.odometry)
         records.append(rec)
+        if opts.out_dir:  # the same record files as sim_node writes
+            rec.save(Path(opts.out_dir) / f"episode_{i:03d}.json")
         if on_event:
             r = rec.result
             on_event({"event": "end", "episode": i, "success": r["success"], "reason": r["reason"],
