@@ -15,6 +15,9 @@
 # Every stage whose output exists is skipped: after an interruption, run it again. Progress bars,
 # loss curves (loss_curve.png) and train_log.json in each run directory. Timings on the 2-core
 # machine: docs/results.md ("The grounded model's pipeline").
+# The packaged file's DAgger labels came from the expert before it learnt to back away from an
+# obstacle it stands in front of; a retrain gets the current expert's (docs/results.md, "Teaching
+# recovery from in front of an obstacle"), so it is the same recipe, not the same labels.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/scripts/train_lib.sh"
