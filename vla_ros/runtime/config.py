@@ -123,14 +123,16 @@ class NodeConfig:
                         "poses with the reason in status; 'silent' publishes nothing.")
 
     def _check_guidance_settings(self) -> None:
+        if not self.guidance_settings:
+            return
         from vla_ros.errors import InputError
         from vla_ros.guidance.settings import parse_settings
 
         try:
-            settings = parse_settings(self.guidance_settings)
+            parse_settings(self.guidance_settings)
         except InputError as exc:
             raise ConfigError(f"guidance_settings={self.guidance_settings!r}: {exc}") from None
-        _require(not settings or self.guidance != "none",
+        _require(self.guidance != "none",
                  f"guidance_settings={self.guidance_settings!r} given with guidance 'none': set guidance to "
                  "'target' or 'scene', or leave guidance_settings empty")
 

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from vla_ros.runtime.history import NS
+
 __all__ = ["yaw_to_quaternion", "quaternion_to_yaw", "waypoint_stamps_ns", "split_stamp", "join_stamp"]
 
 
@@ -22,14 +24,15 @@ def quaternion_to_yaw(x: float, y: float, z: float, w: float) -> float:
 
 def waypoint_stamps_ns(stamp_ns: int, dt: float, length: int) -> np.ndarray:
     """Stamps of the waypoints: waypoint k (0-based) is meant for stamp + (k + 1) * dt."""
-    return stamp_ns + np.round((np.arange(length) + 1) * dt * 1e9).astype(np.int64)
+    return stamp_ns + np.round((np.arange(length) + 1) * dt * NS).astype(np.int64)
 
 
 def split_stamp(ns: int) -> tuple[int, int]:
     """Nanoseconds -> (sec, nanosec) of builtin_interfaces/Time (nanosec in [0, 1e9))."""
-    sec, nanosec = divmod(int(ns), 1_000_000_000)
+    sec, nanosec = divmod(int(ns), NS)
     return sec, nanosec
 
 
 def join_stamp(sec: int, nanosec: int) -> int:
-    return int(sec) * 1_000_000_000 + int(nanosec)
+    """(sec, nanosec) of builtin_interfaces/Time -> nanoseconds."""
+    return int(sec) * NS + int(nanosec)
