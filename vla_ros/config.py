@@ -232,10 +232,9 @@ class ModelConfig:
     pretrained: bool = True  # load the packaged pretrained weights (False: random init)
     use_lora: bool = True
     # LoRA on the text encoder too (with use_lora). Off: the pretrained MiniLM stays as it is and
-    # only the projection after it is learnt. Tuning MiniLM on the ~80 training phrasings moves its
-    # encodings far (cosine 0.66 to the pretrained ones) and loses what it knew of unseen wordings:
-    # the tuned encoder reads the held-out "freeze right there" as a right turn, the pretrained one
-    # as a stop (docs/history.md, "Unseen wordings"). Checkpoints written before this field have it on.
+    # only the projection after it is learnt, so it keeps what it knows of wordings the training
+    # phrasings lack (tuning it on ~80 phrasings loses that: docs/history.md, "Unseen wordings").
+    # Checkpoints written before this field have it on.
     text_lora: bool = True
     # Unseen wordings read as known ones: > 0, the text encoder's output for a command is replaced
     # by the softmax(cosine / T)-weighted mean of its outputs for the commands seen in training
@@ -252,13 +251,13 @@ class ModelConfig:
     vision_lora_blocks: int = 1
     cond_dim: int = 2048  # width of the condition tokens handed to the action head
     spatial_tokens: bool = True  # newest frame of each camera also as a grid of tokens
-    # How the command meets the images (model/fusion.py). "additive" (the packaged models): the
-    # command (+ odometry, + target) is added to every token of width cond_dim; it shifts every
-    # key of the head's cross-attention alike, so it cannot select a place
-    # (scripts/colour_grounding.py: 0.32 identified). "tokens" (config/model_tokens.yaml; not
-    # packaged yet, docs/results.md): the command, the odometry and the located target are tokens
-    # of their own, a small transformer (fusion_layers, fusion_heads, width fusion_dim) mixes them
-    # with the frame and grid tokens, and a goal estimate becomes the head's goal token.
+    # How the command meets the images (model/fusion.py). "tokens" (config/model_tokens.yaml, the
+    # packaged default): the command, the odometry and the located target are tokens of their own,
+    # a small transformer (fusion_layers, fusion_heads, width fusion_dim) mixes them with the frame
+    # and grid tokens, and a goal estimate becomes the head's goal token. "additive" (this
+    # dataclass's default, config/model.yaml, the models of docs/history.md): the command
+    # (+ odometry, + target) is added to every token of width cond_dim; it shifts every key of the
+    # head's cross-attention alike, so it cannot select a place.
     fusion: Literal["tokens", "additive"] = "additive"
     fusion_dim: int = 256
     fusion_layers: int = 2
@@ -430,24 +429,20 @@ class TrainConfig:
     goal_teacher_prob: float = 0.5
     # share of training samples whose command is replaced by another command kind (from
     # relabel_kinds), labelled with the expert's plan for that command from the same recorded
-    # state: every state the robot was in answers every command (vla train --relabel-prob).
-    # An episode shows one command, so "stop" is seen only in stop episodes. Off by default: in a
-    # 1200-step fine-tune of the packaged model it taught stop (0/4 -> 3/4 in closed loop, x_T = 0)
-    # but raised held-out ADE (0.122 -> 0.146 m) and did not improve the 32 closed-loop episodes
-    # overall (docs/history.md, "Relabelled commands").
+    # state: every state the robot was in answers every command (vla train --relabel-prob), where
+    # an episode shows one command. Off by default: it pays with token fusion (config/model_tokens.yaml
+    # sets 0.5), not with additive fusion (docs/history.md, "Relabelled commands").
     relabel_prob: float = 0.0
-    # goto kinds are left out: the model does not tell the cone colours apart
-    # (scripts/colour_grounding.py), and relabelling to them taught it to drive to the average
-    # cone (held-out goto ADE 0.15 -> 0.30 m)
+    # goto kinds are left out by default: a model that cannot tell the cones apart (additive
+    # fusion) learns from them to drive to the average cone; config/model_tokens.yaml adds them
     relabel_kinds: tuple[str, ...] = ("forward", "turn_left", "turn_right", "stop", "follow_lane")
     # kinds whose recorded labels are replaced by the current expert's plan from the same
-    # recorded state (vla train --refresh-labels): data recorded before the expert changed, e.g.
-    # goto episodes from before it drove around an obstacle on its way instead of stopping
+    # recorded state (vla train --refresh-labels): data recorded before the expert changed
     refresh_labels: tuple[str, ...] = ()
     # model.target_locator: steps that train the locator alone on its keypoint labels (each
     # sample asked for a random cone colour), before the whole model, when it starts from scratch
     # (a new model, or one that --init just gave it), so that the head is trained on a locator
-    # that already finds the cones (1,200 steps: 5 min on 2 CPU cores; docs/history.md, "target locator").
+    # that already finds the cones (docs/history.md, "target locator").
     locator_pretrain_steps: int = 1200
     locator_pretrain_lr: float = 2e-3
 
