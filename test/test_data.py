@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from vla_ros.data import (
     episode_kind,
@@ -94,6 +95,38 @@ def test_frame_bank_samples_are_the_episodes_steps_with_their_history(tiny_datas
     kinds = [bank.kinds[e] for e in bank.samples[idx, 0]]
     texts = batch_commands(bank, idx, kinds, np.random.default_rng(0))
     assert all(text in phrasings(k, "train") for text, k in zip(texts, kinds)) and len(set(texts)) > 2
+
+
+@pytest.mark.parametrize("every_frame, locator", [(True, False), (False, True)])
+def test_frame_bank_with_a_cache_folder_is_memory_mapped_and_equals_the_one_in_memory(tiny_dataset, tmp_path,
+                                                                                     every_frame, locator):
+    """With a cache folder (every training run) the features and top frames are .npy files mapped
+    from disk, written episode by episode, not tensors holding the whole dataset; a batch cut from
+    them equals the in-memory bank's, and a second build maps the files without encoding again."""
+    from vla_ros.config import ModelConfig
+    from vla_ros.model.vla import SimpleVLA
+    from vla_ros.training.bank import build_frame_bank, gather
+
+    torch.manual_seed(0)
+    model = SimpleVLA(ModelConfig(backbone="tiny", image_size=32, cond_dim=64, num_timesteps=100,
+                                  num_inference_steps=10, target_locator=locator))
+    ram = build_frame_bank(model, tiny_dataset, progress=False, every_frame=every_frame)
+    disk = build_frame_bank(model, tiny_dataset, cache_dir=tmp_path, progress=False, every_frame=every_frame)
+    mapped = sorted(p.name for p in tmp_path.glob("bank_*.npy"))
+    assert len(mapped) == (2 if locator else 1) and not list(tmp_path.glob("bank_*.tmp*"))
+    assert isinstance(np.load(tmp_path / mapped[0], mmap_mode="r"), np.memmap)
+    idx = np.arange(len(ram.samples))
+    for a, b in zip(gather(ram, idx, model.device), gather(disk, idx, model.device)):
+        assert torch.equal(a, b)
+    if locator:
+        assert torch.equal(ram.top, disk.top)
+    # a second build (another run or process on the same files) encodes nothing: the episodes'
+    # own feature cache may go, the bank's files answer
+    for p in tmp_path.glob("frozen_*/**/*.pt"):
+        p.unlink()
+    again = build_frame_bank(model, tiny_dataset, cache_dir=tmp_path, progress=False, every_frame=every_frame)
+    assert torch.equal(gather(again, idx, model.device)[0], gather(ram, idx, model.device)[0])
+    assert not list(tmp_path.glob("frozen_*/**/*.pt"))
 
 
 def test_generate_refuses_to_overwrite_and_eval_split(tmp_path, tiny_dataset):

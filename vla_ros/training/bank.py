@@ -3,11 +3,19 @@
 The pretrained part of the encoder before its LoRA blocks is a fixed function of each frame,
 so its features are computed once per dataset frame (cached next to the run, :mod:`.cache`) and
 every training step trains only what changes.  ``gather*`` cut a batch of samples out of it.
+
+With a cache folder (every ``vla train`` run) the bank's two big arrays, the features and (for a
+model with the target locator) the top-camera frames, live in ``.npy`` files there and are
+memory-mapped (:class:`_DiskArrays`): they are written one episode at a time, a batch reads the
+rows it needs, and the operating system keeps in RAM what fits, so a dataset larger than the
+machine's memory still trains. Without a cache folder they are ordinary tensors in memory.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -17,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from vla_ros.config import ConfigError
-from vla_ros.data.io import list_episodes, load_episode, load_meta, read_dataset_info
+from vla_ros.data.io import list_episodes, load_episode, load_meta, open_npz, read_dataset_info
 from vla_ros.model.vla import SimpleVLA
 from vla_ros.sim.layout import TARGET_COLOURS, Layout
 from vla_ros.training.cache import feature_cache_key, save_atomic, source_cache
@@ -132,19 +140,75 @@ def _require_layouts(files: list[Path]) -> None:
                 "without model.target_locator (--target-locator off, or --config config/model.yaml)")
 
 
+class _DiskArrays:
+    """The bank's features (slots, C, ...) float16 and top frames (rows, H, W, 3) uint8 as .npy
+    files named by what they hold (``key``), filled episode by episode through a temporary file
+    and a rename; a later build with the same key (another run, another process of this one) maps
+    them without encoding or loading an episode's frames."""
+
+    def __init__(self, folder: Path, key: str, n_slots: int, n_rows: int, with_top: bool) -> None:
+        self.paths = {"feats": folder / f"bank_{key}_feats.npy"} | ({"top": folder / f"bank_{key}_top.npy"}
+                                                                   if with_top else {})
+        self.sizes = {"feats": n_slots, "top": n_rows}
+        self.complete = all(p.exists() for p in self.paths.values())
+        self._open: dict[str, np.ndarray] = {}
+        self._filled = {"feats": 0, "top": 0}
+
+    def append(self, name: str, rows: np.ndarray) -> None:
+        """Write the next ``rows`` of array ``name`` (created at the first call, its row shape from them)."""
+        if name not in self._open:
+            self.paths[name].parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.paths[name].with_name(f"{self.paths[name].name}.tmp{os.getpid()}")
+            self._open[name] = np.lib.format.open_memmap(tmp, mode="w+", dtype=rows.dtype,
+                                                         shape=(self.sizes[name], *rows.shape[1:]))
+        at = self._filled[name]
+        self._open[name][at:at + len(rows)] = rows
+        self._filled[name] = at + len(rows)
+
+    def finish(self) -> dict[str, torch.Tensor]:
+        """The arrays, memory-mapped copy-on-write (nothing writes to them; torch wants them writable)."""
+        for name, arr in self._open.items():
+            if self._filled[name] != self.sizes[name]:
+                raise RuntimeError(f"frame bank {name}: {self._filled[name]} of {self.sizes[name]} rows written")
+            arr.flush()
+            tmp = Path(arr.filename)
+            del arr
+            os.replace(tmp, self.paths[name])
+        self._open.clear()
+        return {name: torch.from_numpy(np.load(p, mmap_mode="c")) for name, p in self.paths.items()}
+
+
+def _num_steps(f: Path) -> int:
+    """Steps of an episode without reading its frames (the metadata's count, else the labels' length)."""
+    n = load_meta(f).get("num_steps")
+    return int(n) if n is not None else len(open_npz(f, mmap=True)["traj"])
+
+
+def _disk_arrays(cache_dir: str | Path | None, model: SimpleVLA, files: list[Path], keeps: list[np.ndarray],
+                 steps: list[int], every_frame: bool, with_top: bool) -> _DiskArrays | None:
+    """The bank's arrays on disk under ``cache_dir`` (None without one: in memory)."""
+    if cache_dir is None:
+        return None
+    h = hashlib.sha1(f"{feature_cache_key(model, files)}:{every_frame}:{with_top}".encode())
+    for keep in keeps:
+        h.update(keep.tobytes())
+    return _DiskArrays(Path(cache_dir), h.hexdigest()[:16], sum(len(k) for k in keeps), sum(steps), with_top)
+
+
 class _BankParts:
     """The per-episode pieces of a frame bank while its episodes are read, in episode order."""
 
-    def __init__(self, first: int) -> None:
+    def __init__(self, first: int, disk: _DiskArrays | None = None) -> None:
         self.first = first  # the first step with a full history
+        self.disk = disk  # the features and top frames go there instead of into the lists below
         self.kinds, self.texts, self.files, self.source, self.cones, self.labelled = [], [], [], [], [], []
         self.trajs, self.states, self.feats, self.tops, self.slots, self.samples = [], [], [], [], [], []
         self.offsets, self.n_slots = [0], 0
 
-    def add(self, source: int, f: Path, arrays: dict, meta: dict, keep: np.ndarray, feats: torch.Tensor,
+    def add(self, source: int, f: Path, arrays: dict, meta: dict, keep: np.ndarray, feats: torch.Tensor | None,
             half: float | None) -> None:
-        """One episode: its labels, states and the features of its ``keep`` steps; ``half`` (half the
-        arena side): also its top frames and locator labels."""
+        """One episode: its labels, states and the features of its ``keep`` steps (None: already on
+        disk); ``half`` (half the arena side): also its top frames and locator labels."""
         e, n_steps = len(self.files), len(arrays["traj"])
         self.kinds.append(meta.get("kind"))
         self.texts.append(meta["command"])
@@ -152,9 +216,8 @@ class _BankParts:
         self.source.append(source)
         self.trajs.append(torch.from_numpy(np.array(arrays["traj"], dtype=np.float32)))
         self.states.append(np.array(arrays["state"], dtype=np.float64))
-        self.feats.append(feats)
+        self._keep_frames(arrays, feats, half is not None)
         if half is not None:
-            self.tops.append(torch.from_numpy(np.array(arrays["top"])))
             self.cones.append(_cone_labels(meta, half))
             self.labelled.append("layout" in meta)
         slot = np.full(n_steps, -1, np.int64)
@@ -164,8 +227,23 @@ class _BankParts:
         self.samples.extend((e, t) for t in range(self.first, n_steps) if slot[t] >= 0)
         self.offsets.append(self.offsets[-1] + n_steps)
 
+    def _keep_frames(self, arrays: dict, feats: torch.Tensor | None, with_top: bool) -> None:
+        if self.disk is None:
+            self.feats.append(feats)
+            if with_top:
+                self.tops.append(torch.from_numpy(np.array(arrays["top"])))
+        elif not self.disk.complete:
+            self.disk.append("feats", feats.numpy())
+            if with_top:
+                self.disk.append("top", np.asarray(arrays["top"]))
+
     def bank(self, stride: int, history: int, every_frame: bool) -> FrameBank:
-        return FrameBank(torch.cat(self.feats), torch.cat(self.trajs), np.concatenate(self.states), self.kinds,
+        if self.disk is not None:
+            big = self.disk.finish()
+            feats, self.tops = big["feats"], [big["top"]] if "top" in big else []
+        else:
+            feats = torch.cat(self.feats)
+        return FrameBank(feats, torch.cat(self.trajs), np.concatenate(self.states), self.kinds,
                          self.texts, np.array(self.samples, dtype=np.int64).reshape(-1, 2), stride, history,
                          np.array(self.offsets), None if every_frame else np.concatenate(self.slots), self.files,
                          np.array(self.source))
@@ -174,7 +252,7 @@ class _BankParts:
 def _add_locator_labels(bank: FrameBank, parts: _BankParts, half: float) -> None:
     """The target locator's inputs and labels: top frames, robot pose and cones in top-camera units."""
     st = torch.from_numpy(bank.states).float()
-    bank.top = torch.cat(parts.tops)
+    bank.top = parts.tops[0] if len(parts.tops) == 1 else torch.cat(parts.tops)  # one: memory-mapped, no copy
     bank.robot_xy = st[..., :2] / half
     bank.heading = torch.stack([st[..., 2].cos(), st[..., 2].sin()], -1)
     bank.cones = {c: torch.tensor([row[c] for row in parts.cones]) for c in TARGET_COLOURS}
@@ -208,13 +286,18 @@ def build_frame_bank(model: SimpleVLA, data_dir: str | Path | Sequence, cache_di
     files = [(i, f) for i, s in enumerate(sources) for f in list_episodes(s.path)]
     if locate and locator_labels:
         _require_layouts([f for _, f in files])
-    parts = _BankParts(first=(history - 1) * stride)
-    for i, f in tqdm(files, desc="encoding frames (frozen backbone)", unit="ep", disable=not progress):
+    steps = [_num_steps(f) for _, f in files]
+    keeps = [np.arange(n) if every_frame else np.arange((n - 1) % stride, n, stride) for n in steps]
+    disk = _disk_arrays(cache_dir, model, [f for _, f in files], keeps, steps, every_frame, locate)
+    parts = _BankParts(first=(history - 1) * stride, disk=disk)
+    for (i, f), keep, n_steps in tqdm(list(zip(files, keeps, steps)), desc="encoding frames (frozen backbone)",
+                                      unit="ep", disable=not progress):
         arrays, meta = load_episode(f, mmap=True)
-        n_steps = len(arrays["traj"])
-        keep = np.arange(n_steps) if every_frame else np.arange((n_steps - 1) % stride, n_steps, stride)
-        feats = _encode_episode(model, f, arrays, keep, source_cache(cache_dir, sources, i, model),
-                                "" if every_frame else f"_s{stride}", batch)
+        if len(arrays["traj"]) != n_steps:
+            raise ConfigError(f"{f}: {len(arrays['traj'])} steps, but its metadata says num_steps={n_steps}")
+        feats = None if disk is not None and disk.complete else _encode_episode(
+            model, f, arrays, keep, source_cache(cache_dir, sources, i, model), "" if every_frame else f"_s{stride}",
+            batch)
         # the top frames after the encoding, which says clearly when a camera is missing
         parts.add(i, f, arrays, meta, keep, feats, half if locate else None)
     bank = parts.bank(stride, history, every_frame)
