@@ -193,8 +193,6 @@ def check_guidance_arguments(args) -> None:
     from vla_ros.guidance import parse_settings
 
     try:
-        settings = parse_settings(args.guidance_settings)
+        parse_settings(args.guidance_settings, args.guidance)
     except InputError as exc:
         raise UserError(f"--guidance-settings: {exc}") from None
-    if settings and args.guidance == "none":
-        raise UserError("--guidance-settings needs --guidance target or scene")

@@ -42,11 +42,8 @@ def build_guidance(model, payload: dict, checkpoint: Path, mode: str,
 
     if mode not in GUIDANCE_MODES:
         raise InputError(f"guidance={mode!r}: choose one of {GUIDANCE_MODES}")
-    overrides = parse_settings(settings)
+    overrides = parse_settings(settings, mode)
     if mode == "none":
-        if overrides:
-            raise InputError(f"guidance settings {sorted(overrides)} given with guidance 'none'; choose "
-                             "guidance 'target' or 'scene', or drop the settings")
         return None
     _check_model_has(model, checkpoint, mode)
     world = (payload.get("meta") or {}).get("world_config") or {}

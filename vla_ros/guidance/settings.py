@@ -16,9 +16,10 @@ GUIDANCE_SETTINGS = {
 }
 
 
-def parse_settings(text: str | dict | None) -> dict[str, float]:
-    """``"max_turn=0.6,stop_distance=0.4"`` (or a dict) -> {name: value}; InputError names the
-    known settings on an unknown name or a value that is not a number."""
+def parse_settings(text: str | dict | None, mode: str) -> dict[str, float]:
+    """``"max_turn=0.6,stop_distance=0.4"`` (or a dict) for guidance ``mode`` -> {name: value};
+    InputError names the known settings on an unknown name or a value that is not a number, and
+    refuses settings with guidance ``"none"`` (there is nothing they would set)."""
     if not text:
         return {}
     items = text.items() if isinstance(text, dict) else (
@@ -33,4 +34,7 @@ def parse_settings(text: str | dict | None) -> dict[str, float]:
             out[name] = float(str(value).strip())
         except ValueError:
             raise InputError(f"guidance setting {name}={value!r}: expected a number, e.g. {name}=0.5") from None
+    if out and mode == "none":
+        raise InputError(f"guidance settings {sorted(out)} given with guidance 'none'; choose guidance 'target' "
+                         "or 'scene', or drop the settings")
     return out

@@ -129,12 +129,9 @@ class NodeConfig:
         from vla_ros.guidance.settings import parse_settings
 
         try:
-            parse_settings(self.guidance_settings)
+            parse_settings(self.guidance_settings, self.guidance)
         except InputError as exc:
             raise ConfigError(f"guidance_settings={self.guidance_settings!r}: {exc}") from None
-        _require(self.guidance != "none",
-                 f"guidance_settings={self.guidance_settings!r} given with guidance 'none': set guidance to "
-                 "'target' or 'scene', or leave guidance_settings empty")
 
     def __post_init__(self) -> None:
         _require(bool(re.fullmatch(r"cpu|cuda(:\d+)?", self.device)),
