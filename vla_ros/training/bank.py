@@ -25,10 +25,10 @@ import torch
 from tqdm import tqdm
 
 from vla_ros.config import ConfigError
-from vla_ros.data.io import list_episodes, load_episode, load_meta, open_npz, read_dataset_info
+from vla_ros.data.io import list_episodes, load_meta, open_npz, read_dataset_info
 from vla_ros.model.vla import SimpleVLA
 from vla_ros.sim.layout import TARGET_COLOURS, Layout
-from vla_ros.training.cache import feature_cache_key, save_atomic, source_cache
+from vla_ros.training.cache import feature_cache_key, save_atomic, source_cache, temporary_path
 from vla_ros.training.sources import DataSource, parse_data
 
 
@@ -127,11 +127,11 @@ def _cone_labels(meta: dict, half: float) -> dict[str, list[float]]:
     return {c: [layout.cone(c).x / half, layout.cone(c).y / half] for c in TARGET_COLOURS}
 
 
-def _require_layouts(files: list[Path]) -> None:
+def _require_layouts(files: list[Path], metas: list[dict]) -> None:
     """Every episode must carry the simulator's layout: the locator is trained on its cone
     positions (:class:`LocatorTraining`). Checked on the metadata, before any frame is encoded."""
-    for f in files:
-        if "layout" not in load_meta(f):
+    for f, meta in zip(files, metas):
+        if "layout" not in meta:
             raise ConfigError(
                 f"{f}: no layout (an episode recorded on a robot), but the target locator would be trained "
                 "here on the simulator's cone positions (its pre-training, or with the whole model under "
@@ -158,8 +158,7 @@ class _DiskArrays:
         """Write the next ``rows`` of array ``name`` (created at the first call, its row shape from them)."""
         if name not in self._open:
             self.paths[name].parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.paths[name].with_name(f"{self.paths[name].name}.tmp{os.getpid()}")
-            self._open[name] = np.lib.format.open_memmap(tmp, mode="w+", dtype=rows.dtype,
+            self._open[name] = np.lib.format.open_memmap(temporary_path(self.paths[name]), mode="w+", dtype=rows.dtype,
                                                          shape=(self.sizes[name], *rows.shape[1:]))
         at = self._filled[name]
         self._open[name][at:at + len(rows)] = rows
@@ -178,18 +177,19 @@ class _DiskArrays:
         return {name: torch.from_numpy(np.load(p, mmap_mode="c")) for name, p in self.paths.items()}
 
 
-def _num_steps(f: Path) -> int:
+def _num_steps(f: Path, meta: dict) -> int:
     """Steps of an episode without reading its frames (the metadata's count, else the labels' length)."""
-    n = load_meta(f).get("num_steps")
+    n = meta.get("num_steps")
     return int(n) if n is not None else len(open_npz(f, mmap=True)["traj"])
 
 
 def _disk_arrays(cache_dir: str | Path | None, model: SimpleVLA, files: list[Path], keeps: list[np.ndarray],
-                 steps: list[int], every_frame: bool, with_top: bool) -> _DiskArrays | None:
-    """The bank's arrays on disk under ``cache_dir`` (None without one: in memory)."""
+                 steps: list[int], with_top: bool) -> _DiskArrays | None:
+    """The bank's arrays on disk under ``cache_dir`` (None without one: in memory), named by the
+    episode files, the encoder and the kept steps of each episode."""
     if cache_dir is None:
         return None
-    h = hashlib.sha1(f"{feature_cache_key(model, files)}:{every_frame}:{with_top}".encode())
+    h = hashlib.sha1(f"{feature_cache_key(model, files)}:{with_top}".encode())
     for keep in keeps:
         h.update(keep.tobytes())
     return _DiskArrays(Path(cache_dir), h.hexdigest()[:16], sum(len(k) for k in keeps), sum(steps), with_top)
@@ -284,15 +284,16 @@ def build_frame_bank(model: SimpleVLA, data_dir: str | Path | Sequence, cache_di
     locate = getattr(model, "locator", None) is not None
     half = float(world.get("arena_size", 12.0)) / 2  # the top camera spans the arena (sim/render.py)
     files = [(i, f) for i, s in enumerate(sources) for f in list_episodes(s.path)]
+    metas = [load_meta(f) for _, f in files]
     if locate and locator_labels:
-        _require_layouts([f for _, f in files])
-    steps = [_num_steps(f) for _, f in files]
+        _require_layouts([f for _, f in files], metas)
+    steps = [_num_steps(f, meta) for (_, f), meta in zip(files, metas)]
     keeps = [np.arange(n) if every_frame else np.arange((n - 1) % stride, n, stride) for n in steps]
-    disk = _disk_arrays(cache_dir, model, [f for _, f in files], keeps, steps, every_frame, locate)
+    disk = _disk_arrays(cache_dir, model, [f for _, f in files], keeps, steps, locate)
     parts = _BankParts(first=(history - 1) * stride, disk=disk)
-    for (i, f), keep, n_steps in tqdm(list(zip(files, keeps, steps)), desc="encoding frames (frozen backbone)",
-                                      unit="ep", disable=not progress):
-        arrays, meta = load_episode(f, mmap=True)
+    for (i, f), meta, keep, n_steps in tqdm(list(zip(files, metas, keeps, steps)), unit="ep",
+                                            desc="encoding frames (frozen backbone)", disable=not progress):
+        arrays = open_npz(f, mmap=True)
         if len(arrays["traj"]) != n_steps:
             raise ConfigError(f"{f}: {len(arrays['traj'])} steps, but its metadata says num_steps={n_steps}")
         feats = None if disk is not None and disk.complete else _encode_episode(

@@ -21,10 +21,15 @@ def hash_files(h: Any, files: list[Path]) -> None:
         h.update(f"{f.name}:{st.st_size}:{int(st.st_mtime)}".encode())
 
 
+def temporary_path(path: Path) -> Path:
+    """This process's temporary file for cache entry ``path``, renamed onto it once complete."""
+    return path.with_name(f"{path.name}.tmp{os.getpid()}")
+
+
 def save_atomic(path: Path, write: Callable[[Any], None]) -> None:
     """Write a cache entry through a temporary file and a rename: processes of a data-parallel run
     on several machines may fill the same cache at once, and a reader never sees half a file."""
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp = temporary_path(path)
     with open(tmp, "wb") as f:
         write(f)
     os.replace(tmp, path)
