@@ -43,7 +43,7 @@ def cmd_demo(args) -> int:
     opts = SimOptions(episodes=len(kinds), seed=args.seed, seeds=seeds, kinds=",".join(kinds), split=args.split,
                       checkpoint=str(checkpoint), device=args.device, image_size=args.image_size,
                       duration=args.duration, cpu_threads=args.cpu_threads, guidance=args.guidance,
-                      guidance_settings=args.guidance_settings,
+                      guidance_settings=args.guidance_settings, scan_guard=args.scan_guard,
                       out_dir=None if args.no_ros else str(out / "run"), no_ros=args.no_ros)
     how = "in this process (no ROS)" if args.no_ros else "sim_node + vla_node (lockstep, sim time)"
     print(f"vla demo: {len(kinds)} episodes with {checkpoint} through {how}", flush=True)

@@ -31,7 +31,8 @@ def options_from_args(args) -> SimOptions:
         split=args.split, checkpoint=args.checkpoint or "", device=args.device, image_size=args.image_size,
         duration=args.duration, warmup=args.warmup, real_time=args.real_time, real_time_factor=args.real_time_factor,
         rate_hz=args.rate_hz, num_inference_steps=args.num_inference_steps, num_samples=args.num_samples,
-        noise=args.noise, guidance=args.guidance, guidance_settings=args.guidance_settings, odometry=not args.no_odometry, cpu_threads=args.cpu_threads,
+        noise=args.noise, guidance=args.guidance, guidance_settings=args.guidance_settings, scan_guard=args.scan_guard,
+        odometry=not args.no_odometry, cpu_threads=args.cpu_threads,
         params_file=args.params_file, namespace=args.namespace, domain_id=args.domain_id,
         trajectory_timeout=args.trajectory_timeout, tracker_horizon=args.tracker_horizon,
         lockstep_timeout=args.lockstep_timeout, out_dir=args.out,
@@ -173,7 +174,7 @@ def register(subparsers) -> None:
 
 
 def add_guidance_arguments(p) -> None:
-    """--guidance and --guidance-settings (vla sim, vla demo): the optional steering of vla_ros/guidance/."""
+    """--guidance, --guidance-settings (the optional steering of vla_ros/guidance/) and --scan-guard (vla sim, vla demo)."""
     from vla_ros.guidance import GUIDANCE_SETTINGS
 
     p.add_argument("--guidance", choices=GUIDANCE_MODES, default="none",
@@ -184,6 +185,10 @@ def add_guidance_arguments(p) -> None:
     p.add_argument("--guidance-settings", default="", metavar="NAME=VALUE,...",
                    help="overrides of the guidance's settings, e.g. max_turn=0.6,stop_distance=0.4; names: "
                         + ", ".join(GUIDANCE_SETTINGS))
+    p.add_argument("--scan-guard", action="store_true",
+                   help="cut every trajectory before the robot would come within scan_margin (0.1 m) of what the "
+                        "simulated laser sees (vla_node's scan_guard; the same cut in process with --no-ros): a "
+                        "safety layer under any model, which needs only a planar laser")
 
 
 def check_guidance_arguments(args) -> None:

@@ -181,6 +181,8 @@ def _vla_node_parameters(opts: SimOptions) -> dict[str, Any]:
         params["guidance_settings"] = opts.guidance_settings
     if not opts.odometry:
         params["use_odometry"] = False
+    if opts.scan_guard:
+        params["scan_guard"] = True
     if opts.cpu_threads:
         params["cpu_threads"] = int(opts.cpu_threads)
     return params

@@ -7,7 +7,8 @@
 Topics (relative, so namespaces and remaps work):
   out: ego/image_raw, top/image_raw (sensor_msgs/Image rgb8, sensor-data QoS, stamped in sim time),
        /clock (rosgraph_msgs/Clock, when publish_clock), odom (nav_msgs/Odometry),
-       pose (geometry_msgs/PoseStamped), command (std_msgs/String, reliable + transient-local:
+       pose (geometry_msgs/PoseStamped), scan (sensor_msgs/LaserScan, sensor-data QoS: a planar laser
+       at the robot's centre that sees obstacles and cones, for vla_node's scan_guard), command (std_msgs/String, reliable + transient-local:
        the episode's command, latched)
   in:  cmd_vel (geometry_msgs/TwistStamped, or Twist; control_input cmd_vel, the default): the
        robot's velocity command, e.g. from trajectory_follower -- the simulator is a robot base;
@@ -40,7 +41,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, LaserScan
 from std_msgs.msg import String
 
 from vla_ros.control.tracker import TrackerConfig
@@ -54,6 +55,7 @@ from vla_ros.ros.messages import to_time
 from vla_ros.ros.parameters import declare_dataclass_parameters
 from vla_ros.ros.process import NodeProcess, Spinner, config_error, run_node_main, stop_on_signals
 from vla_ros.sim.config import WorldConfig
+from vla_ros.sim.lidar import LidarSpec
 
 __all__ = ["SimNode", "main", "NODE_NAME"]
 
@@ -92,6 +94,7 @@ class SimNode(Node):
 
         self._ego_pub = self.create_publisher(Image, "ego/image_raw", qos_profile_sensor_data)
         self._top_pub = self.create_publisher(Image, "top/image_raw", qos_profile_sensor_data)
+        self._scan_pub = self.create_publisher(LaserScan, "scan", qos_profile_sensor_data)
         self._clock_pub = self.create_publisher(Clock, "/clock", 10) if cfg.publish_clock else None
         self._odom_pub = self.create_publisher(Odometry, "odom", 10)
         self._pose_pub = self.create_publisher(PoseStamped, "pose", 10)
@@ -175,8 +178,16 @@ class SimNode(Node):
         msg.data = img.tobytes()
         return msg
 
+    def _scan(self, ranges, stamp: Time) -> LaserScan:
+        spec = LidarSpec()
+        msg = LaserScan(angle_min=spec.angle_min, angle_max=spec.angle_min + spec.angle_increment * (spec.beams - 1),
+                        angle_increment=spec.angle_increment, range_min=spec.range_min, range_max=spec.range_max)
+        msg.header.stamp, msg.header.frame_id = stamp, self.cfg.base_frame_id
+        msg.ranges = ranges.tolist()
+        return msg
+
     def publish_observation(self) -> None:
-        """Both cameras, then /clock, at the current sim stamp.
+        """The laser scan, both cameras, then /clock, at the current sim stamp.
 
         The clock goes last: vla_node stamps a stop with its clock, and in lockstep an answer
         stamped at (or after) a frame's stamp releases the simulation. A clock that overtook the
@@ -186,7 +197,9 @@ class SimNode(Node):
         with self.lock:
             stamp_ns = self.sim.stamp_ns
             ego, top = self.sim.render()
+            ranges = self.sim.world.scan()
         stamp = to_time(stamp_ns)
+        self._scan_pub.publish(self._scan(ranges, stamp))  # before the frames that release a lockstep tick
         self._ego_pub.publish(self._image(ego, stamp, cfg.ego_frame_id))
         self._top_pub.publish(self._image(top, stamp, cfg.top_frame_id))
         if self._clock_pub is not None:

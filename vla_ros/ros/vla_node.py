@@ -8,7 +8,8 @@ Topics (relative, so namespaces and remaps work):
        with image_transport compressed <camera>/image_raw/compressed (sensor_msgs/CompressedImage);
        command (std_msgs/String; heard from transient-local *and* volatile publishers);
        odom (nav_msgs/Odometry, best effort; with use_odometry) for the measured velocity, and with
-       output_frame odom the pose that places each trajectory in the odometry frame
+       output_frame odom the pose that places each trajectory in the odometry frame;
+       scan (sensor_msgs/LaserScan, sensor-data QoS; with scan_guard) for the scan guard
   out: trajectory (vla_ros/Trajectory), trajectory/path (nav_msgs/Path), /diagnostics (1 Hz)
 
 A managed (lifecycle) node: configure loads the model, activate subscribes and drives,
@@ -45,7 +46,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry, Path
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CompressedImage, Image, LaserScan
 from std_msgs.msg import String
 
 from vla_ros.config import ConfigError
@@ -58,6 +59,7 @@ from vla_ros.runtime.config import NODE_NAME, NodeConfig, parameter_type_name
 from vla_ros.runtime.core import NodeCore
 from vla_ros.runtime.geometry import quaternion_to_yaw
 from vla_ros.runtime.images import ImageError
+from vla_ros.runtime.scan_guard import Scan
 from vla_ros.runtime.model import load_model, make_predictor
 from vla_ros.runtime.worker import DecodeWorker, TickWorker
 
@@ -307,6 +309,9 @@ class VLANode(LifecycleNodeMixin, Node):
         if cfg.use_odometry or cfg.output_frame == "odom":  # best effort hears reliable publishers too
             subs.append(self.create_subscription(Odometry, "odom", self._on_odometry, qos_profile_sensor_data,
                                                  callback_group=inputs))
+        if cfg.scan_guard:
+            subs.append(self.create_subscription(LaserScan, "scan", self._on_scan, qos_profile_sensor_data,
+                                                 callback_group=inputs))
 
     def _camera_subscription(self, msg_type, topic: str, callback, camera: str, group):
         """A sensor-data subscription that also counts the frames the middleware reports lost (DDS drops
@@ -388,6 +393,16 @@ class VLANode(LifecycleNodeMixin, Node):
                              msg.header.frame_id)
         except Exception as exc:  # noqa: BLE001
             core.reject_unexpected("odom", exc)
+
+    def _on_scan(self, msg: LaserScan) -> None:
+        core = self.core
+        if core is None:
+            return
+        try:
+            core.on_scan(Scan(stamp_ns(msg.header.stamp), msg.angle_min, msg.angle_increment, msg.range_min,
+                              msg.range_max, np.asarray(msg.ranges, dtype=np.float32)))
+        except Exception as exc:  # noqa: BLE001
+            core.reject_unexpected("scan", exc)
 
     def _on_tick(self) -> None:
         worker, core = self._worker, self.core  # None after cleanup

@@ -11,6 +11,7 @@ No rclpy here (see ``vla_ros.runtime``).
 
 from __future__ import annotations
 
+import math
 import re
 import typing
 from dataclasses import MISSING, dataclass, field, fields
@@ -107,6 +108,21 @@ class NodeConfig:
                                     "that too); a checkpoint without the odometry input ignores it.")
     odometry_tolerance: float = _opt(0.2, "Use the odom message stamped closest to the newest camera frame if it is "
                                           "within this many seconds of it; otherwise the velocity is unknown.")
+    # -- scan guard ---------------------------------------------------------------------
+    scan_guard: bool = _opt(False, "Cut every trajectory before the robot's disc (robot_radius) would come within "
+                                   "scan_margin of a point of the newest sensor_msgs/LaserScan on scan (or, when "
+                                   "it is already closer, any closer): the model's plan never drives into what "
+                                   "the laser sees (vla_ros/runtime/scan_guard.py). No scan, or one older than "
+                                   "scan_max_age -> STATUS_STOP_NO_SCAN. Needs a planar laser; false = no "
+                                   "scan subscription.")
+    scan_max_age: float = _opt(0.3, "Stop when the newest laser scan is older than this (s, node clock).")
+    scan_margin: float = _opt(0.1, "Clearance (m) the scan guard keeps between the robot's disc and every scan "
+                                   "point; it absorbs tracking error and the motion since the scan.")
+    robot_radius: float = _opt(0.25, "Radius (m) of a disc around the robot's base frame origin that holds its "
+                                     "footprint (the scan guard's robot).")
+    scan_x: float = _opt(0.0, "The laser's x (m) in the robot's base frame (forward).")
+    scan_y: float = _opt(0.0, "The laser's y (m) in the robot's base frame (left).")
+    scan_yaw: float = _opt(0.0, "The laser's yaw (rad) in the robot's base frame (counter-clockwise).")
     # -- input limits -------------------------------------------------------------------
     max_command_bytes: int = _opt(2000, "Longer commands (UTF-8 bytes) are rejected and the robot stops.")
     # -- output -------------------------------------------------------------------------
@@ -154,6 +170,12 @@ class NodeConfig:
                  f"= {self.history_spacing / 2:g} s, so that each history frame is picked once")
         _require(self.max_age > 0.0, f"max_age={self.max_age}: must be > 0 seconds (default 0.5)")
         _require(self.max_skew >= 0.0, f"max_skew={self.max_skew}: must be >= 0 seconds (default 0.1)")
+        _require(0.0 < self.scan_max_age <= 5.0, f"scan_max_age={self.scan_max_age}: must be in (0, 5] seconds (default 0.3)")
+        _require(0.0 <= self.scan_margin <= 2.0, f"scan_margin={self.scan_margin}: must be within [0, 2] m (default 0.1)")
+        _require(0.05 <= self.robot_radius <= 5.0, f"robot_radius={self.robot_radius}: must be within [0.05, 5] m "
+                                                    "(default 0.25)")
+        _require(all(math.isfinite(v) for v in (self.scan_x, self.scan_y, self.scan_yaw)),
+                 f"scan_x, scan_y, scan_yaw = {self.scan_x}, {self.scan_y}, {self.scan_yaw}: must be finite")
         _require(self.max_command_bytes >= 1,
                  f"max_command_bytes={self.max_command_bytes}: must be >= 1 (default 2000)")
         _require(self.image_transport in ("raw", "compressed"),

@@ -9,6 +9,7 @@ Inputs (thread-safe; called from subscription callbacks and the node's decode th
     on_frames_lost(camera, count)   (the middleware reports frames of a camera lost before delivery)
     on_command(text)
     on_odometry(stamp_ns, v, omega, pose, frame_id)   (the measured velocity; the pose for output_frame odom)
+    on_scan(scan)   (scan_guard: a runtime.scan_guard.Scan, the newest laser scan)
 
 ``on_image`` / ``on_compressed_image`` are :meth:`~NodeCore.note_received` (count the frame, its input
 delay) followed by :meth:`~NodeCore.store_image` / :meth:`~NodeCore.store_compressed_image` (decode,
@@ -52,6 +53,7 @@ from vla_ros.runtime.config import NodeConfig
 from vla_ros.runtime.history import NS, Alignment, CameraHistory, Frame, align
 from vla_ros.runtime.images import ImageError, decode_compressed, decode_image, downscale
 from vla_ros.runtime.safety import Decision, Status, diagnostic_level, stop_trajectory
+from vla_ros.runtime.scan_guard import Scan, ScanGuard
 from vla_ros.runtime.stats import LatencyWindow, RateMeter, Throttle
 from vla_ros.sim.geometry import robot_to_world
 
@@ -153,6 +155,7 @@ class NodeCore:
         # output_frame odom: odometry poses keyed on stamps, to place each trajectory with the pose at its stamp
         self._odom_poses = PoseHistory(keep=10.0) if cfg.output_frame == "odom" else None
         self._odom_frame = "odom"  # frame_id of the newest odom message
+        self.scan_guard = ScanGuard.from_config(cfg) if cfg.scan_guard else None  # cuts plans at what the laser sees
         # statistics
         self.rejected: collections.Counter[str] = collections.Counter()
         self.events: collections.Counter[str] = collections.Counter()
@@ -327,6 +330,16 @@ class NodeCore:
                 self._odom_frame = frame_id or self._odom_frame
             return True
 
+    def on_scan(self, scan: Scan) -> bool:
+        """Store the newest laser scan (scan_guard); False when rejected (the previous one is kept)."""
+        if self.scan_guard is None:
+            return False
+        why = self.scan_guard.on_scan(scan)
+        if why is not None:
+            with self._lock:
+                self._reject("bad_scan", why)
+        return why is None
+
     def _odometry_at(self, stamp_ns: int) -> tuple[float, float] | None:
         """(v, omega) of the odometry message closest to ``stamp_ns`` within the tolerance (lock held)."""
         if not self.cfg.use_odometry:
@@ -434,7 +447,8 @@ class NodeCore:
             return Decision(Status.STOP_NO_COMMAND, "no command yet (topic command)", "no_command")
         if not command:
             return Decision(Status.STOP_NO_COMMAND, "the command is empty", "empty_command")
-        return None
+        scan = self.scan_guard.problem(now_ns) if self.scan_guard is not None else None
+        return Decision(Status.STOP_NO_SCAN, *scan) if scan is not None else None
 
     def _explain(self, command: str) -> None:
         """Log once per command which known command the model reads it as (a phrasebook model)."""
@@ -488,6 +502,8 @@ class NodeCore:
                                         f"model output has {int((~np.isfinite(traj)).sum())} non-finite values",
                                         "nonfinite")
                 else:
+                    if self.scan_guard is not None:  # robot frame, before any transform
+                        traj = self._guard(traj)
                     result = TickResult(Status.OK, "", al.stamp_ns, traj, spec.traj_dt, command, latency,
                                         True, timing)
                     if anchor is not None:  # output_frame odom: the robot frame at the stamp -> odometry frame
@@ -506,6 +522,13 @@ class NodeCore:
         self.tick_rate.mark()
         self._note_status(decision)
         return result if result.publish else None
+
+    def _guard(self, traj: np.ndarray) -> np.ndarray:
+        cut = self.scan_guard.apply(traj)
+        if cut.kept < len(traj):
+            self._warn_throttled("scan_cut", f"scan guard: plan cut after {cut.kept} of {len(traj)} waypoints "
+                                             f"(it would leave {cut.blocked_at:.2f} m between robot and scan)")
+        return cut.trajectory
 
     def count_dropped_tick(self) -> None:
         self.dropped_ticks += 1
@@ -557,6 +580,8 @@ class NodeCore:
             values.append(("command_read_as", self._explained[1][:80]))
         values.append(("odometry", self.odometry_state))
         values.append(("age_odom_s", "none" if newest_odom is None else f"{(now_ns - newest_odom[0]) / NS:.3f}"))
+        if self.scan_guard is not None:
+            values += self.scan_guard.diagnostics(now_ns)
         for key in sorted(self.rejected):
             values.append((f"rejected_{key}", str(self.rejected[key])))
         for key in sorted(self.events):

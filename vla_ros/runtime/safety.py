@@ -25,6 +25,7 @@ class Status(enum.IntEnum):
     STOP_BAD_INPUT = 6  # malformed image or command
     STOP_MODEL_ERROR = 7  # inference raised an error
     STOP_NO_ODOMETRY = 8  # output_frame odom: no odometry pose near the observation's stamp
+    STOP_NO_SCAN = 9  # scan_guard: no laser scan, or one older than scan_max_age
 
 
 @dataclass(frozen=True)

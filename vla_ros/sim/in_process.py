@@ -11,8 +11,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from vla_ros.control.tracker import STATUS_OK, TrackerConfig
+from vla_ros.runtime.config import NodeConfig
 from vla_ros.runtime.safety import Status
+from vla_ros.runtime.scan_guard import Scan, ScanGuard
 from vla_ros.sim.config import WorldConfig
+from vla_ros.sim.lidar import LidarSpec
 from vla_ros.sim.loop import ClosedLoopSim
 from vla_ros.sim.node_config import SimNodeConfig
 from vla_ros.sim.options import SimOptions, resolve_checkpoint
@@ -44,7 +47,7 @@ def run_in_process(predictor: Predictor, seed: int, kind: str | None = None, spl
                    history_length: int = 5, history_spacing: float = 0.2, dt: float = 0.2,
                    tracker: TrackerConfig | None = None, criteria: SuccessCriteria | None = None,
                    sim: ClosedLoopSim | None = None, episode: int = 0, render: bool = True,
-                   odometry: bool = True) -> EpisodeRecord:
+                   odometry: bool = True, scan_guard: ScanGuard | None = None) -> EpisodeRecord:
     """One episode of the closed loop with ``predictor`` called directly (what ``vla sim --no-ros`` runs).
 
     The same timing as sim_node in lockstep mode: frames every ``sim_dt``; every
@@ -52,7 +55,8 @@ def run_in_process(predictor: Predictor, seed: int, kind: str | None = None, spl
     predictor gets the frames at t, t - spacing, ... (oldest first) and its trajectory is stamped
     t and used from t on (zero latency).  ``render=False`` skips the cameras (expert predictors).
     ``odometry``: pass the robot's measured (v, omega) at t (what sim_node publishes on ``odom``);
-    False passes None (a robot without odometry).
+    False passes None (a robot without odometry).  ``scan_guard``: every trajectory is cut against
+    the simulated laser's scan at t, as vla_node's scan_guard does with sim_node's ``scan``.
     """
     sim = sim or ClosedLoopSim(world_config, tracker, criteria, warmup=warmup, duration=duration)
     sim.reset(seed=seed, kind=kind, split=split, text=text, episode=episode)
@@ -84,12 +88,24 @@ def run_in_process(predictor: Predictor, seed: int, kind: str | None = None, spl
             n_pred += 1
             traj = np.asarray(getattr(out, "trajectory", out), dtype=np.float64)
             status = STATUS_OK if np.isfinite(traj).all() else STATUS_NONFINITE
+            if scan_guard is not None and status == STATUS_OK:
+                traj = _guarded(scan_guard, sim, traj)
             sim.receive(sim.stamp_ns, traj if status == STATUS_OK else np.zeros_like(traj), dt, status,
                         "" if status == STATUS_OK else "non-finite model output", latency=lat)
         sim.step()
     wall = time.perf_counter() - t0
-    return sim.finish(wall_s=wall, extra={"mode": "in_process", "replan_period": replan_period,
-                                          "predictions": n_pred, "predict_s": t_pred})
+    extra = {"mode": "in_process", "replan_period": replan_period, "predictions": n_pred, "predict_s": t_pred}
+    if scan_guard is not None:
+        extra["scan_guard"] = {"cut": scan_guard.cut, "held": scan_guard.held}
+    return sim.finish(wall_s=wall, extra=extra)
+
+
+def _guarded(guard: ScanGuard, sim: ClosedLoopSim, traj: np.ndarray) -> np.ndarray:
+    """``traj`` cut against the laser scan of the world now (the one sim_node would publish)."""
+    spec = LidarSpec()
+    guard.on_scan(Scan(sim.stamp_ns, spec.angle_min, spec.angle_increment, spec.range_min, spec.range_max,
+                       sim.world.scan(spec=spec)))
+    return guard.apply(traj).trajectory
 
 
 def expert_reference(records: Sequence[EpisodeRecord | dict], world_config: WorldConfig | None = None) -> dict:
@@ -155,8 +171,10 @@ def run_in_process_episodes(opts: SimOptions, on_event: Callable[[dict], None] |
         sim.world.reset(seed=seed, kind=kind, split=opts.split, text=text)  # for the start event's text
         if on_event:
             on_event({"event": "start", "episode": i, "seed": seed, "kind": sim.kind, "text": sim.text})
+        guard = ScanGuard.from_config(NodeConfig(scan_guard=True)) if opts.scan_guard else None
         rec = run_in_process(api_predictor(api), seed=seed, kind=kind, split=opts.split, text=text, sim=sim,
-                             episode=i, history_length=mc.history_length, dt=mc.traj_dt, odometry=opts.odometry)
+                             episode=i, history_length=mc.history_length, dt=mc.traj_dt, odometry=opts.odometry,
+                             scan_guard=guard)
         records.append(rec)
         if opts.out_dir:  # the same record files as sim_node writes
             rec.save(Path(opts.out_dir) / f"episode_{i:03d}.json")

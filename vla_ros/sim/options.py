@@ -34,6 +34,7 @@ class SimOptions:
     noise: str = "fixed"  # vla_node's noise: one of vla_ros.config.NOISE_MODES
     guidance: str = "none"  # vla_node's guidance: one of vla_ros.config.GUIDANCE_MODES
     guidance_settings: str = ""  # its overrides, "name=value,..." (vla_ros.guidance.parse_settings)
+    scan_guard: bool = False  # vla_node's scan_guard: cut plans at what the simulated laser sees
     odometry: bool = True  # vla_node's use_odometry (the robot's measured velocity for the model)
     cpu_threads: int = 1  # torch threads of the model (0 = torch's default: one per core)
     params_file: str | None = None

@@ -20,6 +20,7 @@ from .config import WorldConfig
 from .expert import plan, rollout, states_to_trajectory
 from .geometry import make_lane, unicycle_step
 from .layout import Layout
+from .lidar import LidarSpec, lidar_ranges
 from .placement import Placer
 from .render import EgoCamera, TopCamera
 from .texture import GroundTexture
@@ -146,6 +147,10 @@ class World:
     def render_top(self, state=None) -> np.ndarray:
         """Overhead camera image (H, W, 3) uint8 with the robot at ``state`` (default: the robot's)."""
         return self.top_camera.render(self.state if state is None else state, self.layout, self.texture)
+
+    def scan(self, state=None, spec: LidarSpec = LidarSpec()) -> np.ndarray:
+        """(beams,) float32 laser ranges from ``state`` (default: the robot's); see ``sim.lidar``."""
+        return lidar_ranges(self.layout, self.state if state is None else state, spec)
 
     def observe(self) -> dict:
         return {"ego": self.render_ego(), "top": self.render_top(), "state": self.state.copy(), "stamp": self.time}
