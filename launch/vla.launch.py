@@ -9,6 +9,7 @@ Arguments (``ros2 launch vla_ros vla.launch.py --show-args``):
   use_sim_time  true for simulation / bag replay with --clock
   remappings    'from:=to' pairs, e.g. "ego/image_raw:=/cam_front/image_raw top/image_raw:=/cam_top/image_raw"
   follower      true: also start trajectory_follower (cmd_vel from the trajectories and odom)
+  scan_guard    true: cut every trajectory before it drives into what the laser on scan sees
 
 What it starts comes from vla_ros.launch_description.describe(), the same description that
 ``vla launch`` (the launcher for machines without ROS launch) runs, so both start the same nodes

@@ -47,14 +47,16 @@ def test_default_description():
 
 def test_description_with_every_argument(tmp_path):
     (d,) = describe(checkpoint="/models/m.pth", device="cuda:0", namespace="robot1/", rate_hz=5,
-                    use_sim_time=True,
+                    use_sim_time=True, scan_guard=True,
                     remappings=["ego/image_raw:=/cam_front/image_raw", ("top/image_raw", "/cam_top")])
     assert d.namespace == "/robot1"
-    assert d.parameters == {"checkpoint": "/models/m.pth", "device": "cuda:0", "rate_hz": 5.0, "use_sim_time": True}
+    assert d.parameters == {"checkpoint": "/models/m.pth", "device": "cuda:0", "rate_hz": 5.0, "use_sim_time": True,
+                            "scan_guard": True}
     assert d.remappings == [("ego/image_raw", "/cam_front/image_raw"), ("top/image_raw", "/cam_top")]
     assert ros_arguments(d) == [
         "--ros-args", "-r", "__node:=vla_node", "-r", "__ns:=/robot1", "--params-file", str(default_params_file()),
         "-p", "checkpoint:=/models/m.pth", "-p", "device:=cuda:0", "-p", "rate_hz:=5.0", "-p", "use_sim_time:=true",
+        "-p", "scan_guard:=true",
         "-r", "ego/image_raw:=/cam_front/image_raw", "-r", "top/image_raw:=/cam_top",
     ]
     assert process_command(d, python="py")[:3] == ["py", "-m", "vla_ros.ros.vla_node"]

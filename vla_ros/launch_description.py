@@ -47,6 +47,8 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "namespace": ("", "namespace of the node and its topics, e.g. robot1"),
     "rate_hz": ("", "inference ticks per second; '' = the params file's value"),
     "use_sim_time": ("false", "use the /clock topic (simulation, bag replay with --clock)"),
+    "scan_guard": ("", "true: cut every trajectory before it drives into what the laser on scan sees "
+                       "(sensor_msgs/LaserScan; remap scan to the robot's laser); '' = the params file's value"),
     "remappings": ("", "extra topic remaps 'from:=to', separated by spaces or commas, e.g. "
                        "'ego/image_raw:=/cam_front/image_raw top/image_raw:=/cam_top/image_raw'"),
     "follower": ("false", "also start trajectory_follower: cmd_vel from the trajectories and odom (its "
@@ -108,7 +110,8 @@ def _check_follower_section(path: Path, fqn: str) -> None:
 
 def describe(params_file: str | Path | None = None, checkpoint: str | None = None, device: str | None = None,
              namespace: str | None = "", rate_hz: float | None = None, use_sim_time: bool | None = None,
-             remappings: Iterable[str | tuple[str, str]] = (), follower: bool = False) -> list[NodeDescription]:
+             remappings: Iterable[str | tuple[str, str]] = (), follower: bool = False,
+             scan_guard: bool | None = None) -> list[NodeDescription]:
     """The nodes of the vla_ros launch: vla_node, and with ``follower`` trajectory_follower.
     ``None`` leaves a setting to the params file.
 
@@ -126,6 +129,8 @@ def describe(params_file: str | Path | None = None, checkpoint: str | None = Non
         overrides["rate_hz"] = float(rate_hz)
     if use_sim_time is not None:
         overrides["use_sim_time"] = bool(use_sim_time)
+    if scan_guard is not None:
+        overrides["scan_guard"] = bool(scan_guard)
     values = read_params_file(path, full_name(ns, NODE_NAME))
     node_config_from_parameters({**values, **overrides}, where=f"{path.name}+overrides")
     remaps = [parse_remap(r) if isinstance(r, str) else (str(r[0]), str(r[1])) for r in remappings]
@@ -163,6 +168,7 @@ def describe_from_launch_arguments(args: Mapping[str, str]) -> list[NodeDescript
         use_sim_time=_parse_value("use_sim_time", get("use_sim_time")) if get("use_sim_time") else None,
         remappings=remaps,
         follower=_parse_value("follower", get("follower")) if get("follower") else False,
+        scan_guard=_parse_value("scan_guard", get("scan_guard")) if get("scan_guard") else None,
     )
 
 

@@ -34,6 +34,7 @@ def register(subparsers) -> None:
     p.add_argument("--remap", action="append", default=[], metavar="FROM:=TO",
                    help="topic remap, repeatable, e.g. --remap ego/image_raw:=/cam_front/image_raw")
     p.add_argument("--follower", action="store_true", help=LAUNCH_ARGUMENTS["follower"][1])
+    p.add_argument("--scan-guard", action="store_true", help=LAUNCH_ARGUMENTS["scan_guard"][1])
     p.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
     p.add_argument("arguments", nargs="*", metavar="NAME:=VALUE",
                    help=f"launch arguments as ros2 launch takes them ({', '.join(LAUNCH_ARGUMENTS)}); "
@@ -46,6 +47,7 @@ def launch_arguments(args) -> dict[str, str]:
     values = {"params_file": args.params_file or "", "checkpoint": args.checkpoint or "", "device": args.device or "",
               "namespace": args.namespace or "", "rate_hz": "" if args.rate_hz is None else repr(args.rate_hz),
               "use_sim_time": "true" if args.use_sim_time else "", "follower": "true" if args.follower else "",
+              "scan_guard": "true" if args.scan_guard else "",
               "remappings": " ".join(args.remap)}
     for text in args.arguments:
         name, sep, value = text.partition(":=")
