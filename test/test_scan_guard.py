@@ -184,3 +184,27 @@ def test_in_the_closed_loop_the_guard_stops_a_policy_that_drives_into_an_obstacl
     guarded = run_in_process(blind, seed=seed, kind="forward", sim=sim, render=False, scan_guard=guard)
     assert not guarded.result["collision"] and guard.cut > 0 and guarded.meta["scan_guard"]["cut"] == guard.cut
     assert sim.world.obstacle_clearance(np.asarray(guarded.states)[-1, :2]) > 0
+
+
+def test_on_policy_data_can_be_driven_under_the_scan_guard():
+    """`vla data generate --policy CKPT --policy-scan-guard`: the learner's plans go through the same cut,
+    so DAgger visits the states where the guard stopped the model (and the expert labels them). The
+    generator's own last resort (falling back to the expert near an obstacle) lets a blind learner come
+    closer than the guard's margin; under the guard it keeps the margin by itself."""
+    from vla_ros.data.dagger import LearnerDriver
+    from vla_ros.sim.episode import run_episode
+    from vla_ros.sim.world import World
+
+    config = WorldConfig(image_size=32, episode_steps=60)
+    world = World(config)
+
+    def blind(ego, top, text, odometry=None):
+        return _straight(0.8)
+
+    def closest(driver):  # seed 4, forward: an obstacle 1.5 m straight ahead
+        ep = run_episode(seed=4, kind="forward", config=config, driver=driver, world=world)
+        return float(world.obstacle_clearance(ep.arrays["state"][:, :2]).min())
+
+    guarded = LearnerDriver(blind, config, scan_guard=True)
+    assert closest(LearnerDriver(blind, config)) < MARGIN <= closest(guarded)
+    assert guarded.scan_guard.cut > 0

@@ -15,6 +15,7 @@ def cmd_generate(args) -> int:
                            workers=args.workers, overwrite=args.overwrite, first_index=args.first_index,
                            policy=args.policy, replan_period=args.replan_period,
                            policy_noise=args.policy_noise, policy_guidance=args.policy_guidance,
+                           policy_scan_guard=args.policy_scan_guard,
                            kinds=[k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None)
     driver = f", driven by {args.policy} and labelled by the expert" if args.policy else ""
     print(f"wrote {args.episodes} {args.split} episodes{driver} to {out} (format: vla_ros/data/FORMAT.md)")
@@ -126,6 +127,9 @@ def register(sub) -> None:
     g.add_argument("--policy-guidance", choices=GUIDANCE_MODES, default="none",
                    help="target / scene: the policy drives with that guidance (a model with the locator; scene: "
                         "and the scene map), as `vla sim --guidance target|scene` runs it")
+    g.add_argument("--policy-scan-guard", action="store_true",
+                   help="the policy's plans are cut by the scan guard (vla sim --scan-guard): on-policy states "
+                        "where the guard stopped the model, labelled by the expert")
     g.set_defaults(func=cmd_generate)
     _register_from_bag(dsub)
     s = dsub.add_parser("show", help="draw a few samples: both cameras and the ground truth over the top view")

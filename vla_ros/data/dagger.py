@@ -41,8 +41,10 @@ class LearnerDriver:
 
     def __init__(self, predictor: Predictor, config: WorldConfig, history_length: int = 5,
                  history_spacing: float = 0.2, replan_period: float = 0.2, name: str = "learner",
-                 noise: str = "fixed") -> None:
+                 noise: str = "fixed", scan_guard: bool = False) -> None:
         from ..control.tracker import PoseHistory, TrajectoryTracker
+        from ..runtime.config import NodeConfig
+        from ..runtime.scan_guard import ScanGuard
 
         if replan_period <= 0 or history_spacing <= 0 or history_length < 1:
             raise ValueError("replan_period and history_spacing must be > 0 and history_length >= 1")
@@ -58,6 +60,8 @@ class LearnerDriver:
         self.history_length = history_length
         self.tracker = TrajectoryTracker(config)
         self.poses = PoseHistory()
+        # the node's scan guard with its default settings: the model drives as it would under it
+        self.scan_guard = ScanGuard.from_config(NodeConfig(scan_guard=True)) if scan_guard else None
 
     def reset(self) -> None:
         self.tracker.reset()
@@ -85,6 +89,11 @@ class LearnerDriver:
             else:
                 out = self.predictor(*frames)
             traj = np.asarray(out, dtype=np.float64)
+            if self.scan_guard is not None and np.isfinite(traj).all():
+                from ..sim.lidar import world_scan
+
+                self.scan_guard.on_scan(world_scan(world, now))
+                traj = self.scan_guard.apply(traj).trajectory
             if np.isfinite(traj).all():
                 self.tracker.receive(now, traj, self.config.traj_dt, STATUS_OK, "", now, self.poses)
         if self.tracker.plan is None:

@@ -61,7 +61,7 @@ def _driver(policy: dict | None, config: WorldConfig):
         _DRIVER = (key, LearnerDriver(predictor, config, history_length=policy["history_length"],
                                       history_spacing=policy["history_spacing"],
                                       replan_period=policy["replan_period"], name=f"learner:{policy['checkpoint']}",
-                                      noise=policy["noise"]))
+                                      noise=policy["noise"], scan_guard=policy.get("scan_guard", False)))
     return _DRIVER[1]
 
 
@@ -84,7 +84,7 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
                      overwrite: bool = False, first_index: int = 0, policy: str | None = None,
                      replan_period: float = 0.2, history_spacing: float = 0.2,
                      policy_noise: str = "fixed", kinds: Sequence[str] | None = None,
-                     policy_guidance: str = "none") -> Path:
+                     policy_guidance: str = "none", policy_scan_guard: bool = False) -> Path:
     """Generate ``episodes`` episodes into ``out_dir`` and return its path.
 
     Writes ``episode_NNNN.npz`` + ``episode_NNNN.json`` per episode and ``dataset.json``.
@@ -98,7 +98,8 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
     every step (on-policy data, see :mod:`vla_ros.data.dagger`); ``policy_noise``: "fixed" (one
     noise draw, like the node), "varied" (a new draw per prediction, see :class:`LearnerDriver`) or
     "zero" (x_T = 0); ``policy_guidance``: "target" / "scene" drives the policy with that guidance, as
-    ``vla sim --guidance target|scene`` runs it (a model with the locator, and for "scene" the scene map). ``kinds``: only these
+    ``vla sim --guidance target|scene`` runs it (a model with the locator, and for "scene" the scene map);
+    ``policy_scan_guard``: its plans are cut by the scan guard, as ``vla sim --scan-guard``. ``kinds``: only these
     command kinds (cycled, balanced), e.g. more on-policy data for one weak command; default all.
     """
     config = config or WorldConfig()
@@ -106,7 +107,7 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
         raise ValueError(f"split={split!r}: choose 'train' or 'eval'")
     if int(episodes) < 1:
         raise ValueError(f"episodes={episodes}: must be >= 1")
-    pol = _policy_settings(policy, policy_noise, policy_guidance, replan_period, history_spacing)
+    pol = _policy_settings(policy, policy_noise, policy_guidance, replan_period, history_spacing, policy_scan_guard)
     kinds = checked_kinds(kinds)
     if int(first_index) < 0:
         raise ValueError(f"first_index={first_index}: must be >= 0")
@@ -136,7 +137,7 @@ def generate_dataset(out_dir, episodes: int, seed: int, config: WorldConfig | No
 
 
 def _policy_settings(policy: str | None, noise: str, guidance: str, replan_period: float,
-                     history_spacing: float) -> dict | None:
+                     history_spacing: float, scan_guard: bool = False) -> dict | None:
     """The on-policy driver's settings as the workers and ``dataset.json`` record them (None: the expert drives)."""
     if noise not in NOISE_MODES:
         raise ValueError(f"policy_noise={noise!r}: choose one of {NOISE_MODES}")
@@ -153,6 +154,8 @@ def _policy_settings(policy: str | None, noise: str, guidance: str, replan_perio
            "replan_period": float(replan_period), "noise": noise}
     if guidance != "none":  # recorded only when used: a record without it means no guidance
         pol["guidance"] = guidance
+    if scan_guard:
+        pol["scan_guard"] = True
     return pol
 
 

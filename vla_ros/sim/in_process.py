@@ -13,9 +13,9 @@ import numpy as np
 from vla_ros.control.tracker import STATUS_OK, TrackerConfig
 from vla_ros.runtime.config import NodeConfig
 from vla_ros.runtime.safety import Status
-from vla_ros.runtime.scan_guard import Scan, ScanGuard
+from vla_ros.runtime.scan_guard import ScanGuard
 from vla_ros.sim.config import WorldConfig
-from vla_ros.sim.lidar import LidarSpec
+from vla_ros.sim.lidar import world_scan
 from vla_ros.sim.loop import ClosedLoopSim
 from vla_ros.sim.node_config import SimNodeConfig
 from vla_ros.sim.options import SimOptions, resolve_checkpoint
@@ -88,8 +88,9 @@ def run_in_process(predictor: Predictor, seed: int, kind: str | None = None, spl
             n_pred += 1
             traj = np.asarray(getattr(out, "trajectory", out), dtype=np.float64)
             status = STATUS_OK if np.isfinite(traj).all() else STATUS_NONFINITE
-            if scan_guard is not None and status == STATUS_OK:
-                traj = _guarded(scan_guard, sim, traj)
+            if scan_guard is not None and status == STATUS_OK:  # cut against the laser's scan now
+                scan_guard.on_scan(world_scan(sim.world, sim.stamp_ns))
+                traj = scan_guard.apply(traj).trajectory
             sim.receive(sim.stamp_ns, traj if status == STATUS_OK else np.zeros_like(traj), dt, status,
                         "" if status == STATUS_OK else "non-finite model output", latency=lat)
         sim.step()
@@ -98,15 +99,6 @@ def run_in_process(predictor: Predictor, seed: int, kind: str | None = None, spl
     if scan_guard is not None:
         extra["scan_guard"] = {"cut": scan_guard.cut, "held": scan_guard.held}
     return sim.finish(wall_s=wall, extra=extra)
-
-
-def _guarded(guard: ScanGuard, sim: ClosedLoopSim, traj: np.ndarray) -> np.ndarray:
-    """``traj`` cut against the laser scan of the world now (the one sim_node would publish)."""
-    spec = LidarSpec()
-    guard.on_scan(Scan(sim.stamp_ns, spec.angle_min, spec.angle_increment, spec.range_min, spec.range_max,
-                       sim.world.scan(spec=spec)))
-    return guard.apply(traj).trajectory
-
 
 def expert_reference(records: Sequence[EpisodeRecord | dict], world_config: WorldConfig | None = None) -> dict:
     """The expert (reading the true state) driven through the same loop on the same episodes:

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..runtime.scan_guard import Scan
 from .layout import Layout
 
-__all__ = ["LidarSpec", "lidar_ranges"]
+__all__ = ["LidarSpec", "lidar_ranges", "world_scan"]
 
 
 @dataclass(frozen=True)
@@ -75,3 +76,9 @@ def lidar_ranges(layout: Layout, state, spec: LidarSpec = LidarSpec()) -> np.nda
         best = np.minimum(best, _hit_segments(origin, dirs, corners, nxt))
     best[(best < spec.range_min) | (best > spec.range_max)] = np.inf
     return best.astype(np.float32)
+
+
+def world_scan(world, stamp_ns: int, spec: LidarSpec = LidarSpec()) -> Scan:
+    """The scan a ``World`` gives at its robot's state now, stamped ``stamp_ns`` (what sim_node publishes)."""
+    return Scan(int(stamp_ns), spec.angle_min, spec.angle_increment, spec.range_min, spec.range_max,
+                lidar_ranges(world.layout, world.state, spec))
