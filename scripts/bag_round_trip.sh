@@ -3,7 +3,7 @@
 # data (docs/train_on_robot.md, "Bags against native data"). Every stage whose output exists is
 # skipped: after an interruption, run it again (an unfinished training resumes).
 #
-#   bash scripts/bag_round_trip.sh            # DATA=data_rt RUNS=runs/rt N=240 STEPS=2000
+#   bash scripts/bag_round_trip.sh            # DATA=data_rt RUNS=runs/rt N=240 STEPS=1500
 #
 # 1. the same N episodes twice: `vla bag record-sim --robot` (cameras, /odom, /command; each
 #    episode driven 3.2 s longer) then `vla data from-bag`, and `vla data generate` with the
@@ -19,7 +19,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VLA=${VLA:-$ROOT/.venv/bin/vla}
 PY=${PY:-$(dirname "$VLA")/python}
 DATA=${DATA:-$ROOT/data_rt} RUNS=${RUNS:-$ROOT/runs/rt}
-N=${N:-240} SEED=${SEED:-1} EPISODE_STEPS=${EPISODE_STEPS:-40} STEPS=${STEPS:-2000}
+N=${N:-240} SEED=${SEED:-1} EPISODE_STEPS=${EPISODE_STEPS:-40} STEPS=${STEPS:-1500}
 EXTRA=32  # horizon (16 waypoints) * 0.2 s / sim_dt 0.1 s: what record-sim --robot drives longer
 TOPICS=(--ego /ego/image_raw --top /top/image_raw --command /command --odom /odom)
 RECIPE=(--config "$ROOT/config/model_tokens.yaml" --target-locator off --relabel-prob 0 --half-frames

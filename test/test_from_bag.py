@@ -483,6 +483,22 @@ def test_what_recorded_episodes_cannot_give_is_said_clearly(robot_bag, converted
         relabel_trajectories(bank, progress=False)
 
 
+def test_relabelling_a_recording_is_refused_before_any_frame_is_encoded(converted, tmp_path):
+    """config/model_tokens.yaml relabels (relabel_prob 0.5) with the simulator's expert, which a
+    recording has none of: the run stops on the metadata, not after encoding every frame."""
+    import dataclasses
+
+    from test_train_eval import TINY_MODEL, TINY_TRAIN
+
+    from vla_ros.config import ConfigError
+    from vla_ros.training.loop import train
+
+    cfg = dataclasses.replace(TINY_TRAIN, steps=2, relabel_prob=0.5)
+    with pytest.raises(ConfigError, match="the simulator's expert cannot relabel it.*--relabel-prob 0"):
+        train(dataclasses.replace(TINY_MODEL, image_size=32), cfg, converted[0], tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "cache").exists()  # nothing was encoded
+
+
 def test_a_token_fusion_checkpoint_with_its_locator_fine_tunes_on_episodes_without_a_layout(converted, tmp_path):
     """Token fusion freezes the locator after its pre-training, so fine-tuning such a checkpoint
     (--init) needs no cone positions: recorded episodes train it, alone or beside simulated ones
