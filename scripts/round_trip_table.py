@@ -27,6 +27,18 @@ def closed_loop(run: Path) -> tuple[Counter, Counter, int]:
     return wins, total, collisions
 
 
+def paired(root: Path) -> Counter:
+    """The same episodes driven by both models: how many each one alone succeeds in."""
+    out = Counter()
+    for seed in SEEDS:
+        runs = [json.loads((root / name / f"sim_{seed}.json").read_text())["episodes"] for name in RUNS]
+        for a, b in zip(*runs, strict=True):
+            if a["seed"] != b["seed"]:
+                raise SystemExit(f"seed {seed}: the runs drove different episodes ({a['seed']} vs {b['seed']})")
+            out[(a["result"]["success"], b["result"]["success"])] += 1
+    return out
+
+
 def main(argv: list[str]) -> None:
     root = Path(argv[0])
     loops = {name: closed_loop(root / name) for name in RUNS}
@@ -37,7 +49,9 @@ def main(argv: list[str]) -> None:
         cells = " | ".join(f"{wins[k]}/{total[k]}" for k in kinds)
         print(f"| {name} | {sum(wins.values())}/{sum(total.values())} | {cells} | {collisions} |")
     ratio = sum(loops["bags"][0].values()) / max(1, sum(loops["native"][0].values()))
-    print(f"\nsuccess ratio bags / native: {ratio:.3f}\n")
+    pairs = paired(root)
+    print(f"\nsuccess ratio bags / native: {ratio:.3f}; the same episodes: both succeed {pairs[True, True]}, "
+          f"only native {pairs[True, False]}, only bags {pairs[False, True]}, neither {pairs[False, False]}\n")
     print("| model | held-out labels | ADE (m) | FDE (m) | stop ADE | samples |\n|---|---|---|---|---|---|")
     for name in RUNS:
         for labels in ("native", "bags"):
