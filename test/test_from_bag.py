@@ -431,6 +431,36 @@ def test_sim_round_trip_labels_equal_the_simulators_own_within_1cm_and_1deg(tmp_
         np.testing.assert_allclose(arrays["state"], sim["state"][:40], atol=1e-6)
 
 
+def test_the_native_twin_of_a_robot_recording_holds_the_same_frames_and_states(tmp_path):
+    """scripts/bag_round_trip.sh: `vla data generate --steps 72` cut to 40 steps
+    (scripts/truncate_episodes.py) is the episodes `vla bag record-sim --robot --steps 40` drives,
+    preludes included (the simulator draws their length from the whole run), with the noise on."""
+    import importlib.util
+
+    from vla_ros.cli import main
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "truncate_episodes.py"
+    spec = importlib.util.spec_from_file_location("truncate_episodes", path)
+    truncate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(truncate)
+    long, native, bag, bags = (tmp_path / n for n in ("long", "native", "bag", "bags"))
+    common = ["--episodes", "2", "--seed", "3", "--image-size", "32", "--kinds", "stop,turn_left"]
+    assert main(["data", "generate", "--out", str(long), "--steps", "72", *common]) == 0
+    assert truncate.truncate(long, native, 40) == 2
+    assert main(["bag", "record-sim", "--out", str(bag), "--robot", "--steps", "40", "--quiet", *common]) == 0
+    assert main(["data", "from-bag", str(bag), "--out", str(bags), "--ego", "/ego/image_raw", "--top",
+                 "/top/image_raw", "--command", "/command", "--odom", "/odom", "--image-size", "32", "--quiet"]) == 0
+    assert read_dataset_info(native)["samples"] == read_dataset_info(bags)["samples"] == 64
+    for f, g in zip(list_episodes(native), list_episodes(bags), strict=True):
+        (a, meta), (b, bag_meta) = load_episode(f), load_episode(g)
+        assert meta["num_steps"] == bag_meta["num_steps"] == 40 and meta["command"] == bag_meta["command"]
+        np.testing.assert_array_equal(a["ego"], b["ego"])
+        np.testing.assert_array_equal(a["top"], b["top"])
+        np.testing.assert_allclose(a["state"], b["state"], atol=1e-6)
+    stop = load_episode(list_episodes(native)[1])[1]
+    assert stop["kind"] == "stop" and stop["prelude_steps"] > 0  # it drives before it stops
+
+
 
 def test_what_recorded_episodes_cannot_give_is_said_clearly(robot_bag, converted, tmp_path):
     import dataclasses
@@ -451,6 +481,22 @@ def test_what_recorded_episodes_cannot_give_is_said_clearly(robot_bag, converted
     bank = build_frame_bank(model, converted[0], progress=False)
     with pytest.raises(ConfigError, match="the simulator's expert cannot relabel it"):
         relabel_trajectories(bank, progress=False)
+
+
+def test_relabelling_a_recording_is_refused_before_any_frame_is_encoded(converted, tmp_path):
+    """config/model_tokens.yaml relabels (relabel_prob 0.5) with the simulator's expert, which a
+    recording has none of: the run stops on the metadata, not after encoding every frame."""
+    import dataclasses
+
+    from test_train_eval import TINY_MODEL, TINY_TRAIN
+
+    from vla_ros.config import ConfigError
+    from vla_ros.training.loop import train
+
+    cfg = dataclasses.replace(TINY_TRAIN, steps=2, relabel_prob=0.5)
+    with pytest.raises(ConfigError, match="the simulator's expert cannot relabel it.*--relabel-prob 0"):
+        train(dataclasses.replace(TINY_MODEL, image_size=32), cfg, converted[0], tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "cache").exists()  # nothing was encoded
 
 
 def test_a_token_fusion_checkpoint_with_its_locator_fine_tunes_on_episodes_without_a_layout(converted, tmp_path):

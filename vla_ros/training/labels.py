@@ -11,12 +11,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vla_ros.config import ConfigError
-from vla_ros.data.io import load_meta
+from vla_ros.config import ConfigError, TrainConfig
+from vla_ros.data.io import list_episodes, load_meta
 from vla_ros.sim.commands import KINDS
 from vla_ros.sim.layout import Layout
 from vla_ros.training.bank import FrameBank
 from vla_ros.training.cache import hash_files, save_atomic
+from vla_ros.training.sources import DataSource
 
 
 def _expert_version() -> str:
@@ -24,6 +25,25 @@ def _expert_version() -> str:
     from vla_ros.sim import expert
 
     return hashlib.sha1(Path(expert.__file__).read_bytes()).hexdigest()[:12]
+
+
+def _no_layout(f: Path) -> ConfigError:
+    return ConfigError(f"{f}: no layout (an episode recorded on a robot): the simulator's expert cannot relabel it; "
+                       "train on it without relabel_prob / refresh_labels (--relabel-prob 0: "
+                       "config/model_tokens.yaml relabels half the samples)")
+
+
+def require_expert_layouts(sources: list[DataSource], cfg: TrainConfig) -> None:
+    """The episodes the simulator's expert will label (every one with ``relabel_prob``, those of
+    the ``refresh_labels`` kinds) must carry their layout: checked on the metadata before any
+    frame is encoded, so that a robot's recording is refused at once, not after its encoding."""
+    if cfg.relabel_prob <= 0 and not cfg.refresh_labels:
+        return
+    for source in sources:
+        for f in list_episodes(source.path):
+            meta = load_meta(f)
+            if "layout" not in meta and (cfg.relabel_prob > 0 or meta.get("kind") in cfg.refresh_labels):
+                raise _no_layout(f)
 
 
 def _episode_steps(bank: FrameBank, e: int) -> np.ndarray:
@@ -57,8 +77,7 @@ def _expert_labels(bank: FrameBank, episodes: list[int], kinds_of: Callable[[int
             if meta is None:
                 meta = load_meta(f)
                 if "layout" not in meta:
-                    raise ConfigError(f"{f}: no layout (an episode recorded on a robot): the simulator's expert "
-                                     "cannot relabel it; train on it without relabel_prob / refresh_labels")
+                    raise _no_layout(f)
                 config, layout = WorldConfig.from_dict(meta["config"]), Layout.from_dict(meta["layout"])
             labels = np.stack([expert_trajectory(kind, bank.states[r], layout, config)
                                for r in bank.rows(e, steps)]).astype(np.float32)  # (steps, 16, 3)

@@ -29,7 +29,7 @@ from vla_ros.sim.commands import KINDS, phrasings
 from vla_ros.training.bank import FrameBank, build_frame_bank
 from vla_ros.training.batch import training_batch, training_phrasebook
 from vla_ros.training.distributed import Distributed, init_distributed, share
-from vla_ros.training.labels import refresh_labels, relabel_trajectories
+from vla_ros.training.labels import refresh_labels, relabel_trajectories, require_expert_layouts
 from vla_ros.training.locator import LocatorTraining, pretrain_locator
 from vla_ros.training.metrics import mean_trajectory_per_kind, validate
 from vla_ros.training.optim import EMA, lr_lambda, make_optimizer
@@ -131,6 +131,7 @@ def _prepare_data(model: SimpleVLA, sources: list[DataSource], cfg: TrainConfig,
     """Encode the frames, split the samples and refresh stale labels as ``cfg`` asks (the relabels
     follow once the baselines are taken, :func:`_relabels`). Process 0 fills the caches under
     ``out/cache``, the others read them."""
+    require_expert_layouts(sources, cfg)
     with dd.main_first():
         bank = build_frame_bank(model, sources, cache_dir=out / "cache", progress=progress, every_frame=every_frame,
                                 locator_labels=locator.needs_labels)
