@@ -35,10 +35,12 @@ from vla_ros.checkpoint import load_checkpoint
 from vla_ros.config import NOISE_MODES, ModelConfig
 from vla_ros.errors import InputError
 from vla_ros.inference import checks
+from vla_ros.model.fast.condition import NarrowReadout, condition_function
 from vla_ros.model.fast.cpu_graph import freeze_graph, param_versions
 from vla_ros.model.fast.cuda_graph import CudaGraphSampler
 from vla_ros.model.fast.ddim import DDIMSampler
 from vla_ros.model.fast.threads import SINGLE_THREAD_MAX_BATCH, intra_op_threads
+from vla_ros.model.locator import Located
 
 __all__ = ["Prediction", "VLAInferenceAPI"]
 
@@ -48,6 +50,12 @@ class Prediction:
     trajectory: np.ndarray  # (T, 3) float32: x, y, heading in the robot frame
     timing: dict[str, float]  # milliseconds per stage
     finite: bool = True
+
+
+def _fill(tensors: tuple, present: tuple[bool, ...]) -> list:
+    """The tensors back in their argument places, None where ``present`` is False."""
+    it = iter(tensors)
+    return [next(it) if p else None for p in present]
 
 
 def _frame_key(cam: int, frame: np.ndarray) -> tuple:
@@ -103,6 +111,12 @@ class VLAInferenceAPI:
         self._vision_graph: Any = None  # frozen graph of the image encoder (None: eager)
         self._vision_versions: tuple[int, ...] = ()
         self._vision_params = [*self.model.vision.parameters(), *self.model.img_proj.parameters()]
+        # locator + token fusion + cond_proj as one frozen graph per batch size (None: eager)
+        self._condition_graphs: dict[int, Any] = {}
+        self._condition_fn: Any = None
+        self._condition_versions: tuple[int, ...] = ()
+        self._condition_params = [p for n, p in self.model.named_parameters()
+                                  if not n.startswith(("vision.", "text.", "action_head.unet.", "scene_map."))]
         self._init_noise(seed, noise, num_samples)
         self.cache_size = cache_size
         self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
@@ -308,19 +322,28 @@ class VLAInferenceAPI:
         """cond (B, N, d) -> trajectories (B, T, D) in robot-frame units (the mean of
         ``num_samples`` samples per row)."""
         head = self.model.action_head
+        if self.fast and head.use_ddim:
+            return self._diffuse_context(head.cond_proj(cond))
         k = self.num_samples
         noise = self._noise(cond.shape[0])
         if k > 1:
             cond = cond.repeat_interleave(k, dim=0)  # (B*K, N, d)
-        if not (self.fast and head.use_ddim):
-            traj = head.sample(cond, generator=torch.Generator().manual_seed(self.seed), noise=noise)
-            return self._average(traj, k)
+        traj = head.sample(cond, generator=torch.Generator().manual_seed(self.seed), noise=noise)
+        return self._average(traj, k)
+
+    def _diffuse_context(self, context: torch.Tensor) -> torch.Tensor:
+        """The fast DDIM path from the head's projected condition (B, N, cross_attention_dim)
+        -> trajectories (B, T, D) in robot-frame units."""
+        head = self.model.action_head
+        k = self.num_samples
+        noise = self._noise(context.shape[0])
+        if k > 1:
+            context = context.repeat_interleave(k, dim=0)  # (B*K, N, cross_dim)
         steps = head.num_inference_steps
         sampler = self._samplers.get(steps)
         if sampler is None:
             sampler = self._samplers[steps] = DDIMSampler(head, steps, cpu_graph=self.cpu_graphs,
                                                           compile=self.compile)
-        context = head.cond_proj(cond)
         if self.device.type == "cuda":
             key = (steps, tuple(context.shape))
             graph = self._graphs.get(key)
@@ -333,6 +356,34 @@ class VLAInferenceAPI:
         else:
             x0 = sampler(context, noise)
         return self._average(head.normalizer.unnormalize(head.from_unet(x0)), k)
+
+    def _condition_graph_applies(self) -> bool:
+        """Whether the condition runs as one graph (the CPU fast path, DDIM, a token-fusion model)."""
+        return self.cpu_graphs and self.model.fusion is not None and self.model.action_head.use_ddim
+
+    def _condition(self, top: list[np.ndarray] | None, frame_tok: torch.Tensor, grid_tok: torch.Tensor | None,
+                   cmd: torch.Tensor, odometry: np.ndarray | None) -> tuple[torch.Tensor, Located | None]:
+        """Locator + token fusion + cond_proj (:mod:`vla_ros.model.fast.condition`) as one frozen
+        graph per batch size -> the head's context (B, N, cross_attention_dim) and the located target."""
+        model = self.model
+        odom = model.odometry_features(odometry if self.config.odometry_input else None, cmd.shape[0])
+        x = model.preprocess(np.stack(top)).to(cmd.dtype) if top is not None else None
+        if self._condition_versions != param_versions(self._condition_params):  # new weights: new snapshot
+            readout = NarrowReadout(model.fusion, model.action_head.cond_proj)
+            self._condition_fn = condition_function(model, readout)
+            self._condition_graphs.clear()
+            self._condition_versions = param_versions(self._condition_params)
+        args = (x, frame_tok, grid_tok, cmd, odom)
+        present = tuple(a is not None for a in args)  # no top frame without the locator, no grid without spatial tokens
+        key = (cmd.shape[0], present)
+        if key not in self._condition_graphs:
+            fn = self._condition_fn
+            self._condition_graphs[key] = freeze_graph(
+                lambda *t: fn(*_fill(t, present)), tuple(a for a in args if a is not None), owner=model,
+                name="locator + fusion", optimize=False) or False  # False: built and refused, keep eager
+        graph = self._condition_graphs[key]
+        out = graph(*(a for a in args if a is not None)) if graph else self._condition_fn(*args)
+        return out[0], (Located(*out[1:]) if len(out) > 1 else None)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -373,11 +424,16 @@ class VLAInferenceAPI:
         self._sync()
         t3 = time.perf_counter()
         newest_top = [cams[self.config.cameras.index("top")][-1]] if self.model.locator is not None else None
-        located = self._locate(newest_top, cmd) if newest_top is not None else None
-        cond = self.model.fuse(frame_tok, grid_tok, cmd, odom, located)  # (1, N, d)
-        self._sync()
-        t4 = time.perf_counter()
-        traj = self._diffuse(cond)
+        if self._condition_graph_applies():
+            context, located = self._condition(newest_top, frame_tok, grid_tok, cmd, odom)
+            t4 = time.perf_counter()
+            traj = self._diffuse_context(context)
+        else:
+            located = self._locate(newest_top, cmd) if newest_top is not None else None
+            cond = self.model.fuse(frame_tok, grid_tok, cmd, odom, located)  # (1, N, d)
+            self._sync()
+            t4 = time.perf_counter()
+            traj = self._diffuse(cond)
         if self._guide is not None:
             traj = self._guide.apply(traj, located, cmd, newest_top)
         traj_np = traj[0].float().cpu().numpy()
