@@ -62,7 +62,7 @@ def test_condition_graph_path_equals_plain_path(tmp_path, kw):
     fast = VLAInferenceAPI(ckpt)  # warm-up builds the graphs
     plain = VLAInferenceAPI(ckpt, fast=False, warmup=False)
     assert fast._condition_graph_applies()
-    assert all(g not in (None, False) for g in fast._condition_graphs.values())  # built, not refused
+    assert all(g not in (None, False) for g in fast._condition_graph.graphs.values())  # built, not refused
     for odom in (None, (0.4, -0.2)):
         a = fast.predict(_frames(1), _frames(2), "go to the red cone", odometry=odom).trajectory
         b = plain.predict(_frames(1), _frames(2), "go to the red cone", odometry=odom).trajectory

@@ -17,14 +17,16 @@ without the Python interpreter.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from vla_ros.model.fast.cpu_graph import freeze_graph, param_versions
 from vla_ros.model.fusion import TokenFusion
+from vla_ros.model.locator import Located
 
-__all__ = ["NarrowReadout", "condition_function"]
+__all__ = ["ConditionGraph", "NarrowReadout", "condition_function"]
 
 
 def _compose(outer: nn.Linear, inner: nn.Linear, outer_bias: bool = False) -> nn.Linear:
@@ -86,3 +88,41 @@ def condition_function(model: nn.Module, readout: NarrowReadout) -> Callable[...
         return (readout(x, goal), *fields)
 
     return condition
+
+
+class ConditionGraph:
+    """:func:`condition_function` as frozen TorchScript graphs, one per batch size and set of
+    inputs given, rebuilt when the weights change in place (their version counters)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self._params = [p for n, p in model.named_parameters()
+                        if not n.startswith(("vision.", "text.", "action_head.unet.", "scene_map."))]
+        self._versions: tuple[int, ...] = ()
+        self._fn: Callable[..., tuple[torch.Tensor, ...]] | None = None
+        self.graphs: dict[tuple, Any] = {}  # False: built and refused (eager then)
+
+    def __call__(self, top: torch.Tensor | None, frame_tok: torch.Tensor, grid_tok: torch.Tensor | None,
+                 cmd: torch.Tensor, odometry: torch.Tensor) -> tuple[torch.Tensor, Located | None]:
+        """The arguments of :func:`condition_function` -> (the head's context, the located target)."""
+        if self._versions != param_versions(self._params):  # new weights: a new snapshot
+            readout = NarrowReadout(self.model.fusion, self.model.action_head.cond_proj)
+            self._fn = condition_function(self.model, readout)
+            self.graphs.clear()
+            self._versions = param_versions(self._params)
+        args = (top, frame_tok, grid_tok, cmd, odometry)
+        present = tuple(a is not None for a in args)  # no top frame without the locator, no grid without spatial tokens
+        key = (cmd.shape[0], present)
+        if key not in self.graphs:
+            fn = self._fn
+            self.graphs[key] = freeze_graph(lambda *t: fn(*_fill(t, present)), tuple(a for a in args if a is not None),
+                                            owner=self.model, name="locator + fusion", optimize=False) or False
+        graph = self.graphs[key]
+        out = graph(*(a for a in args if a is not None)) if graph else self._fn(*args)
+        return out[0], (Located(*out[1:]) if len(out) > 1 else None)
+
+
+def _fill(tensors: tuple, present: tuple[bool, ...]) -> list:
+    """The tensors back in their argument places, None where ``present`` is False."""
+    it = iter(tensors)
+    return [next(it) if p else None for p in present]

@@ -59,7 +59,7 @@ class _Conv:
         self.k, self.stride = kh, int(conv.stride[0])
         w = conv.weight.detach()[:, :, :, kw // 2]  # (Cout, Cin, k)
         self.cin = w.shape[1]
-        self.w = w.reshape(w.shape[0], -1).clone()  # (Cout, Cin*k), channel-major like the taps
+        self.wt = w.reshape(w.shape[0], -1).t().contiguous()  # (Cin*k, Cout), channel-major like the taps
         self.b = None if conv.bias is None else conv.bias.detach().clone()  # (Cout,)
         self._gathers: dict[tuple[int, int], torch.Tensor] = {}
 
@@ -74,7 +74,7 @@ class _Conv:
             t_in, t_up = key
             src = [min(int(i * t_in / t_up), t_in - 1) for i in range(t_up)]  # upsampled index -> input
             t_out, p = self.out_length(t_up), self.k // 2
-            g = torch.zeros(t_in, self.k * t_out, dtype=self.w.dtype, device=self.w.device)
+            g = torch.zeros(t_in, self.k * t_out, dtype=self.wt.dtype, device=self.wt.device)
             for j in range(self.k):
                 for t in range(t_out):
                     u = t * self.stride + j - p
@@ -97,8 +97,9 @@ class _Conv:
             taps = torch.matmul(x, g).view(-1, self.cin * self.k, t_out)  # (B, Cin*k, T_out)
         # (B*T_out, Cin*k): a view for one sample (a copy for more), so one 2-D product follows
         # (sizes as Python ints: no shape queries in a traced graph)
-        y = F.linear(taps.transpose(1, 2).reshape(-1, self.w.shape[1]), self.w, b)  # (B*T_out, Cout)
-        return y.view(-1, t_out, self.w.shape[0]).transpose(1, 2)
+        cols = taps.transpose(1, 2).reshape(-1, self.wt.shape[0])
+        y = torch.mm(cols, self.wt) if b is None else torch.addmm(b, cols, self.wt)  # (B*T_out, Cout)
+        return y.view(-1, t_out, self.wt.shape[1]).transpose(1, 2)
 
 
 class _Resnet:
