@@ -10,7 +10,11 @@ in alternating order; per stage it prints the p50 wall time and the p50 CPU time
 thread (on a machine others load, the thread's CPU time of single-thread work stays close to its
 wall time on an idle machine; the encoder's worker thread is not counted in it).
 
-Usage: PYTHONPATH=. .venv/bin/python scripts/cpu_latency_ab.py [--runs 40] [--threads N] [--base COMMIT]
+``--parts``: instead, each changed part alone on one thread, as the p50 CPU time of the thread
+(the image encoder per batch of 1 and 2 frames as frozen before / after; locator + fusion +
+cond_proj eager / as the condition graph; DDIM-20 with the base's / this lean UNet).
+
+Usage: PYTHONPATH=. .venv/bin/python scripts/cpu_latency_ab.py [--runs 40] [--threads N] [--base COMMIT] [--parts]
 """
 
 from __future__ import annotations
@@ -65,12 +69,60 @@ def _set_back(api, base: str) -> None:
     api.warmup()
 
 
+def _cpu_ms(fn, runs: int) -> float:
+    fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.thread_time()
+        fn()
+        times.append(time.thread_time() - t0)
+    return float(np.median(times)) * 1e3
+
+
+@torch.inference_mode()
+def parts(api, base: str, runs: int) -> None:
+    """Each changed part alone, on one thread: p50 thread CPU time, before / after."""
+    from vla_ros.inference.bench import _observation
+    from vla_ros.model.fast.cpu_graph import freeze_graph
+    from vla_ros.model.fast.ddim import DDIMSampler
+
+    torch.set_num_threads(1)
+    model, head = api.model, api.model.action_head
+    ego, top = _observation(api.config.image_size, api.config.history_length)
+    fn = lambda im: model.frame_tokens(model.vision.frozen(im), grid=True)[:2]  # noqa: E731
+    rows = []
+    for n in (1, 2):
+        x = model.preprocess(np.stack([ego[-1], top[-1]][:n]))
+        xcl = x.contiguous(memory_format=torch.channels_last)
+        old = freeze_graph(fn, (x,), owner=model, name="encoder before")
+        new = freeze_graph(fn, (xcl,), owner=model, name="encoder after", optimize=False)
+        rows.append((f"image encoder, {n} frame{'s' if n > 1 else ''}", _cpu_ms(lambda: old(x), runs),
+                     _cpu_ms(lambda: new(xcl), runs)))
+    frame_tok, grid_tok = api._encode_frames([ego, top])
+    cmd = api._encode_text("go to the red cone")
+    def plain():
+        return head.cond_proj(model.fuse(frame_tok, grid_tok, cmd, None, api._locate([top[-1]], cmd)))
+
+    rows.append(("locator + fusion + cond_proj", _cpu_ms(plain, runs),
+                 _cpu_ms(lambda: api._condition([top[-1]], frame_tok, grid_tok, cmd, None), runs)))
+    context, noise = plain(), torch.randn(1, head.config.action_dim, head.config.trajectory_length, 1)
+    before = DDIMSampler(head, head.num_inference_steps, cpu_graph=True)
+    before.lean = _old_unet_module(base).FastUNet(head.unet)
+    after = DDIMSampler(head, head.num_inference_steps, cpu_graph=True)
+    rows.append((f"DDIM-{head.num_inference_steps} (lean UNet)", _cpu_ms(lambda: before(context, noise), runs),
+                 _cpu_ms(lambda: after(context, noise), runs)))
+    print(f"{'one thread, p50 thread CPU ms':36s} {'before':>8s} {'after':>8s} {'ratio':>6s}")
+    for name, b, a in rows:
+        print(f"{name:36s} {b:8.2f} {a:8.2f} {b / a:6.2f}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", default="checkpoints/default.pth")
     ap.add_argument("--runs", type=int, default=40)
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--base", default="6438cef")
+    ap.add_argument("--parts", action="store_true", help="each changed part alone, on one thread")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -79,6 +131,9 @@ def main() -> int:
 
     t0 = time.perf_counter()
     after = VLAInferenceAPI(args.checkpoint)
+    if args.parts:
+        parts(after, args.base, args.runs)
+        return 0
     load_s = time.perf_counter() - t0
     before = VLAInferenceAPI(args.checkpoint)
     _set_back(before, args.base)

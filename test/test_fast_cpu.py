@@ -100,3 +100,30 @@ def test_lean_convolution_equals_conv2d(k, stride, length, upsample_to):
     ref = conv(ref_in[..., None]).squeeze(-1)
     got = _Conv(conv)(x, upsample_to=upsample_to)
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
+
+
+def test_split_batch_equals_one_call_and_restores_the_thread_count():
+    from vla_ros.model.fast.threads import SplitBatch, intra_op_threads
+
+    x = torch.randn(3, 5)
+    fn = lambda t: (t * 2, t.sum(1), torch.full((t.shape[0],), torch.get_num_threads()))  # noqa: E731
+    with intra_op_threads(2):
+        a, s, threads = SplitBatch()(fn, x)
+        assert torch.get_num_threads() == 2
+    torch.testing.assert_close(a, x * 2)
+    torch.testing.assert_close(s, x.sum(1))
+    assert threads.tolist() == [1, 1, 1]  # each half on one intra-op thread
+
+
+def test_new_frames_encoded_one_per_core_equal_the_eager_encoder(tmp_path):
+    from vla_ros.model.fast.threads import intra_op_threads
+
+    ckpt = save_checkpoint(_token_model(target_locator=True), tmp_path / "tokens.pth")
+    api = VLAInferenceAPI(ckpt)
+    images = np.stack([_frames(5)[-1], _frames(6)[-1]])
+    with torch.inference_mode(), intra_op_threads(2):
+        split = api._frame_tokens(images)  # two frames, two threads: split across the cores
+        ref = api.model.frame_tokens(api.model.frame_frozen(images))
+    assert api._split._pool is not None  # the worker thread ran half of them
+    for got, want in zip(split, ref):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)

@@ -49,13 +49,19 @@ class SplitBatch:
                  ) -> tuple[torch.Tensor, ...]:
         """fn: (N, ...) -> a tuple of tensors with N rows -> the same for x, rows in order."""
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(1,),
-                                            thread_name_prefix="vla-split")
+            self._pool = ThreadPoolExecutor(1, initializer=_one_thread, thread_name_prefix="vla-split")
         h = (x.shape[0] + 1) // 2
         rest = self._pool.submit(_inference, fn, x[h:])
         with intra_op_threads(1):
             first = fn(x[:h])
         return tuple(torch.cat([a, b]) for a, b in zip(first, rest.result()))
+
+
+def _one_thread() -> None:
+    """The worker's intra-op threads: 1. A thread's first torch call sets them to the process's
+    setting, so that call comes first (else it would undo this later)."""
+    torch.get_num_threads()
+    torch.set_num_threads(1)
 
 
 def _inference(fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Any:
