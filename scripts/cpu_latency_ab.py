@@ -4,7 +4,8 @@
 "before" is this tree's API set back to the CPU path of commit ``--base`` (default 6438cef, the
 commit before docs/results.md's "Halving the CPU latency"): that commit's lean UNet (read from
 git), locator + fusion + cond_proj eager, the image encoder frozen with optimize_for_inference
-on a batch of both new frames with the process's intra-op threads. "after" is the tree as it is.
+on a batch of both new frames with the process's intra-op threads (the frame cache's hashing is
+this tree's in both). "after" is the tree as it is.
 Both predict the same observation streams (one new frame per camera per call, as ``vla bench``)
 in alternating order; per stage it prints the p50 wall time and the p50 CPU time of the calling
 thread (on a machine others load, the thread's CPU time of single-thread work stays close to its
