@@ -7,6 +7,7 @@ than it saves; a new observation's frames are encoded one per core (:class:`Spli
 from __future__ import annotations
 
 import contextlib
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -44,12 +45,14 @@ class SplitBatch:
 
     def __init__(self) -> None:
         self._pool: ThreadPoolExecutor | None = None  # started on first use
+        self._pid = 0  # the process that started it (a forked child has no worker thread)
 
     def __call__(self, fn: Callable[[torch.Tensor], tuple[torch.Tensor, ...]], x: torch.Tensor
                  ) -> tuple[torch.Tensor, ...]:
         """fn: (N, ...) -> a tuple of tensors with N rows -> the same for x, rows in order."""
-        if self._pool is None:
+        if self._pool is None or self._pid != os.getpid():
             self._pool = ThreadPoolExecutor(1, initializer=_one_thread, thread_name_prefix="vla-split")
+            self._pid = os.getpid()
         h = (x.shape[0] + 1) // 2
         rest = self._pool.submit(_inference, fn, x[h:])
         with intra_op_threads(1):
