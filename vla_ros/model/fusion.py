@@ -114,6 +114,29 @@ class TokenFusion(nn.Module):
             return self.readouts.shape[0] + goal
         return 2 + (self.target_in is not None) + goal
 
+    @property
+    def num_special(self) -> int:
+        """Special tokens ahead of the visual ones: command, odometry (+ target)."""
+        return 2 + (self.target_in is not None)
+
+    def mix(self, visual: torch.Tensor, cmd: torch.Tensor, odometry: torch.Tensor,
+            target: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The inputs of :meth:`forward` -> every token after the transformer and the output norm
+        (B, num_special + V (+ R), d) and the goal estimate (B, 2)."""
+        special = [cmd + self.type_emb[0], self.odom_in(odometry) + self.type_emb[1]]
+        raw = [cmd, odometry]
+        if self.target_in is not None:
+            if target is None:
+                raise ValueError("this fusion has a target token: give it the located target's features")
+            special.append(self.target_in(target) + self.type_emb[2])
+            raw.append(self.target_fourier(target))
+        tokens = torch.cat([torch.stack(special, 1), visual], 1)  # (B, N, d)
+        if self.readouts is not None:
+            tokens = torch.cat([tokens, self.readouts.expand(cmd.shape[0], -1, -1)], 1)  # (B, N + R, d)
+        x = self.out_norm(self.encoder(tokens))
+        goal = self.goal(torch.cat([x[:, :len(special)].flatten(1), *raw], -1))  # (B, 2)
+        return x, goal
+
     def forward(self, visual: torch.Tensor, cmd: torch.Tensor, odometry: torch.Tensor,
                 target: torch.Tensor | None, goal_label: torch.Tensor | None = None,
                 teacher: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,20 +147,8 @@ class TokenFusion(nn.Module):
         Training hands ``goal_label`` (B, 2), the normalised last waypoint, and ``teacher`` (B,)
         bool: where it is set, the goal token carries the label instead of the estimate (teacher
         forcing; elsewhere the estimate, detached, so the head learns how far to trust it)."""
-        special = [cmd + self.type_emb[0], self.odom_in(odometry) + self.type_emb[1]]
-        raw = [cmd, odometry]
-        if self.target_in is not None:
-            if target is None:
-                raise ValueError("this fusion has a target token: give it the located target's features")
-            special.append(self.target_in(target) + self.type_emb[2])
-            raw.append(self.target_fourier(target))
-        s = len(special)
-        tokens = torch.cat([torch.stack(special, 1), visual], 1)  # (B, N, d)
-        if self.readouts is not None:
-            tokens = torch.cat([tokens, self.readouts.expand(cmd.shape[0], -1, -1)], 1)  # (B, N + R, d)
-        x = self.out_norm(self.encoder(tokens))
-        goal = self.goal(torch.cat([x[:, :s].flatten(1), *raw], -1))  # (B, 2)
-        shared = self.broadcast(x[:, :s].flatten(1))[:, None]  # (B, 1, cond_dim): added to every token
+        x, goal = self.mix(visual, cmd, odometry, target)
+        shared = self.broadcast(x[:, :self.num_special].flatten(1))[:, None]  # (B, 1, cond_dim): added to every token
         out = x if self.readouts is None else x[:, -self.readouts.shape[0]:]
         cond = self.out(out)
         if self.goal_in is not None:

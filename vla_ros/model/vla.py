@@ -319,15 +319,20 @@ class SimpleVLA(nn.Module):
         """Token fusion (model/fusion.py): same arguments as ``fuse`` (+ the training-only goal
         label and teacher mask of ``TokenFusion.forward``) -> (B, N, cond_dim) and the goal
         estimate (B, 2)."""
-        b = cmd.shape[0]
+        visual, target = self.fusion_inputs(frame_tok, grid_tok, located)
+        odometry = odometry if self.config.odometry_input else None  # None: "unknown"
+        return self.fusion(visual, cmd, self.odometry_features(odometry, cmd.shape[0]), target, goal_label, teacher)
+
+    def fusion_inputs(self, frame_tok: torch.Tensor, grid_tok: torch.Tensor | None, located: Located | None
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Token fusion's visual tokens with their camera / frame / grid embeddings (B, V, d) and
+        the located target's features (B, 4) (None for a model without the locator)."""
         visual = [(frame_tok + self.cam_emb[None, :, None] + self.frame_emb[None, None]).flatten(1, 2)]
         if self.config.spatial_tokens:
             visual.append((grid_tok + self.cam_emb[None, :, None] + self.grid_emb[None, None]).flatten(1, 2))
         if self.locator is not None and located is None:
             raise ValueError("this model needs the located target (SimpleVLA.locate) to fuse")
-        target = located.features() if located is not None else None
-        odometry = odometry if self.config.odometry_input else None  # None: "unknown"
-        return self.fusion(torch.cat(visual, 1), cmd, self.odometry_features(odometry, b), target, goal_label, teacher)
+        return torch.cat(visual, 1), (located.features() if located is not None else None)
 
     def condition_from_frozen(self, frozen: torch.Tensor, commands: Sequence[str],
                               odometry: torch.Tensor | np.ndarray | None = None,

@@ -38,12 +38,17 @@ class UnsupportedUNet(ValueError):
 
 
 class _Conv:
-    """A (k, k) Conv2d with padding k//2 (or a 1x1) applied to width-1 input, as one matmul.
+    """A (k, k) Conv2d with padding k//2 (or a 1x1) applied to width-1 input, as two matmuls.
 
     Width 1 + zero padding: only the middle kernel column ever meets data, so the convolution
-    is 1-D; it runs as ``[x under each tap] (B*T, Cin*k) @ W^T (Cin*k, Cout)`` because PyTorch's
-    CPU convolution takes its slow generic path for such thin inputs (and, measured on this
-    project's CPU, MKL multiplies tall-skinny activations faster in this orientation).
+    is 1-D. It runs as ``x (B, Cin, T) @ S (T, k*T_out)``, a constant 0/1 matrix that gathers
+    the input under each kernel tap (zero padding, the stride and an optional nearest upsampling
+    folded in), then ``[taps] (B, T_out, Cin*k) @ W^T (Cin*k, Cout)``. Two matrix products
+    replace PyTorch's CPU convolution (its slow generic path for such thin inputs) and the
+    pad / unfold / copy that gathering the taps costs otherwise: on the CPU each of those small
+    operators costs about as much as a product (measured in docs/results.md, "Halving the CPU
+    latency"). The output is a transposed view, time-major in memory (the orientation MKL
+    multiplies fastest on this project's CPU).
     """
 
     def __init__(self, conv: nn.Conv2d) -> None:
@@ -53,28 +58,48 @@ class _Conv:
             raise UnsupportedUNet(f"convolution {conv}")
         self.k, self.stride = kh, int(conv.stride[0])
         w = conv.weight.detach()[:, :, :, kw // 2]  # (Cout, Cin, k)
-        self.wt = w.reshape(w.shape[0], -1).t().contiguous()  # (Cin*k, Cout), channel-major like taps()
+        self.cin = w.shape[1]
+        self.wt = w.reshape(w.shape[0], -1).t().contiguous()  # (Cin*k, Cout), channel-major like the taps
         self.b = None if conv.bias is None else conv.bias.detach().clone()  # (Cout,)
+        self._gathers: dict[tuple[int, int], torch.Tensor] = {}
 
-    def taps(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, Cin, T) -> (B, T_out, Cin*k): the input under each kernel tap (channel-major)."""
-        if self.k == 1 and self.stride == 1:
-            return x.transpose(1, 2)
-        p = self.k // 2
-        b, c, _ = x.shape
-        cols = F.pad(x, (p, p)).unfold(2, self.k, self.stride)  # (B, Cin, T_out, k) view
-        return cols.permute(0, 2, 1, 3).reshape(b, cols.shape[2], c * self.k)
+    def out_length(self, length: int) -> int:
+        return (length + 2 * (self.k // 2) - self.k) // self.stride + 1
 
-    def __call__(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    def gather(self, length: int, upsample_to: int | None = None) -> torch.Tensor:
+        """The 0/1 matrix (T, k*T_out) that takes x (.., T) to its taps (.., k, T_out), after a
+        nearest upsampling to ``upsample_to`` if given (PyTorch's index: floor(i * T / T_up))."""
+        key = (length, upsample_to or length)
+        if key not in self._gathers:
+            t_in, t_up = key
+            src = [min(int(i * t_in / t_up), t_in - 1) for i in range(t_up)]  # upsampled index -> input
+            t_out, p = self.out_length(t_up), self.k // 2
+            g = torch.zeros(t_in, self.k * t_out, dtype=self.wt.dtype, device=self.wt.device)
+            for j in range(self.k):
+                for t in range(t_out):
+                    u = t * self.stride + j - p
+                    if 0 <= u < t_up:
+                        g[src[u], j * t_out + t] = 1.0
+            self._gathers[key] = g
+        return self._gathers[key]
+
+    def __call__(self, x: torch.Tensor, bias: torch.Tensor | None = None, upsample_to: int | None = None
+                 ) -> torch.Tensor:
         """x (B, Cin, T) -> (B, Cout, T_out) (a transposed view); ``bias`` (Cout,) replaces the
-        conv's own (a ResNet folds its time projection into it)."""
-        cols = self.taps(x)  # (B, T_out, Cin*k)
+        conv's own (a ResNet folds its time projection into it); ``upsample_to``: upsample x
+        (nearest) to that length first."""
         b = self.b if bias is None else bias
-        if cols.shape[0] == 1:  # one sample: a plain matrix product (bmm costs more here)
-            y = torch.mm(cols[0], self.wt) if b is None else torch.addmm(b, cols[0], self.wt)
-            return y.t().unsqueeze(0)
-        y = torch.matmul(cols, self.wt)  # (B, T_out, Cout)
-        return (y if b is None else y + b).transpose(1, 2)
+        if self.k == 1 and self.stride == 1 and upsample_to is None:
+            taps, t_out = x, int(x.shape[-1])  # a Python int also while tracing: graphs are per shape
+        else:
+            g = self.gather(int(x.shape[-1]), upsample_to)  # a constant of a traced graph
+            t_out = g.shape[1] // self.k
+            taps = torch.matmul(x, g).view(-1, self.cin * self.k, t_out)  # (B, Cin*k, T_out)
+        # (B*T_out, Cin*k): a view for one sample (a copy for more), so one 2-D product follows
+        # (sizes as Python ints: no shape queries in a traced graph)
+        cols = taps.transpose(1, 2).reshape(-1, self.wt.shape[0])
+        y = torch.mm(cols, self.wt) if b is None else torch.addmm(b, cols, self.wt)  # (B*T_out, Cout)
+        return y.view(-1, t_out, self.wt.shape[1]).transpose(1, 2)
 
 
 class _Resnet:
@@ -264,8 +289,8 @@ class FastUNet:
                 h = r(torch.cat([h, skips.pop()], dim=1), tb[i])
                 i += 1
             if us is not None:
-                # diffusers upsamples to the size of the next skip (width 1 stays 1)
-                h = us(F.interpolate(h, size=skips[-1].shape[-1], mode="nearest"))
+                # diffusers upsamples (nearest) to the size of the next skip (width 1 stays 1)
+                h = us(h, upsample_to=int(skips[-1].shape[-1]))
         n = self.norm_out
         h = F.silu(F.group_norm(h, n.num_groups, n.weight, n.bias, n.eps))
         return self.conv_out(h)
