@@ -8,11 +8,14 @@ plans the same three commands from the recorded state. Prints (and writes) JSON:
 bearing error.
 
 Usage: .venv/bin/python scripts/colour_grounding.py --data EVAL [--checkpoint CKPT] [--json F]
+       [--phrase "head to the {} cone" --words red=cherry,carmine/green=fern,forest/blue=midnight,iris]
+       [--no-colour-words]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from vla_ros.training.evaluate import colour_grounding
@@ -25,12 +28,22 @@ def main() -> int:
     ap.add_argument("--checkpoint", help="checkpoint (default: the packaged default)")
     ap.add_argument("--steps", default="8,20", help="steps of each episode to test (comma-separated)")
     ap.add_argument("--json", help="write the figures as JSON")
+    ap.add_argument("--phrase", default="go to the {} cone", help="the command, {} = the colour word")
+    ap.add_argument("--words", help="each colour's words, e.g. red=cherry,carmine/green=fern,forest/blue=iris,dusk "
+                                    "(default: the colour's name)")
+    ap.add_argument("--no-colour-words", action="store_true",
+                    help="read colour words as written (model.colour_words off), for comparison")
     args = ap.parse_args()
+    words = None
+    if args.words:
+        words = {c: tuple(ws.split(",")) for c, ws in (part.split("=", 1) for part in args.words.split("/"))}
     api = VLAInferenceAPI(args.checkpoint, noise="zero")
+    if args.no_colour_words:  # before any command is encoded (the API caches encodings)
+        api.model.config = dataclasses.replace(api.model.config, colour_words=False)
     out = colour_grounding(lambda e, t, text, odo: api.predict(e, t, text, odo).trajectory, args.data,
                            steps=tuple(int(s) for s in args.steps.split(",")),
-                           history_length=api.config.history_length)
-    out = {"checkpoint": str(api.checkpoint), **out}
+                           history_length=api.config.history_length, phrase=args.phrase, words=words)
+    out = {"checkpoint": str(api.checkpoint), "colour_words": api.model.config.colour_words, **out}
     print(json.dumps(out, indent=1))
     if args.json:
         with open(args.json, "w") as f:

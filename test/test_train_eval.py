@@ -316,6 +316,24 @@ def test_colour_grounding_tells_a_model_that_follows_the_colour_from_a_colour_bl
     assert blind["identified"] == pytest.approx(1 / 3, abs=0.05) and blind["model_spread_m"] == 0.0
     with pytest.raises(ValueError, match="full history"):
         colour_grounding(follows, data, steps=(2,), progress=False)
+    # other words for the colours: a model that knows "cherry" but answers "red" for any word it lacks
+    synonyms = {"cherry": "red", "fern": "green", "periwinkle": "blue"}
+    words = {"red": ("red", "cherry", "vermillion"), "green": ("green", "fern", "viridian"),
+             "blue": ("blue", "periwinkle", "cornflower")}
+
+    def knows_some(ego, top, text, odometry):
+        word = text.split()[-1]  # "head for the <word>"
+        colour = word if word in words else synonyms.get(word, "red")
+        return answers[ego[-1].tobytes(), colour]
+
+    out = colour_grounding(knows_some, data, steps=(8, 10), progress=False, phrase="head for the {}", words=words)
+    assert out["answers"] == 9 * out["samples"] and out["phrase"] == "head for the {}"
+    by_word = out["identified_by_word"]
+    assert all(by_word[w] == 1.0 for w in ("red", "green", "blue", *synonyms, "vermillion"))  # (red by luck)
+    assert by_word["viridian"] == 0.0 and by_word["cornflower"] == 0.0
+    assert out["identified"] == pytest.approx(7 / 9)
+    with pytest.raises(ValueError, match="same number"):
+        colour_grounding(follows, data, steps=(8,), progress=False, words={**words, "red": ("red",)})
 
 
 def test_init_can_add_the_target_locator_which_trains_resumes_and_evaluates(trained, tiny_data, tmp_path):

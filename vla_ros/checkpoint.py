@@ -130,7 +130,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
                 f"{path} was trained with a different architecture ({lines}). Its weights cannot be "
                 "used with these settings: retrain with `vla train`, or use the checkpoint's settings."
             )
-    bad = sorted(set(runtime_overrides) - {"num_inference_steps", "use_ddim", "phrasebook_temperature"})
+    bad = sorted(set(runtime_overrides) - {"num_inference_steps", "use_ddim", "phrasebook_temperature", "colour_words"})
     if bad:
         raise CheckpointError(f"cannot override {bad} at load time: they change the architecture")
     if runtime_overrides:

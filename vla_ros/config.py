@@ -242,6 +242,10 @@ class ModelConfig:
     # the encoder fit the ~10 training wordings of each kind and send held-out ones astray; the
     # pretrained encoder's neighbourhoods do not (SimpleVLA.read_as_phrasebook). 0: off.
     phrasebook_temperature: float = 0.0
+    # Colour words the model was not trained on ("sapphire") are read as the trained basic colour
+    # term they name ("blue"), from the XKCD colour survey's names and CIELAB hues
+    # (vla_ros/model/colour_words.py). Needs the phrasebook's words (a model trained by `vla train`).
+    colour_words: bool = True
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0

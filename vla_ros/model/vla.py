@@ -29,6 +29,7 @@ from torch import nn
 
 from vla_ros.config import ModelConfig
 from vla_ros.model.backbone import build_text, build_vision
+from vla_ros.model.colour_words import ColourWords
 from vla_ros.model.fusion import TokenFusion
 from vla_ros.model.head import DiffusionActionHead
 from vla_ros.model.locator import Located, TargetLocator, locator_loss
@@ -71,6 +72,7 @@ class SimpleVLA(nn.Module):
         # the commands seen in training (config.phrasebook_temperature); set by training, kept in
         # the checkpoint (vla_ros.checkpoint), never part of the state dict (its length varies)
         self.phrasebook: tuple[str, ...] = ()
+        self._colour_words: ColourWords | None = None
         # obstacles and road on the top camera, for the guidance only (model/scene_map.py)
         self.scene_map = SceneMap(config.image_size) if config.scene_map else None
         self.action_head = DiffusionActionHead(config)
@@ -228,6 +230,14 @@ class SimpleVLA(nn.Module):
     def set_phrasebook(self, texts: Sequence[str]) -> None:
         """The commands the model is trained on (distinct, in a fixed order)."""
         self.phrasebook = tuple(dict.fromkeys(str(t) for t in texts))
+        self._colour_words = ColourWords(self.phrasebook) if self.phrasebook else None
+
+    def reading(self, command: str) -> str:
+        """The command as the text encoder is given it: colour words the phrasebook lacks replaced
+        by the trained colour they name (model.colour_words; unchanged without a phrasebook)."""
+        if not self.config.colour_words or self._colour_words is None:
+            return command
+        return self._colour_words.rewrite(command)
 
     def phrasebook_weights(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Text features (B, D) -> (weights (B, P), the phrasebook's features (P, D), cosines (B, P)):
@@ -258,14 +268,14 @@ class SimpleVLA(nn.Module):
         if self.config.phrasebook_temperature <= 0 or not self.phrasebook:
             return None
         with torch.no_grad():
-            weights, _, cos = self.phrasebook_weights(self._text_features([command]))
+            weights, _, cos = self.phrasebook_weights(self._text_features([self.reading(command)]))
         j = int(weights[0].argmax())
         return self.phrasebook[j], float(weights[0, j]), float(cos[0, j])
 
     def encode_text(self, commands: Sequence[str]) -> torch.Tensor:
         """B strings -> (B, d). Each distinct string is encoded once (batches repeat commands)."""
         unique = list(dict.fromkeys(commands))
-        enc = self.txt_proj(self.read_as_phrasebook(self._text_features(unique)))
+        enc = self.txt_proj(self.read_as_phrasebook(self._text_features([self.reading(c) for c in unique])))
         if len(unique) == len(commands):
             return enc
         index = {c: i for i, c in enumerate(unique)}

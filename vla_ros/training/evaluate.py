@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -252,30 +252,32 @@ GROUNDING_COLOURS = ("red", "green", "blue")
 
 
 def colour_grounding(predict, data_dir: str | Path, steps: tuple[int, ...] = (8, 20),
-                     history_length: int = 5, progress: bool = True) -> dict[str, Any]:
+                     history_length: int = 5, progress: bool = True, phrase: str = "go to the {} cone",
+                     words: dict[str, Sequence[str]] | None = None) -> dict[str, Any]:
     """Does the model go to the cone whose colour the command names?
 
     For every unblocked goto episode of ``data_dir`` and each of ``steps``, ``predict(ego, top,
-    text, odometry) -> (16, 3)`` answers "go to the red / green / blue cone" from the *same*
-    frames and velocity, and the expert plans the same three commands from the recorded state
-    (every layout has one cone of each colour). Returns:
+    text, odometry) -> (16, 3)`` answers ``phrase`` with each colour's words (``words[colour]``,
+    default the colour's own name; the same number per colour) from the *same* frames and
+    velocity, and the expert plans the three colours from the recorded state (every layout has one
+    cone of each colour). Returns:
 
-    * ``identified``: share of (sample, colour) answers closer (mean waypoint distance) to the
-      expert's trajectory for that colour than to the expert's for the other two (1/3 = chance,
-      and exactly 1/3 for a model that ignores the colour);
+    * ``identified``: share of answers closer (mean waypoint distance) to the expert's trajectory
+      for the colour asked than to the expert's for the other two (1/3 = chance, and exactly 1/3
+      for a model that ignores the colour); ``identified_by_word`` the same per word;
     * ``model_spread_m`` / ``expert_spread_m``: mean distance between the endpoints of the three
       colours' trajectories (a model that ignores the colour has 0);
     * ``bearing_error_deg``: mean angle between the answer's and the expert's endpoint directions.
     """
-    import math
-
     from vla_ros.data.io import list_episodes, load_episode, load_meta
     from vla_ros.sim.config import WorldConfig
-    from vla_ros.sim.expert import expert_trajectory
     from vla_ros.sim.layout import Layout
 
-    identified, bearing, model_spread, expert_spread = [], [], [], []
-    pairs = [(a, b) for i, a in enumerate(GROUNDING_COLOURS) for b in GROUNDING_COLOURS[i + 1:]]
+    words = {c: tuple(words[c]) if words else (c,) for c in GROUNDING_COLOURS}
+    if len({len(w) for w in words.values()}) != 1:
+        raise ValueError(f"give each colour the same number of words, got {words}")
+    found: dict[str, list[bool]] = {w: [] for ws in words.values() for w in ws}
+    bearing, model_spread, expert_spread = [], [], []
     for path in tqdm(list_episodes(data_dir), desc="colour grounding", unit="ep", disable=not progress):
         meta = load_meta(path)  # the arrays only of the episodes tested
         if not (meta.get("kind") or "").startswith("goto_") or meta.get("blocking_obstacle", True):
@@ -288,23 +290,40 @@ def colour_grounding(predict, data_dir: str | Path, steps: tuple[int, ...] = (8,
                 raise ValueError(f"step {t} has no full history in {path.name} (need {span} <= t < "
                                  f"{len(arrays['state'])})")
             idx = list(range(t - span, t + 1, config.history_stride))
-            ego, top = [np.asarray(arrays["ego"][i]) for i in idx], [np.asarray(arrays["top"][i]) for i in idx]
-            state = np.asarray(arrays["state"][t], dtype=np.float64)
-            model, expert = {}, {}
-            for c in GROUNDING_COLOURS:
-                model[c] = np.asarray(predict(ego, top, f"go to the {c} cone", (float(state[3]), float(state[4]))))
-                expert[c] = expert_trajectory(f"goto_{c}", state, layout, config)
-            for c in GROUNDING_COLOURS:
-                dist = {c2: float(np.linalg.norm(model[c][:, :2] - expert[c2][:, :2], axis=1).mean())
-                        for c2 in GROUNDING_COLOURS}
-                identified.append(min(dist, key=dist.get) == c)
-                a, b = model[c][-1], expert[c][-1]
-                bearing.append(abs(math.degrees(math.atan2(a[1], max(a[0], 1e-3)) - math.atan2(b[1], max(b[0], 1e-3)))))
-            model_spread.append(np.mean([np.linalg.norm(model[a][-1, :2] - model[b][-1, :2]) for a, b in pairs]))
-            expert_spread.append(np.mean([np.linalg.norm(expert[a][-1, :2] - expert[b][-1, :2]) for a, b in pairs]))
+            frames = ([np.asarray(arrays["ego"][i]) for i in idx], [np.asarray(arrays["top"][i]) for i in idx])
+            spreads = _grounding_answers(predict, frames, np.asarray(arrays["state"][t], dtype=np.float64),
+                                         layout, config, phrase, words, found, bearing)
+            model_spread += spreads[0]
+            expert_spread += spreads[1]
     if not model_spread:
         raise ValueError(f"{data_dir}: no unblocked goto episode to test the colours on")
-    return {"data": str(data_dir), "samples": len(model_spread), "answers": len(identified),
-            "identified": float(np.mean(identified)), "chance": 1.0 / len(GROUNDING_COLOURS),
+    answers = [a for v in found.values() for a in v]
+    return {"data": str(data_dir), "samples": len(model_spread) // len(words["red"]), "answers": len(answers),
+            "phrase": phrase, "identified": float(np.mean(answers)), "chance": 1.0 / len(GROUNDING_COLOURS),
+            "identified_by_word": {w: float(np.mean(v)) for w, v in found.items()},
             "model_spread_m": float(np.mean(model_spread)), "expert_spread_m": float(np.mean(expert_spread)),
             "bearing_error_deg": float(np.mean(bearing))}
+
+
+def _grounding_answers(predict, frames, state, layout, config, phrase, words, found, bearing):
+    """One sample of colour_grounding: ask every word, score each answer (appended to ``found``
+    and ``bearing``); -> (model endpoint spreads, expert endpoint spreads), one per word index."""
+    import math
+
+    from vla_ros.sim.expert import expert_trajectory
+
+    expert = {c: expert_trajectory(f"goto_{c}", state, layout, config) for c in GROUNDING_COLOURS}
+    pairs = [(a, b) for i, a in enumerate(GROUNDING_COLOURS) for b in GROUNDING_COLOURS[i + 1:]]
+    spreads: tuple[list[float], list[float]] = ([], [])
+    for k in range(len(words["red"])):
+        model = {c: np.asarray(predict(*frames, phrase.format(words[c][k]), (float(state[3]), float(state[4]))))
+                 for c in GROUNDING_COLOURS}
+        for c in GROUNDING_COLOURS:
+            dist = {c2: float(np.linalg.norm(model[c][:, :2] - expert[c2][:, :2], axis=1).mean())
+                    for c2 in GROUNDING_COLOURS}
+            found[words[c][k]].append(min(dist, key=dist.get) == c)
+            a, b = model[c][-1], expert[c][-1]
+            bearing.append(abs(math.degrees(math.atan2(a[1], max(a[0], 1e-3)) - math.atan2(b[1], max(b[0], 1e-3)))))
+        spreads[0].append(np.mean([np.linalg.norm(model[a][-1, :2] - model[b][-1, :2]) for a, b in pairs]))
+        spreads[1].append(np.mean([np.linalg.norm(expert[a][-1, :2] - expert[b][-1, :2]) for a, b in pairs]))
+    return spreads
