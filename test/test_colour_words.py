@@ -46,6 +46,10 @@ def test_unknown_colour_words_are_rewritten_to_the_trained_colour_and_nothing_el
     assert "scarlet" not in words.table and "blue" not in words.table  # trained words are never rewritten
     assert set(words.table.values()) == {"red", "green", "blue"}
     assert ColourWords([]).rewrite("go to the sapphire cone") == "go to the sapphire cone"
+    # colours it can neither ground nor read as a trained one are named, for the node to warn
+    assert words.trained == ("red", "green", "blue")
+    assert words.untrained("go to the Orange cone, not the teal or grey one") == ["Orange", "teal", "grey"]
+    assert words.untrained("head to the sapphire cone") == [] and words.untrained("turn left") == []
     assert all(name.isalpha() and name.islower() for name in XKCD_COLOURS) and len(XKCD_COLOURS) > 200
 
 
@@ -60,6 +64,7 @@ def test_the_model_encodes_an_unknown_colour_word_as_the_trained_colour(tmp_path
         after = model.encode_text(asked)
         torch.testing.assert_close(after[0], model.encode_text(["head to the blue cone"])[0])
         assert model.understood_as(asked[0])[0] == "go to the blue cone"
+        assert model.untrained_colours("go to the orange cone") == (["orange"], ("red", "blue"))
     # kept through a checkpoint; switched off at load time, the word is read as written
     path = save_checkpoint(model, tmp_path / "cw.pth")
     again, _ = load_checkpoint(path)

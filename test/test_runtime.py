@@ -457,6 +457,15 @@ def test_a_new_wording_is_logged_once_with_the_trained_command_it_is_read_as():
     core.on_command("sing a song")
     assert core.tick(T0 + 5 * MS, FakeModel()).ok
     assert any("'sing a song' is read as 'halt'" in m and "unlike any trained command" in m for _, m in log.lines)
+    # a colour the model was not trained on: a warning instead, with the colours it knows
+    core = NodeCore(NodeConfig(), ModelSpec(), log := ListLog(), explain_command=lambda c: ("go to the green cone", 0.9, 0.9),
+                    untrained_colours=lambda c: (["orange"], ("red", "green", "blue")))
+    core.on_command("go to the orange cone")
+    _feed(core, T0)
+    assert core.tick(T0, FakeModel()).ok
+    assert [line for line in log.lines if line[0] == "warning"] == [("warning", "command 'go to the orange cone' names a colour the model was not trained on "
+                                     "('orange'; it knows red, green, blue): it is read as 'go to the green cone', "
+                                     "which may not be what was meant")]
     # a model without a phrasebook: asked once, then never again
     core = NodeCore(NodeConfig(), ModelSpec(), ListLog(), explain_command=lambda c: asked.append(c))
     core.on_command("go")

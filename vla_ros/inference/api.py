@@ -209,6 +209,11 @@ class VLAInferenceAPI:
         or None when the model has no phrasebook (model.phrasebook_temperature)."""
         return self.model.understood_as(self._check_command(instruction))
 
+    def untrained_colours(self, instruction: str) -> tuple[list[str], tuple[str, ...]]:
+        """(colour words of ``instruction`` the model was not trained on and cannot read as a trained
+        colour, e.g. ["orange"]; the colours it knows, e.g. ("red", "green", "blue"))."""
+        return self.model.untrained_colours(self._check_command(instruction))
+
     # -- stages -------------------------------------------------------------------------
     def _encode_text(self, text: str) -> torch.Tensor:
         """-> (1, d). Cached per command on the fast path."""

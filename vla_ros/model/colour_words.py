@@ -22,10 +22,11 @@ from typing import Iterable
 
 from vla_ros.model.xkcd_colours import XKCD_COLOURS
 
-__all__ = ["BASIC_TERMS", "ColourWords", "basic_term", "lch"]
+__all__ = ["ACHROMATIC_TERMS", "BASIC_TERMS", "ColourWords", "basic_term", "lch"]
 
 #: Berlin and Kay's chromatic basic colour terms (the achromatic ones have no hue to compare).
 BASIC_TERMS = ("red", "orange", "yellow", "green", "blue", "purple", "pink")
+ACHROMATIC_TERMS = ("black", "white", "grey", "gray", "brown")  # brown: dark orange, its own basic term
 MIN_CHROMA = 25.0  # CIELAB chroma below this is greyish: no reliable hue
 MAX_HUE_GAP = 30.0  # degrees of CIELAB hue to the nearest basic term
 MIN_MARGIN = 8.0  # degrees by which the second-nearest basic term must be further
@@ -42,6 +43,11 @@ def lch(hex_colour: str) -> tuple[float, float, float]:
     f = [math.cbrt(v) if v > 0.008856 else 7.787 * v + 16 / 116 for v in xyz]
     lab_a, lab_b = 500 * (f[0] - f[1]), 200 * (f[1] - f[2])
     return 116 * f[1] - 16, math.hypot(lab_a, lab_b), math.degrees(math.atan2(lab_b, lab_a)) % 360
+
+
+def _is_colour(name: str) -> bool:
+    """A survey colour name with a hue, or an achromatic basic term (not "sand", "ice" and the like)."""
+    return name in ACHROMATIC_TERMS or (name in XKCD_COLOURS and lch(XKCD_COLOURS[name])[1] >= MIN_CHROMA)
 
 
 def _hue_gap(a: float, b: float) -> float:
@@ -71,6 +77,17 @@ class ColourWords:
         self.vocabulary = {w.lower() for text in vocabulary for w in _WORD.findall(text)}
         self.table = {name: term for name in XKCD_COLOURS
                       if name not in self.vocabulary and (term := basic_term(name)) in self.vocabulary}
+
+    @property
+    def trained(self) -> tuple[str, ...]:
+        """The basic colour terms among the trained words, in BASIC_TERMS order."""
+        return tuple(t for t in (*BASIC_TERMS, *ACHROMATIC_TERMS) if t in self.vocabulary)
+
+    def untrained(self, text: str) -> list[str]:
+        """Colour words of ``text`` that the model neither was trained on nor can read as a trained
+        colour ("orange" when no orange cone was trained, "teal" between green and blue)."""
+        return [w for w in _WORD.findall(text) if _is_colour(w.lower()) and w.lower() not in self.vocabulary
+                and w.lower() not in self.table]
 
     def replacements(self, text: str) -> list[tuple[str, str]]:
         """(word as written, the trained colour term it reads as), in order."""

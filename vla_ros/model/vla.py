@@ -261,6 +261,13 @@ class SimpleVLA(nn.Module):
         weights, bank, _ = self.phrasebook_weights(features)
         return weights @ bank
 
+    def untrained_colours(self, command: str) -> tuple[list[str], tuple[str, ...]]:
+        """(colour words of ``command`` the model cannot read as a trained colour, the trained colour
+        terms); ([], ()) without a phrasebook or with model.colour_words off."""
+        if not self.config.colour_words or self._colour_words is None:
+            return [], ()
+        return self._colour_words.untrained(command), self._colour_words.trained
+
     def understood_as(self, command: str) -> tuple[str, float, float] | None:
         """The known command that ``command`` is read as: (phrase, its weight, cosine similarity);
         None without a phrasebook. For logs and diagnostics (a low cosine: a command unlike any

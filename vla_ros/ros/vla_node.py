@@ -169,7 +169,8 @@ class VLANode(LifecycleNodeMixin, Node):
             raise ExternalShutdownException()
         self._predict = make_predictor(self.api)
         self.core = NodeCore(cfg, spec, log, on_restart=getattr(self.api, "reset", None),
-                             explain_command=getattr(self.api, "understood_as", None))
+                             explain_command=getattr(self.api, "understood_as", None),
+                             untrained_colours=getattr(self.api, "untrained_colours", None))
         steps = getattr(self.api, "num_inference_steps", "?")
         log.info(f"model ready in {time.perf_counter() - t0:.1f} s: cameras {list(spec.cameras)}, history "
                  f"{spec.history_length} x {cfg.history_spacing:g} s, {spec.trajectory_length} waypoints x "

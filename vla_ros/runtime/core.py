@@ -117,13 +117,16 @@ class TickResult:
 class NodeCore:
     def __init__(self, cfg: NodeConfig, model: ModelSpec, log: Logger,
                  on_restart: Callable[[], None] | None = None,
-                 explain_command: Callable[[str], tuple[str, float, float] | None] | None = None) -> None:
+                 explain_command: Callable[[str], tuple[str, float, float] | None] | None = None,
+                 untrained_colours: Callable[[str], tuple[list[str], tuple[str, ...]]] | None = None) -> None:
         """``on_restart`` (e.g. the inference API's ``reset``) is called from ``tick`` -- the
         thread that runs the model -- before the first prediction after the histories were
         cleared (time jumped back: a bag looped), so a replayed pass repeats the first one.
         ``explain_command`` (the API's ``understood_as``): the known command a new one is read as,
-        logged once per command from ``tick`` and reported in diagnostics."""
+        logged once per command from ``tick`` and reported in diagnostics. ``untrained_colours``
+        (the API's): colour words the model cannot ground, warned about with that log line."""
         self.cfg = cfg
+        self._untrained_colours = untrained_colours
         self._on_restart = on_restart
         self._explain_command = explain_command
         self._explained: tuple[str, str] | None = None  # (command, what it is read as)
@@ -460,7 +463,12 @@ class NodeCore:
             return
         phrase, weight, cosine = read
         self._explained = (command, phrase)
-        if phrase != command:
+        colours, known = self._untrained_colours(command) if self._untrained_colours else ([], ())
+        if colours:
+            self.log.warning(f"command {command[:200]!r} names a colour the model was not trained on "
+                             f"({', '.join(repr(c) for c in colours[:5])}; it knows {', '.join(known) or 'none'}): "
+                             f"it is read as {phrase!r}, which may not be what was meant")
+        elif phrase != command:
             self.log.info(f"command {command[:200]!r} is read as {phrase!r} (weight {weight:.2f}, "
                           f"similarity {cosine:.2f}{'; unlike any trained command' if cosine < 0.4 else ''})")
 
