@@ -457,9 +457,10 @@ def test_a_new_wording_is_logged_once_with_the_trained_command_it_is_read_as():
     core.on_command("sing a song")
     assert core.tick(T0 + 5 * MS, FakeModel()).ok
     assert any("'sing a song' is read as 'halt'" in m and "unlike any trained command" in m for _, m in log.lines)
-    # a colour the model was not trained on: a warning instead, with the colours it knows
-    core = NodeCore(NodeConfig(), ModelSpec(), log := ListLog(), explain_command=lambda c: ("go to the green cone", 0.9, 0.9),
-                    untrained_colours=lambda c: (["orange"], ("red", "green", "blue")))
+    # a colour the model was not trained on, untrained_colour: warn: a warning instead, with the colours it knows
+    untrained = lambda c: ((["orange"] if "orange" in c else []), ("red", "green", "blue"))  # noqa: E731
+    core = NodeCore(NodeConfig(untrained_colour="warn"), ModelSpec(), log := ListLog(),
+                    explain_command=lambda c: ("go to the green cone", 0.9, 0.9), untrained_colours=untrained)
     core.on_command("go to the orange cone")
     _feed(core, T0)
     assert core.tick(T0, FakeModel()).ok
@@ -474,6 +475,19 @@ def test_a_new_wording_is_logged_once_with_the_trained_command_it_is_read_as():
     core.on_command("go on")
     core.tick(T0 + MS, FakeModel())
     assert asked[-1:] == ["go"] and "command_read_as" not in dict(core.diagnostics(T0 + 2 * MS)[2])
+
+
+def test_a_command_naming_a_colour_the_model_cannot_ground_is_refused_by_default():
+    untrained = lambda c: ((["orange"] if "orange" in c else []), ("red", "green", "blue"))  # noqa: E731
+    core = NodeCore(NodeConfig(), ModelSpec(), log := ListLog(), untrained_colours=untrained)
+    assert not core.on_command("go to the orange cone")
+    _feed(core, T0)
+    res = core.tick(T0, FakeModel())
+    assert res.status == Status.STOP_BAD_INPUT and "'orange'" in res.reason and "it knows red, green, blue" in res.reason
+    assert core.rejected["untrained_colour"] == 1 and any("untrained_colour" in m for _, m in log.lines)
+    assert core.on_command("go to the red cone") and core.tick(T0 + MS, FakeModel()).ok  # a good command drives again
+    with pytest.raises(ConfigError, match="untrained_colour"):
+        NodeConfig(untrained_colour="ignore")
 
 
 def test_history_cleared_while_the_model_runs_discards_its_output():

@@ -125,6 +125,11 @@ class NodeConfig:
     scan_yaw: float = _opt(0.0, "The laser's yaw (rad) in the robot's base frame (counter-clockwise).")
     # -- input limits -------------------------------------------------------------------
     max_command_bytes: int = _opt(2000, "Longer commands (UTF-8 bytes) are rejected and the robot stops.")
+    untrained_colour: Literal["stop", "warn"] = _opt(
+        "stop", "A command naming a colour the model was not trained on and cannot read as a trained one "
+                "('go to the orange cone' for a model that knows red, green and blue): 'stop' refuses it "
+                "(STATUS_STOP_BAD_INPUT; the reason names the colour and the ones the model knows); 'warn' "
+                "logs that and drives with what the model reads the command as.")
     # -- output -------------------------------------------------------------------------
     frame_id: str = _opt("base_link", "frame_id of the published trajectory and path with output_frame "
                                       "'base' (the robot frame the model predicts in).")
@@ -178,6 +183,8 @@ class NodeConfig:
                  f"scan_x, scan_y, scan_yaw = {self.scan_x}, {self.scan_y}, {self.scan_yaw}: must be finite")
         _require(self.max_command_bytes >= 1,
                  f"max_command_bytes={self.max_command_bytes}: must be >= 1 (default 2000)")
+        _require(self.untrained_colour in ("stop", "warn"),
+                 f"untrained_colour={self.untrained_colour!r}: choose 'stop' or 'warn'")
         _require(self.image_transport in ("raw", "compressed"),
                  f"image_transport={self.image_transport!r}: choose 'raw' or 'compressed'")
         _require(self.output_frame in ("base", "odom"), f"output_frame={self.output_frame!r}: choose 'base' or 'odom'")

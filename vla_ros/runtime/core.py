@@ -301,7 +301,26 @@ class NodeCore:
                     more = f" ({skipped} more changes since the last report)" if skipped else ""
                     self.log.info((f"command: {new[:200]!r}" if new else "command: '' (empty: the robot stops)") + more)
             self._command = new
+            refused = self._refuse_colours(new) if self.cfg.untrained_colour == "stop" else None
+            if refused:
+                self._bad_command = refused
+                self._reject("untrained_colour", refused)
+                return False
             return True
+
+    def _refuse_colours(self, command: str) -> str | None:
+        """Why ``command`` is refused for naming a colour the model cannot ground; None if it is not."""
+        if not command or self._untrained_colours is None:
+            return None
+        try:
+            colours, known = self._untrained_colours(command)
+        except ValueError:  # the API's input checks: the tick reports the command as bad input
+            return None
+        if not colours:
+            return None
+        return (f"command {command[:200]!r} names a colour the model was not trained on "
+                f"({', '.join(repr(c) for c in colours[:5])}; it knows {', '.join(known) or 'none'}); "
+                "untrained_colour: warn drives with what the model reads it as")
 
     def on_odometry(self, stamp_ns: int, v: float, omega: float, pose=None, frame_id: str = "") -> bool:
         """Store one odometry message (robot-frame forward speed m/s, yaw rate rad/s; with output_frame
