@@ -17,7 +17,10 @@ from typing import Callable
 import numpy as np
 
 from ..config import NOISE_MODES
+from ..runtime.config import NodeConfig
+from ..runtime.scan_guard import ScanGuard
 from ..sim.config import WorldConfig
+from ..sim.lidar import world_scan
 
 __all__ = ["LearnerDriver", "checkpoint_predictor"]
 
@@ -43,8 +46,6 @@ class LearnerDriver:
                  history_spacing: float = 0.2, replan_period: float = 0.2, name: str = "learner",
                  noise: str = "fixed", scan_guard: bool = False) -> None:
         from ..control.tracker import PoseHistory, TrajectoryTracker
-        from ..runtime.config import NodeConfig
-        from ..runtime.scan_guard import ScanGuard
 
         if replan_period <= 0 or history_spacing <= 0 or history_length < 1:
             raise ValueError("replan_period and history_spacing must be > 0 and history_length >= 1")
@@ -90,8 +91,6 @@ class LearnerDriver:
                 out = self.predictor(*frames)
             traj = np.asarray(out, dtype=np.float64)
             if self.scan_guard is not None and np.isfinite(traj).all():
-                from ..sim.lidar import world_scan
-
                 self.scan_guard.on_scan(world_scan(world, now))
                 traj = self.scan_guard.apply(traj).trajectory
             if np.isfinite(traj).all():

@@ -94,7 +94,7 @@ class ColourWords:
         return [(w, self.table[w.lower()]) for w in _WORD.findall(text) if w.lower() in self.table]
 
     def rewrite(self, text: str) -> str:
-        """``text`` with each unknown colour word replaced; the same string when none is found."""
-        if not self.table or not self.replacements(text):
+        """``text`` with each unknown colour word replaced; equal to ``text`` when none is found."""
+        if not self.table:
             return text
         return _WORD.sub(lambda m: self.table.get(m.group().lower(), m.group()), text)

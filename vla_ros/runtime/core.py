@@ -301,15 +301,15 @@ class NodeCore:
                     more = f" ({skipped} more changes since the last report)" if skipped else ""
                     self.log.info((f"command: {new[:200]!r}" if new else "command: '' (empty: the robot stops)") + more)
             self._command = new
-            refused = self._refuse_colours(new) if self.cfg.untrained_colour == "stop" else None
-            if refused:
-                self._bad_command = refused
-                self._reject("untrained_colour", refused)
+            problem = self._colour_problem(new) if self.cfg.untrained_colour == "stop" else None
+            if problem:
+                self._bad_command = f"{problem}; untrained_colour: warn drives with what the model reads it as"
+                self._reject("untrained_colour", self._bad_command)
                 return False
             return True
 
-    def _refuse_colours(self, command: str) -> str | None:
-        """Why ``command`` is refused for naming a colour the model cannot ground; None if it is not."""
+    def _colour_problem(self, command: str) -> str | None:
+        """What is wrong with ``command`` if it names a colour the model cannot ground; None if nothing."""
         if not command or self._untrained_colours is None:
             return None
         try:
@@ -319,8 +319,7 @@ class NodeCore:
         if not colours:
             return None
         return (f"command {command[:200]!r} names a colour the model was not trained on "
-                f"({', '.join(repr(c) for c in colours[:5])}; it knows {', '.join(known) or 'none'}); "
-                "untrained_colour: warn drives with what the model reads it as")
+                f"({', '.join(repr(c) for c in colours[:5])}; it knows {', '.join(known) or 'none'})")
 
     def on_odometry(self, stamp_ns: int, v: float, omega: float, pose=None, frame_id: str = "") -> bool:
         """Store one odometry message (robot-frame forward speed m/s, yaw rate rad/s; with output_frame
@@ -482,11 +481,9 @@ class NodeCore:
             return
         phrase, weight, cosine = read
         self._explained = (command, phrase)
-        colours, known = self._untrained_colours(command) if self._untrained_colours else ([], ())
-        if colours:
-            self.log.warning(f"command {command[:200]!r} names a colour the model was not trained on "
-                             f"({', '.join(repr(c) for c in colours[:5])}; it knows {', '.join(known) or 'none'}): "
-                             f"it is read as {phrase!r}, which may not be what was meant")
+        problem = self._colour_problem(command)
+        if problem:
+            self.log.warning(f"{problem}: it is read as {phrase!r}, which may not be what was meant")
         elif phrase != command:
             self.log.info(f"command {command[:200]!r} is read as {phrase!r} (weight {weight:.2f}, "
                           f"similarity {cosine:.2f}{'; unlike any trained command' if cosine < 0.4 else ''})")
